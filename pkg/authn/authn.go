@@ -1,0 +1,324 @@
+package authn
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/interpreter"
+
+	"github.com/langgate/langgate/pkg/config"
+	"github.com/langgate/langgate/pkg/policy"
+)
+
+// Options tune an Authenticator; zero values take safe defaults.
+type Options struct {
+	// HTTPClient fetches discovery documents and key sets (NewHTTPClient()).
+	HTTPClient *http.Client
+	// Now is the clock (time.Now).
+	Now func() time.Time
+	// Logger receives background events (slog.Default()).
+	Logger *slog.Logger
+	// MinRefetch is the least time between unknown-kid refetches.
+	MinRefetch time.Duration
+	// CacheEntries and CacheBytes bound the verified-token cache.
+	CacheEntries int
+	CacheBytes   int64
+}
+
+// Authenticator verifies bearer tokens and builds users.
+type Authenticator struct {
+	issuers map[string]*Issuer
+	order   []*Issuer
+	byCfg   map[string]config.OIDCIssuer
+	mapping *userMapping
+	cache   *Cache
+	now     func() time.Time
+}
+
+type userMapping struct {
+	identity, displayName, permissions *policy.Program
+}
+
+// New compiles the authentication section of a configuration. Issuers do
+// nothing until Start.
+func New(f *config.File, env *cel.Env, opts Options) (*Authenticator, error) {
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = NewHTTPClient()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MinRefetch <= 0 {
+		opts.MinRefetch = DefaultMinRefetch
+	}
+	m, err := compileMapping(env, f.Name, f.Authenticate.User)
+	if err != nil {
+		return nil, err
+	}
+	a := &Authenticator{
+		issuers: map[string]*Issuer{},
+		byCfg:   map[string]config.OIDCIssuer{},
+		mapping: m,
+		cache:   NewCache(opts.CacheEntries, opts.CacheBytes, opts.Now),
+		now:     opts.Now,
+	}
+	for _, ic := range f.Authenticate.OIDC {
+		iss := newIssuer(ic, opts.HTTPClient, opts.Now, opts.MinRefetch, opts.Logger)
+		a.issuers[ic.Issuer] = iss
+		a.order = append(a.order, iss)
+		a.byCfg[ic.Issuer] = ic
+	}
+	return a, nil
+}
+
+func compileMapping(env *cel.Env, file string, u config.UserMapping) (*userMapping, error) {
+	var errs config.ErrorList
+	compile := func(e config.Expr, t *cel.Type) *policy.Program {
+		if e.IsZero() {
+			return nil
+		}
+		p, err := policy.CompileExpr(env, file, e, t)
+		var list config.ErrorList
+		if errors.As(err, &list) {
+			errs = append(errs, list...)
+		}
+		return p
+	}
+	m := &userMapping{
+		identity:    compile(u.Identity, cel.StringType),
+		displayName: compile(u.DisplayName, cel.StringType),
+		permissions: compile(u.Permissions, cel.ListType(cel.StringType)),
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return m, nil
+}
+
+// Start runs every issuer's discovery and key refresh until ctx ends.
+func (a *Authenticator) Start(ctx context.Context) {
+	for _, iss := range a.order {
+		go iss.run(ctx)
+	}
+}
+
+// Issuers lists the configured issuers in configuration order.
+func (a *Authenticator) Issuers() []*Issuer { return a.order }
+
+// Ready reports whether every issuer has usable keys.
+func (a *Authenticator) Ready() bool {
+	for _, iss := range a.order {
+		if !iss.Ready() {
+			return false
+		}
+	}
+	return true
+}
+
+// Cache exposes the verified-token cache (for its counters).
+func (a *Authenticator) Cache() *Cache { return a.cache }
+
+// Authenticate verifies a bearer token and returns its user. Errors are
+// *Error values.
+func (a *Authenticator) Authenticate(ctx context.Context, token string) (*policy.User, error) {
+	if len(token) > MaxTokenBytes {
+		return nil, invalid("token too large", nil)
+	}
+	key := sha256.Sum256([]byte(token))
+	if u, ok := a.cache.Get(key); ok {
+		return u, nil
+	}
+	payload, err := unverifiedPayload(token)
+	if err != nil {
+		return nil, invalid("malformed token", err)
+	}
+	// Cheap checks on the still-unverified claims come first, so expired or
+	// misdirected tokens never cost a signature verification.
+	claims := map[string]any{}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return nil, invalid("malformed token", fmt.Errorf("claims are not a JSON object: %w", err))
+	}
+	issURL, _ := claims["iss"].(string)
+	iss := a.issuers[issURL]
+	if iss == nil {
+		return nil, invalid("untrusted issuer", nil)
+	}
+	exp, err := a.checkClaims(a.byCfg[issURL], claims)
+	if err != nil {
+		return nil, err
+	}
+	v, ks := iss.verifier.Load(), iss.keys.Load()
+	if v == nil || ks == nil || !ks.Loaded() {
+		// The issuer's background loop is retrying; never fetch on this path.
+		return nil, &Error{Kind: KindUnavailable, Reason: "issuer has no keys yet", Err: errNoKeys}
+	}
+	if _, err := v.Verify(ctx, token); err != nil {
+		return nil, invalid(verifyReason(err), err)
+	}
+	u, err := a.mapping.build(claims)
+	if err != nil {
+		return nil, invalid("user mapping failed", err)
+	}
+	a.cache.Put(key, u, exp, len(payload))
+	return u, nil
+}
+
+func verifyReason(err error) string {
+	switch {
+	case errors.Is(err, errBadSignature):
+		return "bad signature"
+	case errors.Is(err, errUnknownKey):
+		return "unknown signing key"
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "unexpected signature algorithm"), strings.Contains(msg, "unexpected signature"), strings.Contains(msg, "signature algorithm"):
+		return "algorithm not allowed"
+	case strings.Contains(msg, "issued by a different provider"):
+		return "wrong issuer"
+	case strings.Contains(msg, "malformed"):
+		return "malformed token"
+	default:
+		return "verification failed"
+	}
+}
+
+// checkClaims applies the time and audience rules go-oidc leaves to us and
+// returns the token's expiry.
+func (a *Authenticator) checkClaims(cfg config.OIDCIssuer, claims map[string]any) (time.Time, error) {
+	now := a.now()
+	leeway := cfg.Leeway.Duration
+	exp, ok := numericDate(claims["exp"])
+	if !ok {
+		return time.Time{}, invalid("missing exp", nil)
+	}
+	if now.After(exp.Add(leeway)) {
+		return time.Time{}, invalid("expired", nil)
+	}
+	if raw, present := claims["nbf"]; present {
+		nbf, ok := numericDate(raw)
+		if !ok {
+			return time.Time{}, invalid("malformed nbf", nil)
+		}
+		if now.Add(leeway).Before(nbf) {
+			return time.Time{}, invalid("not yet valid", nil)
+		}
+	}
+	if raw, present := claims["iat"]; present {
+		iat, ok := numericDate(raw)
+		if !ok {
+			return time.Time{}, invalid("malformed iat", nil)
+		}
+		if now.Add(leeway).Before(iat) {
+			return time.Time{}, invalid("issued in the future", nil)
+		}
+	}
+	if !audienceMatches(claims["aud"], cfg.Audiences) {
+		return time.Time{}, invalid("wrong audience", nil)
+	}
+	return exp, nil
+}
+
+func numericDate(v any) (time.Time, bool) {
+	f, ok := v.(float64)
+	if !ok || f < 0 || f > 1e11 {
+		return time.Time{}, false
+	}
+	sec := int64(f)
+	return time.Unix(sec, int64((f-float64(sec))*1e9)), true
+}
+
+func audienceMatches(aud any, want []string) bool {
+	switch v := aud.(type) {
+	case string:
+		return slices.Contains(want, v)
+	case []any:
+		for _, x := range v {
+			if s, ok := x.(string); ok && slices.Contains(want, s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// unverifiedPayload decodes a compact JWS's payload without verifying it,
+// only to read `iss` and pick the one verifier allowed to check it.
+func unverifiedPayload(token string) ([]byte, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("compact JWS has %d parts, want 3", len(parts))
+	}
+	return base64.RawURLEncoding.DecodeString(parts[1])
+}
+
+func (m *userMapping) build(claims map[string]any) (*policy.User, error) {
+	act, err := interpreter.NewActivation(map[string]any{policy.VarClaims: claims})
+	if err != nil {
+		return nil, err
+	}
+	str := func(p *policy.Program) (string, error) {
+		if p == nil {
+			return "", nil
+		}
+		v, err := p.Eval(act)
+		if err != nil {
+			return "", err
+		}
+		s, ok := v.(types.String)
+		if !ok {
+			return "", fmt.Errorf("%s: produced %s, not a string", p.Source, v.Type().TypeName())
+		}
+		return string(s), nil
+	}
+	identity, err := str(m.identity)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	if identity == "" {
+		return nil, errors.New("identity is empty")
+	}
+	display, err := str(m.displayName)
+	if err != nil {
+		return nil, fmt.Errorf("display_name: %w", err)
+	}
+	var perms []string
+	if m.permissions != nil {
+		v, err := m.permissions.Eval(act)
+		if err != nil {
+			return nil, fmt.Errorf("permissions: %w", err)
+		}
+		j, err := policy.ToJSON(v)
+		if err != nil {
+			return nil, fmt.Errorf("permissions: %w", err)
+		}
+		list, ok := j.([]any)
+		if !ok {
+			return nil, fmt.Errorf("permissions: %s produced %T, not a list", m.permissions.Source, j)
+		}
+		for _, x := range list {
+			s, ok := x.(string)
+			if !ok {
+				return nil, fmt.Errorf("permissions: %s produced a non-string element", m.permissions.Source)
+			}
+			if s != "" {
+				perms = append(perms, s)
+			}
+		}
+	}
+	return policy.NewUser(identity, display, perms, claims), nil
+}

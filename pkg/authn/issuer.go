@@ -1,0 +1,192 @@
+package authn
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/langgate/langgate/pkg/config"
+)
+
+// MaxDiscoveryBytes bounds a discovery document.
+const MaxDiscoveryBytes = 1 << 20
+
+// Backoff bounds for discovery and key fetches while an issuer has no keys.
+const (
+	minBackoff = 500 * time.Millisecond
+	maxBackoff = 30 * time.Second
+)
+
+// NewHTTPClient returns the bounded client used for discovery and key sets:
+// connect, TLS and header timeouts, and an overall deadline, so a slow
+// identity provider can never wedge a fetch.
+func NewHTTPClient() *http.Client {
+	return &http.Client{
+		Timeout: 15 * time.Second,
+		Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   5 * time.Second,
+			ResponseHeaderTimeout: 10 * time.Second,
+			MaxIdleConnsPerHost:   2,
+			IdleConnTimeout:       90 * time.Second,
+		},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 3 {
+				return errors.New("too many redirects")
+			}
+			return nil
+		},
+	}
+}
+
+// Issuer is one trusted OIDC issuer: its configuration, its key set and the
+// go-oidc verifier built once discovery succeeds.
+type Issuer struct {
+	cfg        config.OIDCIssuer
+	client     *http.Client
+	now        func() time.Time
+	log        *slog.Logger
+	minRefetch time.Duration
+
+	keys     atomic.Pointer[KeySet]
+	verifier atomic.Pointer[oidc.IDTokenVerifier]
+}
+
+func newIssuer(cfg config.OIDCIssuer, client *http.Client, now func() time.Time, minRefetch time.Duration, log *slog.Logger) *Issuer {
+	return &Issuer{cfg: cfg, client: client, now: now, minRefetch: minRefetch, log: log.With("issuer", cfg.Issuer)}
+}
+
+// URL is the issuer's exact `iss`.
+func (i *Issuer) URL() string { return i.cfg.Issuer }
+
+// Ready reports whether the issuer has usable keys.
+func (i *Issuer) Ready() bool {
+	ks := i.keys.Load()
+	return ks != nil && ks.Loaded() && i.verifier.Load() != nil
+}
+
+// KeySet returns the issuer's key set once discovery has found it.
+func (i *Issuer) KeySet() *KeySet { return i.keys.Load() }
+
+// run discovers the issuer (retrying with backoff while it is unreachable),
+// fetches its keys, then refreshes them on schedule until ctx ends.
+func (i *Issuer) run(ctx context.Context) {
+	jwksURL := i.cfg.JWKSURL
+	for backoff := minBackoff; jwksURL == ""; backoff = min(backoff*2, maxBackoff) {
+		u, err := i.discover(ctx)
+		if err == nil {
+			jwksURL = u
+			break
+		}
+		i.log.Warn("OIDC discovery failed; tokens from this issuer are refused until it succeeds", "error", err, "retry_in", backoff)
+		if !sleep(ctx, backoff) {
+			return
+		}
+	}
+	algs := make([]jose.SignatureAlgorithm, len(i.cfg.Algorithms))
+	for n, a := range i.cfg.Algorithms {
+		algs[n] = jose.SignatureAlgorithm(a)
+	}
+	ks := newKeySet(jwksURL, i.client, algs, i.minRefetch, i.now, i.log)
+	i.keys.Store(ks)
+	i.verifier.Store(oidc.NewVerifier(i.cfg.Issuer, ks, &oidc.Config{
+		// Audiences (several allowed) and time claims (with leeway) are
+		// checked by langgate after verification.
+		SkipClientIDCheck:    true,
+		SkipExpiryCheck:      true,
+		SupportedSigningAlgs: i.cfg.Algorithms,
+		Now:                  i.now,
+	}))
+	for backoff := minBackoff; ; backoff = min(backoff*2, maxBackoff) {
+		err := ks.refresh(ctx, true)
+		if err == nil {
+			i.log.Info("issuer ready", "jwks_url", jwksURL)
+			break
+		}
+		if !sleep(ctx, backoff) {
+			return
+		}
+	}
+	for sleep(ctx, i.cfg.RefreshInterval.Duration) {
+		_ = ks.refresh(ctx, true) // failures are logged; the last keys stay in use
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// discover reads the issuer's discovery document and returns its jwks_uri.
+func (i *Issuer) discover(ctx context.Context) (string, error) {
+	wellKnown := i.cfg.Issuer
+	if len(wellKnown) > 0 && wellKnown[len(wellKnown)-1] == '/' {
+		wellKnown = wellKnown[:len(wellKnown)-1]
+	}
+	wellKnown += "/.well-known/openid-configuration"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, wellKnown, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := i.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: HTTP %d", wellKnown, resp.StatusCode)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxDiscoveryBytes+1))
+	if err != nil {
+		return "", err
+	}
+	if len(data) > MaxDiscoveryBytes {
+		return "", fmt.Errorf("discovery document larger than %d bytes", MaxDiscoveryBytes)
+	}
+	var doc struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return "", fmt.Errorf("discovery document is not valid JSON: %w", err)
+	}
+	// OpenID Connect Discovery §4.3: the document's issuer must be exactly
+	// the one configured.
+	if doc.Issuer != i.cfg.Issuer {
+		return "", fmt.Errorf("discovery document names issuer %q, configured %q", doc.Issuer, i.cfg.Issuer)
+	}
+	u, err := url.Parse(doc.JWKSURI)
+	if err != nil || doc.JWKSURI == "" || u.Host == "" {
+		return "", fmt.Errorf("discovery document has no valid jwks_uri")
+	}
+	if u.Scheme != "https" && !isLoopback(u.Hostname()) {
+		return "", fmt.Errorf("jwks_uri %q must use https", doc.JWKSURI)
+	}
+	return doc.JWKSURI, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,318 @@
+// Package config owns langgate's configuration file: its YAML schema,
+// ${ENV} expansion, strict decoding (unknown keys are errors) and the
+// structural validation that needs no compilation. Every problem is reported
+// with file:line:column; the policy and authentication packages compile the
+// expressions it carries and report their errors at the same positions.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// MaxFileSize bounds a configuration file; a larger one is refused unread.
+const MaxFileSize = 4 << 20
+
+// File is a whole langgate configuration.
+type File struct {
+	// Name is the path the configuration was read from (or a label for an
+	// embedded one); errors are reported against it.
+	Name string `yaml:"-"`
+
+	Authenticate Authenticate `yaml:"authenticate"`
+	Authorize    Authorize    `yaml:"authorize"`
+}
+
+// Authenticate says how callers prove who they are and how the user is built
+// from what they prove.
+type Authenticate struct {
+	// OIDC lists the trusted token issuers.
+	OIDC []OIDCIssuer `yaml:"oidc"`
+	// User maps verified claims to the user handlers see.
+	User UserMapping `yaml:"user"`
+}
+
+// OIDCIssuer is one trusted OpenID Connect issuer.
+type OIDCIssuer struct {
+	Pos Pos `yaml:"-"`
+
+	// Issuer is the exact `iss` value and the base of discovery.
+	Issuer string `yaml:"issuer"`
+	// Audiences lists accepted `aud` values; a token must carry at least one.
+	Audiences []string `yaml:"audiences"`
+	// Algorithms pins the accepted signature algorithms (asymmetric only).
+	Algorithms []string `yaml:"algorithms"`
+	// Leeway is the clock skew allowed on exp, nbf and iat.
+	Leeway *Duration `yaml:"leeway"`
+	// JWKSURL skips discovery and reads keys from this URL.
+	JWKSURL string `yaml:"jwks_url"`
+	// RefreshInterval is how often the key set is refetched in the background.
+	RefreshInterval *Duration `yaml:"refresh_interval"`
+}
+
+// UserMapping holds the CEL expressions that build the user from `claims`.
+type UserMapping struct {
+	Identity    Expr `yaml:"identity"`
+	DisplayName Expr `yaml:"display_name"`
+	Permissions Expr `yaml:"permissions"`
+}
+
+// Authorize holds the route table and the handlers.
+type Authorize struct {
+	// Routes names the route table: "langgraph" (the default) or "none".
+	Routes string `yaml:"routes"`
+	// Unmatched decides requests whose path maps to no event: "allow"
+	// (LangGraph's behaviour, the default) or "deny".
+	Unmatched string `yaml:"unmatched"`
+	// Handlers are the authorization rules, LangGraph's @auth.on handlers.
+	Handlers []Handler `yaml:"handlers"`
+}
+
+// Handler is one authorization rule, registered for a (resource, action) key.
+type Handler struct {
+	Pos Pos `yaml:"-"`
+
+	// On is the key: "*", "resource", "resource.action" or "*.action".
+	On string `yaml:"on"`
+	// Allow is a CEL boolean; false refuses the event.
+	Allow Expr `yaml:"allow"`
+	// Message is the denial detail when Allow is false ("Forbidden" if empty).
+	Message string `yaml:"message"`
+	// Status is the denial status when Allow is false (403 if zero).
+	Status int `yaml:"status"`
+	// Filters maps a metadata key to a CEL value (or an operator on one).
+	Filters ValueMap `yaml:"filters"`
+	// Metadata maps a metadata key to a CEL value stamped on writes.
+	Metadata ValueMap `yaml:"metadata"`
+}
+
+// Expr is a CEL expression together with where it was written.
+type Expr struct {
+	Source string
+	Pos    Pos
+	// offset is the column at which Source's first character stands, when the
+	// expression is on the same line as its key (plain or quoted style).
+	inline bool
+	quoted bool
+}
+
+// IsZero reports whether no expression was given.
+func (e Expr) IsZero() bool { return e.Source == "" && e.Pos.Line == 0 }
+
+// At converts a position inside the expression (1-based line, 0-based
+// column, as CEL reports them) to a position in the file.
+func (e Expr) At(line, col int) Pos {
+	if !e.inline || line > 1 {
+		return Pos{Line: e.Pos.Line + max(line-1, 0), Column: e.Pos.Column}
+	}
+	c := e.Pos.Column + col
+	if e.quoted {
+		c++
+	}
+	return Pos{Line: e.Pos.Line, Column: c}
+}
+
+// UnmarshalYAML accepts a scalar (string, number or boolean) as expression text.
+func (e *Expr) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return posErrorf(n, "expected a CEL expression (a string), got %s", kindName(n))
+	}
+	e.Source = n.Value
+	e.Pos = Pos{Line: n.Line, Column: n.Column}
+	e.inline = n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) == 0
+	e.quoted = n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0
+	return nil
+}
+
+// ValueMap is an ordered map from a key to a CEL expression, optionally under
+// one filter operator: `{owner: user.identity}` or
+// `{tags: {$contains: "'x'"}}`.
+type ValueMap struct {
+	Pos     Pos
+	Entries []ValueEntry
+}
+
+// ValueEntry is one key of a ValueMap.
+type ValueEntry struct {
+	Key string
+	// Op is "" for a plain value, else the operator as written ("$eq", ...).
+	Op     string
+	OpPos  Pos
+	Expr   Expr
+	KeyPos Pos
+}
+
+// UnmarshalYAML decodes a mapping of key → expression | {operator: expression}.
+func (m *ValueMap) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return posErrorf(n, "expected a mapping of key to CEL expression, got %s", kindName(n))
+	}
+	m.Pos = Pos{Line: n.Line, Column: n.Column}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || k.Value == "" {
+			return posErrorf(k, "keys must be non-empty strings")
+		}
+		entry := ValueEntry{Key: k.Value, KeyPos: Pos{Line: k.Line, Column: k.Column}}
+		switch v.Kind {
+		case yaml.MappingNode:
+			if len(v.Content) != 2 {
+				return posErrorf(v, "key %q: an operator mapping has exactly one operator, e.g. {$contains: expr}", k.Value)
+			}
+			op := v.Content[0]
+			entry.Op = op.Value
+			entry.OpPos = Pos{Line: op.Line, Column: op.Column}
+			if err := entry.Expr.UnmarshalYAML(v.Content[1]); err != nil {
+				return err
+			}
+		default:
+			if err := entry.Expr.UnmarshalYAML(v); err != nil {
+				return err
+			}
+		}
+		m.Entries = append(m.Entries, entry)
+	}
+	return nil
+}
+
+// Duration is a time.Duration written as Go duration text ("30s", "5m").
+type Duration struct {
+	time.Duration
+	Pos Pos
+}
+
+// UnmarshalYAML parses Go duration syntax.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return posErrorf(n, "expected a duration such as 30s, got %s", kindName(n))
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return posErrorf(n, "invalid duration %q (use Go syntax such as 30s or 5m)", n.Value)
+	}
+	if v < 0 {
+		return posErrorf(n, "duration %q must not be negative", n.Value)
+	}
+	d.Duration, d.Pos = v, Pos{Line: n.Line, Column: n.Column}
+	return nil
+}
+
+// posError carries a position out of a custom unmarshaler.
+type posError struct {
+	pos Pos
+	msg string
+}
+
+func (e *posError) Error() string { return fmt.Sprintf("line %d: %s", e.pos.Line, e.msg) }
+
+func posErrorf(n *yaml.Node, format string, args ...any) error {
+	return &posError{pos: Pos{Line: n.Line, Column: n.Column}, msg: fmt.Sprintf(format, args...)}
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return "a scalar"
+	case yaml.AliasNode:
+		return "an alias"
+	default:
+		return "nothing"
+	}
+}
+
+// LoadFile reads, expands and decodes the configuration at path. Structural
+// problems are returned together as an ErrorList.
+func LoadFile(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: reading %s: %w", path, err)
+	}
+	return Parse(path, data, os.LookupEnv)
+}
+
+// Parse decodes configuration text. name labels errors (usually the file
+// path); lookup resolves ${NAME} references (os.LookupEnv in production).
+func Parse(name string, data []byte, lookup func(string) (string, bool)) (*File, error) {
+	sink := &errorSink{file: name}
+	if len(data) > MaxFileSize {
+		sink.add(Pos{}, "configuration is larger than %d bytes", MaxFileSize)
+		return nil, sink.err()
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		sink.addYAML(err)
+		return nil, sink.err()
+	}
+	if len(doc.Content) == 0 {
+		sink.add(Pos{Line: 1}, "configuration is empty")
+		return nil, sink.err()
+	}
+	root := doc.Content[0]
+	expandEnv(root, lookup, sink)
+	checkKnownFields(root, reflect.TypeOf(File{}), sink)
+	if err := sink.err(); err != nil {
+		return nil, err
+	}
+	f := &File{Name: name}
+	if err := root.Decode(f); err != nil {
+		sink.addYAML(err)
+		return nil, sink.err()
+	}
+	fillPositions(root, reflect.ValueOf(f).Elem())
+	validate(f, sink)
+	if err := sink.err(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// addYAML converts yaml.v3's errors ("yaml: line N: msg") to located errors.
+func (s *errorSink) addYAML(err error) {
+	var pe *posError
+	if errors.As(err, &pe) {
+		s.add(pe.pos, "%s", pe.msg)
+		return
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		for _, msg := range te.Errors {
+			s.add(lineOf(msg), "%s", stripLine(msg))
+		}
+		return
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	s.add(lineOf(msg), "%s", stripLine(msg))
+}
+
+func lineOf(msg string) Pos {
+	var line int
+	if _, err := fmt.Sscanf(msg, "line %d:", &line); err == nil {
+		return Pos{Line: line}
+	}
+	return Pos{}
+}
+
+func stripLine(msg string) string {
+	if strings.HasPrefix(msg, "line ") {
+		if i := strings.Index(msg, ": "); i >= 0 {
+			return msg[i+2:]
+		}
+	}
+	return msg
+}

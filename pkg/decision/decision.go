@@ -1,0 +1,385 @@
+// Package decision is langgate's transport-neutral core: Decide takes one
+// request (method, raw path, headers, body, context) through the named
+// phases normalize → authenticate → resolve events → authorize → respond,
+// and returns a Decision that the gRPC and HTTP adapters translate.
+package decision
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/langgate/langgate/pkg/authn"
+	"github.com/langgate/langgate/pkg/policy"
+	"github.com/langgate/langgate/pkg/routes"
+)
+
+// Request is one request to decide, as any transport delivers it.
+type Request struct {
+	Method string
+	// Path is the raw :path, query included, nothing decoded.
+	Path string
+	// Headers have lower-case names; repeated headers joined with ",".
+	Headers map[string]string
+	// Body is what the proxy forwarded of the request body.
+	Body []byte
+	// BodyPartial is set when the transport knows the body was cut.
+	BodyPartial bool
+	// Context holds per-route settings (Envoy's context_extensions).
+	Context map[string]string
+}
+
+// Outcome classifies a decision; its values double as bounded labels.
+type Outcome string
+
+// Outcomes.
+const (
+	Allowed       Outcome = "allowed"
+	Public        Outcome = "public"
+	Unauthorized  Outcome = "unauthenticated"
+	Forbidden     Outcome = "denied"
+	BadRequest    Outcome = "bad_request"
+	Unavailable   Outcome = "error"
+	headerPartial         = "x-envoy-auth-partial-body"
+)
+
+// Decision is the answer for one request.
+type Decision struct {
+	// ID identifies the decision in logs and Envoy's dynamic metadata.
+	ID      string
+	Outcome Outcome
+	// Status is 200 on allow, else the HTTP status of the denial.
+	Status int
+	// Detail is the client-facing denial text ({"detail": ...}).
+	Detail string
+	// Reason explains the outcome for operators; never secret.
+	Reason string
+	// AuthFailure is set when authentication failed.
+	AuthFailure authn.Kind
+
+	User    *policy.User
+	Events  []routes.Event
+	Handler string
+	// Path is the normalized path.
+	Path     string
+	Filters  map[string]any
+	Metadata map[string]any
+
+	// Headers are set on the upstream request (allow only), overwriting.
+	Headers []Header
+	// RemoveHeaders are client-sent x-langgate-* headers to strip (allow only).
+	RemoveHeaders []string
+	// ResponseHeaders and Body form the denial sent to the client.
+	ResponseHeaders []Header
+	Body            string
+}
+
+// Allow reports whether the request may proceed.
+func (d *Decision) Allow() bool { return d.Outcome == Allowed || d.Outcome == Public }
+
+// Resource returns the first event's resource, or "".
+func (d *Decision) Resource() string {
+	if len(d.Events) == 0 {
+		return ""
+	}
+	return d.Events[0].Resource
+}
+
+// Action returns the first event's action, or "".
+func (d *Decision) Action() string {
+	if len(d.Events) == 0 {
+		return ""
+	}
+	return d.Events[0].Action
+}
+
+// Engine decides requests for one compiled configuration.
+type Engine struct {
+	table         *routes.Table
+	auth          *authn.Authenticator
+	policy        *policy.Policy
+	unmatchedDeny bool
+	log           *slog.Logger
+	ids           idSource
+}
+
+// Authenticator returns the engine's authenticator.
+func (e *Engine) Authenticator() *authn.Authenticator { return e.auth }
+
+// Policy returns the engine's compiled handlers.
+func (e *Engine) Policy() *policy.Policy { return e.policy }
+
+// Table returns the engine's route table.
+func (e *Engine) Table() *routes.Table { return e.table }
+
+// Decide runs the pipeline. It never panics and never returns an allow on
+// an error: every failure becomes an explicit denial with a reason.
+func (e *Engine) Decide(ctx context.Context, req *Request) *Decision {
+	start := time.Now()
+	d := e.decide(ctx, req)
+	d.ID = e.ids.next()
+	e.logDecision(ctx, req, d, time.Since(start))
+	return d
+}
+
+func (e *Engine) decide(ctx context.Context, req *Request) *Decision {
+	// Phase 1: normalize.
+	target, err := routes.Normalize(req.Path)
+	if err != nil {
+		return deny(BadRequest, 400, "Invalid request path", err.Error())
+	}
+	route, params := e.table.Match(req.Method, target.Segments)
+	if route != nil && route.Public {
+		d := &Decision{Outcome: Public, Status: 200, Path: target.Path, Reason: "public route " + route.Method + " " + route.Pattern}
+		d.RemoveHeaders = clientOwnedHeaders(req.Headers, nil)
+		return d
+	}
+
+	// Phase 2: authenticate.
+	token, err := authn.BearerToken(req.Headers["authorization"])
+	var user *policy.User
+	if err == nil {
+		user, err = e.auth.Authenticate(ctx, token)
+	}
+	if err != nil {
+		ae, ok := authn.AsError(err)
+		if !ok {
+			ae = &authn.Error{Kind: authn.KindInvalid, Reason: "verification failed", Err: err}
+		}
+		d := deny(Unauthorized, 401, ae.Detail(), ae.Error())
+		d.AuthFailure = ae.Kind
+		d.Path = target.Path
+		// RFC 6750 §3.1: no error code when the request had no credential.
+		challenge := `Bearer realm="langgate"`
+		if ae.Kind != authn.KindMissing {
+			challenge += `, error="invalid_token"`
+		}
+		d.ResponseHeaders = append(d.ResponseHeaders, Header{Name: "www-authenticate", Value: challenge})
+		return d
+	}
+	if !headerSafe(user.Identity) {
+		d := deny(Unauthorized, 401, "Invalid token", "identity contains characters that cannot be sent in a header")
+		d.AuthFailure = authn.KindInvalid
+		return d
+	}
+	if err := ctx.Err(); err != nil {
+		return deny(Unavailable, 503, "Request cancelled", "context ended: "+err.Error())
+	}
+
+	// Phase 3: resolve events.
+	d := &Decision{User: user, Path: target.Path}
+	if route == nil {
+		if e.unmatchedDeny {
+			d.Outcome, d.Status, d.Detail = Forbidden, 403, "Forbidden"
+			d.Reason = "no route matches " + req.Method + " " + target.Path + " and authorize.unmatched is deny"
+			d.ResponseHeaders, d.Body = denialBody(d.Detail)
+			return d
+		}
+		d.Reason = "no route matches; authenticated and allowed (authorize.unmatched: allow)"
+		return e.respond(req, d)
+	}
+	body := &routes.Body{Data: req.Body, State: bodyState(req)}
+	d.Events = route.Fire(params, target.Query, body)
+
+	// Phase 4: authorize every event; any denial denies.
+	preq := &policy.Request{Method: req.Method, Path: target.Path, Headers: req.Headers, Query: target.Query}
+	reasons := make([]string, 0, len(d.Events))
+	for i := range d.Events {
+		ev := &d.Events[i]
+		res := e.policy.Evaluate(&policy.Input{User: user, Request: preq, Context: req.Context, Event: ev})
+		if i == 0 && res.Handler != nil {
+			d.Handler = res.Handler.Key
+		}
+		reasons = append(reasons, ev.Resource+":"+ev.Action+": "+res.Reason)
+		if !res.Allowed {
+			if res.Handler != nil {
+				d.Handler = res.Handler.Key
+			}
+			d.Outcome, d.Status, d.Detail = Forbidden, res.Status, res.Detail
+			d.Reason = strings.Join(reasons, "; ")
+			d.ResponseHeaders, d.Body = denialBody(d.Detail)
+			return d
+		}
+		if d.Filters, err = merge(d.Filters, res.Filters); err != nil {
+			return deny(Forbidden, 403, "Forbidden", "filters of "+ev.Resource+":"+ev.Action+": "+err.Error())
+		}
+		if d.Metadata, err = merge(d.Metadata, res.Metadata); err != nil {
+			return deny(Forbidden, 403, "Forbidden", "metadata of "+ev.Resource+":"+ev.Action+": "+err.Error())
+		}
+	}
+	d.Reason = strings.Join(reasons, "; ")
+	return e.respond(req, d)
+}
+
+// respond builds the upstream headers of an allowed decision.
+func (e *Engine) respond(req *Request, d *Decision) *Decision {
+	u := d.User
+	userJSON, err1 := asciiJSON(map[string]any{
+		"identity":         u.Identity,
+		"display_name":     u.DisplayName,
+		"is_authenticated": u.IsAuthenticated,
+		"permissions":      u.Permissions,
+	})
+	perms, err2 := asciiJSON(u.Permissions)
+	filters, err3 := asciiJSON(orEmpty(d.Filters))
+	metadata, err4 := asciiJSON(orEmpty(d.Metadata))
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return deny(Forbidden, 403, "Forbidden", "encoding headers: "+err.Error())
+	}
+	d.Outcome, d.Status = Allowed, 200
+	d.Headers = []Header{
+		{HeaderUserID, u.Identity},
+		{HeaderUser, userJSON},
+		{HeaderPermissions, perms},
+		{HeaderFilters, filters},
+		{HeaderMetadata, metadata},
+	}
+	if len(d.Events) > 0 {
+		d.Headers = append(d.Headers, Header{HeaderResource, d.Events[0].Resource}, Header{HeaderAction, d.Events[0].Action})
+	}
+	d.RemoveHeaders = clientOwnedHeaders(req.Headers, d.Headers)
+	return d
+}
+
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+// clientOwnedHeaders lists the x-langgate-* headers the client sent that
+// langgate does not set itself: they are removed, so nothing unsigned by
+// langgate reaches the upstream under its prefix. Headers langgate sets are
+// overwritten instead (Envoy applies removals after sets).
+func clientOwnedHeaders(h map[string]string, set []Header) []string {
+	var out []string
+	for name := range h {
+		if !strings.HasPrefix(name, HeaderPrefix) {
+			continue
+		}
+		owned := false
+		for _, s := range set {
+			if s.Name == name {
+				owned = true
+				break
+			}
+		}
+		if !owned {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// merge combines the filters (or metadata) of several events; the same key
+// with different values cannot be expressed as one filter and is refused.
+func merge(into, add map[string]any) (map[string]any, error) {
+	if len(add) == 0 {
+		return into, nil
+	}
+	if into == nil {
+		return add, nil
+	}
+	for k, v := range add {
+		if old, ok := into[k]; ok && !reflect.DeepEqual(old, v) {
+			return nil, fmt.Errorf("key %q has conflicting values across events", k)
+		}
+		into[k] = v
+	}
+	return into, nil
+}
+
+// bodyState tells a complete body from one the proxy cut or never sent.
+func bodyState(req *Request) routes.BodyState {
+	if req.BodyPartial || strings.EqualFold(req.Headers[headerPartial], "true") {
+		return routes.BodyTruncated
+	}
+	cl, hasLen := req.Headers["content-length"]
+	if hasLen {
+		n, err := strconv.ParseInt(strings.TrimSpace(cl), 10, 64)
+		switch {
+		case err != nil || n < 0:
+			return routes.BodyTruncated // unknown length: never trust as complete
+		case n > 0 && len(req.Body) == 0:
+			return routes.BodyNotSent
+		case int64(len(req.Body)) < n:
+			return routes.BodyTruncated
+		}
+		return routes.BodyComplete
+	}
+	if len(req.Body) == 0 && req.Headers["transfer-encoding"] != "" {
+		return routes.BodyNotSent
+	}
+	return routes.BodyComplete
+}
+
+func deny(o Outcome, status int, detail, reason string) *Decision {
+	d := &Decision{Outcome: o, Status: status, Detail: detail, Reason: reason}
+	d.ResponseHeaders, d.Body = denialBody(detail)
+	return d
+}
+
+func denialBody(detail string) ([]Header, string) {
+	body, err := asciiJSON(map[string]string{"detail": detail})
+	if err != nil {
+		body = `{"detail":"Forbidden"}`
+	}
+	return []Header{{Name: "content-type", Value: "application/json"}}, body
+}
+
+// idSource issues decision ids: a random per-process prefix and a counter,
+// unique without a random read per request.
+type idSource struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newIDSource() idSource {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return idSource{prefix: hex.EncodeToString(b[:])}
+}
+
+func (s *idSource) next() string {
+	return s.prefix + "-" + strconv.FormatUint(s.n.Add(1), 36)
+}
+
+func (e *Engine) logDecision(ctx context.Context, req *Request, d *Decision, took time.Duration) {
+	level := slog.LevelDebug
+	if !d.Allow() {
+		level = slog.LevelInfo
+	}
+	if !e.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("decision_id", d.ID),
+		slog.String("request_id", req.Headers["x-request-id"]),
+		slog.String("method", req.Method),
+		slog.String("path", d.Path),
+		slog.String("outcome", string(d.Outcome)),
+		slog.Int("status", d.Status),
+		slog.String("reason", d.Reason),
+		slog.Duration("latency", took),
+	}
+	if d.User != nil {
+		attrs = append(attrs, slog.String("identity", d.User.Identity))
+	}
+	if len(d.Events) > 0 {
+		evs := make([]string, len(d.Events))
+		for i, ev := range d.Events {
+			evs[i] = ev.Resource + ":" + ev.Action
+		}
+		attrs = append(attrs, slog.Any("events", evs), slog.String("handler", d.Handler))
+	}
+	e.log.LogAttrs(context.WithoutCancel(ctx), level, "decision", attrs...)
+}

@@ -1,0 +1,230 @@
+// Package devissuer is a small, real OpenID Connect issuer for development
+// and tests: discovery, a JWKS endpoint and a token endpoint that mints
+// signed access tokens for any named user. It exists so `langgate serve
+// --dev` and the test suite exercise the same discovery and key-fetch code
+// as production. It must never be exposed beyond loopback: anyone who can
+// reach its token endpoint can mint tokens.
+package devissuer
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// DefaultAudience is the audience dev tokens carry unless asked otherwise.
+const DefaultAudience = "langgate-dev"
+
+// Issuer is a running development OIDC issuer.
+type Issuer struct {
+	// URL is the issuer URL (http://127.0.0.1:PORT).
+	URL string
+	// Audience is the default `aud` of minted tokens.
+	Audience string
+
+	srv *http.Server
+	ln  net.Listener
+
+	mu   sync.RWMutex
+	keys []jose.JSONWebKey // private keys; the first one signs
+	now  func() time.Time
+}
+
+// Options configure an Issuer.
+type Options struct {
+	// Addr is the listen address; it must be a loopback address
+	// ("127.0.0.1:0" picks a free port).
+	Addr string
+	// Audience is the default audience ("langgate-dev").
+	Audience string
+	// Algorithm is RS256 (default), ES256 or EdDSA.
+	Algorithm jose.SignatureAlgorithm
+	// Now is the clock for iat/exp (time.Now).
+	Now func() time.Time
+}
+
+// Start listens on a loopback address and serves the issuer.
+func Start(opts Options) (*Issuer, error) {
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.Audience == "" {
+		opts.Audience = DefaultAudience
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	host, _, err := net.SplitHostPort(opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("devissuer: %w", err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("devissuer: refusing to listen on non-loopback address %q", opts.Addr)
+	}
+	key, err := NewKey(opts.Algorithm, "dev-1")
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("devissuer: %w", err)
+	}
+	is := &Issuer{URL: "http://" + ln.Addr().String(), Audience: opts.Audience, ln: ln, keys: []jose.JSONWebKey{key}, now: opts.Now}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", is.discovery)
+	mux.HandleFunc("GET /jwks", is.jwks)
+	mux.HandleFunc("/token", is.token)
+	is.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = is.srv.Serve(ln) }()
+	return is, nil
+}
+
+// NewKey generates a private signing key for alg (RS256 when empty).
+func NewKey(alg jose.SignatureAlgorithm, kid string) (jose.JSONWebKey, error) {
+	var priv any
+	var err error
+	switch alg {
+	case "", jose.RS256:
+		alg = jose.RS256
+		priv, err = rsa.GenerateKey(rand.Reader, 2048)
+	case jose.ES256:
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case jose.EdDSA:
+		var k ed25519.PrivateKey
+		_, k, err = ed25519.GenerateKey(rand.Reader)
+		priv = k
+	default:
+		return jose.JSONWebKey{}, fmt.Errorf("devissuer: unsupported algorithm %s", alg)
+	}
+	if err != nil {
+		return jose.JSONWebKey{}, fmt.Errorf("devissuer: generating key: %w", err)
+	}
+	return jose.JSONWebKey{Key: priv, KeyID: kid, Algorithm: string(alg), Use: "sig"}, nil
+}
+
+// Close stops the issuer.
+func (is *Issuer) Close() error { return is.srv.Close() }
+
+// SigningKey returns the private key that signs new tokens.
+func (is *Issuer) SigningKey() jose.JSONWebKey {
+	is.mu.RLock()
+	defer is.mu.RUnlock()
+	return is.keys[0]
+}
+
+// SetKeys replaces the key set; the first key signs from now on. Tests use
+// it to rotate keys.
+func (is *Issuer) SetKeys(keys ...jose.JSONWebKey) {
+	is.mu.Lock()
+	is.keys = keys
+	is.mu.Unlock()
+}
+
+// Token mints an access token for subject, valid for ttl, with the default
+// audience and any extra claims (which override the defaults).
+func (is *Issuer) Token(subject string, ttl time.Duration, extra map[string]any) (string, error) {
+	now := is.now()
+	claims := map[string]any{
+		"iss":   is.URL,
+		"sub":   subject,
+		"aud":   is.Audience,
+		"iat":   now.Unix(),
+		"nbf":   now.Unix(),
+		"exp":   now.Add(ttl).Unix(),
+		"name":  strings.ToUpper(subject[:min(1, len(subject))]) + subject[min(1, len(subject)):],
+		"scope": "threads assistants store",
+	}
+	for k, v := range extra {
+		if v == nil {
+			delete(claims, k)
+			continue
+		}
+		claims[k] = v
+	}
+	return is.Sign(claims)
+}
+
+// Sign signs arbitrary claims with the current signing key.
+func (is *Issuer) Sign(claims map[string]any) (string, error) {
+	return SignWith(is.SigningKey(), claims)
+}
+
+// SignWith signs claims with key as a compact JWS of type JWT.
+func SignWith(key jose.JSONWebKey, claims map[string]any) (string, error) {
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(key.Algorithm), Key: key},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		return "", fmt.Errorf("devissuer: %w", err)
+	}
+	return jwt.Signed(signer).Claims(claims).Serialize()
+}
+
+func (is *Issuer) discovery(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, map[string]any{
+		"issuer":                                is.URL,
+		"jwks_uri":                              is.URL + "/jwks",
+		"token_endpoint":                        is.URL + "/token",
+		"response_types_supported":              []string{"token"},
+		"subject_types_supported":               []string{"public"},
+		"id_token_signing_alg_values_supported": []string{is.SigningKey().Algorithm},
+	})
+}
+
+func (is *Issuer) jwks(w http.ResponseWriter, _ *http.Request) {
+	is.mu.RLock()
+	set := jose.JSONWebKeySet{}
+	for _, k := range is.keys {
+		set.Keys = append(set.Keys, k.Public())
+	}
+	is.mu.RUnlock()
+	writeJSON(w, set)
+}
+
+// token mints a token: GET or POST /token?sub=alice[&aud=...][&ttl=1h].
+func (is *Issuer) token(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	sub := r.Form.Get("sub")
+	if sub == "" {
+		http.Error(w, "sub is required", http.StatusBadRequest)
+		return
+	}
+	ttl := time.Hour
+	if s := r.Form.Get("ttl"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			http.Error(w, "bad ttl", http.StatusBadRequest)
+			return
+		}
+		ttl = d
+	}
+	extra := map[string]any{}
+	if aud := r.Form.Get("aud"); aud != "" {
+		extra["aud"] = aud
+	}
+	tok, err := is.Token(sub, ttl, extra)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": int(ttl.Seconds())})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}

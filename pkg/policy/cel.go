@@ -1,0 +1,158 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
+	"cel.dev/cel-go/ext"
+	"cel.dev/cel-go/interpreter"
+
+	"github.com/langgate/langgate/pkg/config"
+)
+
+// CostLimit bounds the work one expression may do on one request, so a
+// policy cannot turn a large body into a denial of service.
+const CostLimit = 1_000_000
+
+// Variables every expression can read.
+const (
+	VarUser     = "user"
+	VarClaims   = "claims"
+	VarResource = "resource"
+	VarAction   = "action"
+	VarValue    = "value"
+	VarRequest  = "request"
+	VarContext  = "context"
+)
+
+// NewEnv builds the CEL environment shared by every langgate expression.
+func NewEnv() (*cel.Env, error) {
+	dynMap := cel.MapType(cel.StringType, cel.DynType)
+	return cel.NewEnv(
+		cel.Variable(VarUser, dynMap),
+		cel.Variable(VarClaims, dynMap),
+		cel.Variable(VarResource, cel.StringType),
+		cel.Variable(VarAction, cel.StringType),
+		cel.Variable(VarValue, dynMap),
+		cel.Variable(VarRequest, dynMap),
+		cel.Variable(VarContext, cel.MapType(cel.StringType, cel.StringType)),
+		ext.Strings(),
+		ext.Lists(),
+		ext.Sets(),
+		cel.CrossTypeNumericComparisons(true),
+	)
+}
+
+// Program is a compiled expression with the source it came from.
+type Program struct {
+	Source string
+	Pos    config.Pos
+	prg    cel.Program
+}
+
+// CompileExpr type-checks and plans one expression. want, when not nil, is the
+// type the expression must produce (dyn is accepted: it is checked when the
+// expression runs). Problems are reported at their file position.
+func CompileExpr(env *cel.Env, file string, e config.Expr, want *cel.Type) (*Program, error) {
+	ast, iss := env.Compile(e.Source)
+	if iss != nil && iss.Err() != nil {
+		var errs config.ErrorList
+		for _, ce := range iss.Errors() {
+			loc := ce.Location
+			errs = append(errs, &config.Error{File: file, Pos: e.At(loc.Line(), loc.Column()), Msg: "CEL: " + firstLine(ce.Message)})
+		}
+		return nil, errs
+	}
+	if want != nil {
+		out := ast.OutputType()
+		if !out.IsExactType(want) && !out.IsExactType(cel.DynType) {
+			return nil, config.ErrorList{{File: file, Pos: e.Pos, Msg: fmt.Sprintf("CEL: expression %q must produce %s, but produces %s", e.Source, want, out)}}
+		}
+	}
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize), cel.CostLimit(CostLimit))
+	if err != nil {
+		return nil, config.ErrorList{{File: file, Pos: e.Pos, Msg: "CEL: " + err.Error()}}
+	}
+	return &Program{Source: e.Source, Pos: e.Pos, prg: prg}, nil
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+// Eval runs the program against an activation.
+func (p *Program) Eval(act interpreter.Activation) (ref.Val, error) {
+	v, _, err := p.prg.Eval(act)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p.Source, err)
+	}
+	return v, nil
+}
+
+// ErrNotJSON is wrapped when an expression's result cannot be sent as JSON.
+var ErrNotJSON = errors.New("value cannot be represented as JSON")
+
+// ToJSON converts a CEL value to plain Go values that encoding/json writes:
+// string, bool, int64, uint64, float64, nil, []any and map[string]any.
+func ToJSON(v ref.Val) (any, error) {
+	switch x := v.(type) {
+	case types.String:
+		return string(x), nil
+	case types.Bool:
+		return bool(x), nil
+	case types.Int:
+		return int64(x), nil
+	case types.Uint:
+		return uint64(x), nil
+	case types.Double:
+		f := float64(x)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("%w: %v", ErrNotJSON, f)
+		}
+		return f, nil
+	case types.Null:
+		return nil, nil
+	case *types.Err:
+		return nil, x
+	}
+	switch x := v.(type) {
+	case traits.Mapper:
+		out := map[string]any{}
+		it := x.Iterator()
+		for it.HasNext() == types.True {
+			k := it.Next()
+			ks, ok := k.(types.String)
+			if !ok {
+				return nil, fmt.Errorf("%w: map key %v is not a string", ErrNotJSON, k)
+			}
+			ev, err := ToJSON(x.Get(k))
+			if err != nil {
+				return nil, err
+			}
+			out[string(ks)] = ev
+		}
+		return out, nil
+	case traits.Lister:
+		n, ok := x.Size().(types.Int)
+		if !ok {
+			return nil, fmt.Errorf("%w: list of unknown size", ErrNotJSON)
+		}
+		out := make([]any, 0, int(n))
+		for i := types.Int(0); i < n; i++ {
+			ev, err := ToJSON(x.Get(i))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ev)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("%w: %s", ErrNotJSON, v.Type().TypeName())
+}

@@ -1,0 +1,429 @@
+// Package policy owns authorization: the handlers of a configuration
+// compiled to CEL programs, LangGraph's handler precedence, and the
+// evaluation of one event into allow or deny, filters and metadata.
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/interpreter"
+
+	"github.com/langgate/langgate/pkg/config"
+	"github.com/langgate/langgate/pkg/routes"
+)
+
+// Wildcard matches any resource or any action in a handler key.
+const Wildcard = "*"
+
+// Filter operators, as LangGraph writes them.
+const (
+	OpEq       = "$eq"
+	OpContains = "$contains"
+)
+
+// User is the authenticated caller, as handlers see it.
+type User struct {
+	Identity        string
+	DisplayName     string
+	IsAuthenticated bool
+	Permissions     []string
+	// Claims are the verified token claims the user was built from.
+	Claims map[string]any
+
+	cel map[string]any // the `user` variable, built once per user
+}
+
+// NewUser builds a user and its CEL view once, so that a cached user costs
+// nothing to hand to handlers again.
+func NewUser(identity, displayName string, permissions []string, claims map[string]any) *User {
+	if displayName == "" {
+		displayName = identity
+	}
+	if permissions == nil {
+		permissions = []string{}
+	}
+	u := &User{Identity: identity, DisplayName: displayName, IsAuthenticated: true, Permissions: permissions, Claims: claims}
+	perms := make([]any, len(permissions))
+	for i, p := range permissions {
+		perms[i] = p
+	}
+	u.cel = map[string]any{
+		"identity":         identity,
+		"display_name":     displayName,
+		"is_authenticated": true,
+		"permissions":      perms,
+	}
+	return u
+}
+
+// Request is the part of the HTTP request expressions can read as `request`.
+type Request struct {
+	Method  string
+	Path    string
+	Headers map[string]string
+	Query   map[string][]string
+}
+
+// Input is everything one event's evaluation reads.
+type Input struct {
+	User    *User
+	Request *Request
+	Context map[string]string
+	Event   *routes.Event
+}
+
+// activation resolves CEL variables from an Input without building a map
+// per evaluation; `request` is assembled only if an expression reads it.
+type activation struct {
+	in  *Input
+	req map[string]any
+}
+
+var _ interpreter.Activation = (*activation)(nil)
+
+func (a *activation) ResolveName(name string) (any, bool) {
+	switch name {
+	case VarUser:
+		if a.in.User == nil {
+			return map[string]any{}, true
+		}
+		return a.in.User.cel, true
+	case VarClaims:
+		if a.in.User == nil || a.in.User.Claims == nil {
+			return map[string]any{}, true
+		}
+		return a.in.User.Claims, true
+	case VarResource:
+		return a.in.Event.Resource, true
+	case VarAction:
+		return a.in.Event.Action, true
+	case VarValue:
+		if a.in.Event.ValueErr != nil {
+			return types.NewErr("value is unavailable: %v", a.in.Event.ValueErr), true
+		}
+		return a.in.Event.Value, true
+	case VarRequest:
+		if a.req == nil {
+			a.req = requestView(a.in.Request)
+		}
+		return a.req, true
+	case VarContext:
+		if a.in.Context == nil {
+			return map[string]string{}, true
+		}
+		return a.in.Context, true
+	}
+	return nil, false
+}
+
+func (a *activation) Parent() interpreter.Activation { return nil }
+
+func requestView(r *Request) map[string]any {
+	if r == nil {
+		return map[string]any{}
+	}
+	q := make(map[string]any, len(r.Query))
+	for k, v := range r.Query {
+		if len(v) > 0 {
+			q[k] = v[0]
+		}
+	}
+	return map[string]any{"method": r.Method, "path": r.Path, "headers": r.Headers, "query": q}
+}
+
+// Handler is one compiled authorization rule.
+type Handler struct {
+	// Key is the handler's `on` as written; Resource and Action its parts.
+	Key      string
+	Resource string
+	Action   string
+	Pos      config.Pos
+
+	allow    *Program
+	message  string
+	status   int
+	filters  []entry
+	metadata []entry
+}
+
+type entry struct {
+	key string
+	op  string
+	prg *Program
+}
+
+// Policy is a compiled set of handlers with precedence resolved.
+type Policy struct {
+	handlers []*Handler
+	// byResource[resource][action]; "*" keys hold wildcard handlers.
+	byResource map[string]map[string]*Handler
+}
+
+// Vocabulary lists the resources and actions a route table can fire, so
+// handler keys naming anything else are caught when the policy loads.
+type Vocabulary map[string][]string
+
+// VocabularyOf collects the events of a route table.
+func VocabularyOf(rs []routes.Route) Vocabulary {
+	v := Vocabulary{}
+	for _, r := range rs {
+		for _, e := range r.Events {
+			if !slices.Contains(v[e.Resource], e.Action) {
+				v[e.Resource] = append(v[e.Resource], e.Action)
+			}
+		}
+	}
+	for _, actions := range v {
+		sort.Strings(actions)
+	}
+	return v
+}
+
+func (v Vocabulary) resources() []string {
+	out := make([]string, 0, len(v))
+	for r := range v {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (v Vocabulary) hasAction(action string) bool {
+	for _, actions := range v {
+		if slices.Contains(actions, action) {
+			return true
+		}
+	}
+	return false
+}
+
+// Compile builds a Policy from configured handlers. Every problem (bad key,
+// unknown resource, CEL error, unknown operator) is collected.
+func Compile(env *cel.Env, file string, hs []config.Handler, vocab Vocabulary) (*Policy, error) {
+	p := &Policy{byResource: map[string]map[string]*Handler{}}
+	var errs config.ErrorList
+	add := func(err error) {
+		var list config.ErrorList
+		if errors.As(err, &list) {
+			errs = append(errs, list...)
+			return
+		}
+		errs = append(errs, &config.Error{File: file, Msg: err.Error()})
+	}
+	for i := range hs {
+		h, err := compileHandler(env, file, &hs[i], vocab)
+		if err != nil {
+			add(err)
+			continue
+		}
+		byAction := p.byResource[h.Resource]
+		if byAction == nil {
+			byAction = map[string]*Handler{}
+			p.byResource[h.Resource] = byAction
+		}
+		if prev := byAction[h.Action]; prev != nil {
+			errs = append(errs, &config.Error{File: file, Pos: h.Pos, Msg: fmt.Sprintf("handler %q duplicates the handler %q at line %d", h.Key, prev.Key, prev.Pos.Line)})
+			continue
+		}
+		byAction[h.Action] = h
+		p.handlers = append(p.handlers, h)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return p, nil
+}
+
+func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabulary) (*Handler, error) {
+	h := &Handler{Key: c.On, Pos: c.Pos, message: c.Message, status: c.Status}
+	var errs config.ErrorList
+	fail := func(format string, args ...any) {
+		errs = append(errs, &config.Error{File: file, Pos: c.Pos, Msg: fmt.Sprintf(format, args...)})
+	}
+	res, act, dotted := strings.Cut(c.On, ".")
+	if !dotted {
+		act = Wildcard
+	}
+	h.Resource, h.Action = res, act
+	switch {
+	case res == "" || act == "":
+		fail("handler %q: key must be \"*\", \"resource\", \"resource.action\" or \"*.action\"", c.On)
+	case res != Wildcard && vocab[res] == nil:
+		fail("handler %q: unknown resource %q (known: %s)", c.On, res, strings.Join(vocab.resources(), ", "))
+	case act != Wildcard && res != Wildcard && !slices.Contains(vocab[res], act):
+		fail("handler %q: resource %q has no action %q (known: %s)", c.On, res, act, strings.Join(vocab[res], ", "))
+	case act != Wildcard && res == Wildcard && !vocab.hasAction(act):
+		fail("handler %q: no resource has the action %q", c.On, act)
+	}
+	collect := func(err error) {
+		var list config.ErrorList
+		if errors.As(err, &list) {
+			errs = append(errs, list...)
+		} else if err != nil {
+			fail("%v", err)
+		}
+	}
+	if !c.Allow.IsZero() {
+		prg, err := CompileExpr(env, file, c.Allow, cel.BoolType)
+		collect(err)
+		h.allow = prg
+	}
+	compileMap := func(name string, m config.ValueMap, allowOps bool) []entry {
+		out := make([]entry, 0, len(m.Entries))
+		for _, e := range m.Entries {
+			if e.Op != "" && !allowOps {
+				errs = append(errs, &config.Error{File: file, Pos: e.OpPos, Msg: fmt.Sprintf("%s %q: operators are only allowed in filters", name, e.Key)})
+				continue
+			}
+			if e.Op != "" && e.Op != OpEq && e.Op != OpContains {
+				errs = append(errs, &config.Error{File: file, Pos: e.OpPos, Msg: fmt.Sprintf("%s %q: unknown filter operator %q (known: %s, %s)", name, e.Key, e.Op, OpEq, OpContains)})
+				continue
+			}
+			prg, err := CompileExpr(env, file, e.Expr, nil)
+			collect(err)
+			out = append(out, entry{key: e.Key, op: e.Op, prg: prg})
+		}
+		return out
+	}
+	h.filters = compileMap("filter", c.Filters, true)
+	h.metadata = compileMap("metadata", c.Metadata, false)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return h, nil
+}
+
+// Handlers lists the compiled handlers in configuration order.
+func (p *Policy) Handlers() []*Handler { return p.handlers }
+
+// Select returns the one handler LangGraph would run for an event: the
+// first that exists of (resource, action), (resource, *), (*, action),
+// (*, *). Nil means no handler: the event is allowed with no filter.
+func (p *Policy) Select(resource, action string) *Handler {
+	if m := p.byResource[resource]; m != nil {
+		if h := m[action]; h != nil {
+			return h
+		}
+		if h := m[Wildcard]; h != nil {
+			return h
+		}
+	}
+	if m := p.byResource[Wildcard]; m != nil {
+		if h := m[action]; h != nil {
+			return h
+		}
+		return m[Wildcard]
+	}
+	return nil
+}
+
+// Result is the outcome of one event.
+type Result struct {
+	// Handler is the handler that ran; nil when none matched.
+	Handler *Handler
+	Allowed bool
+	// Status and Detail describe a denial (HTTP status, client-facing text).
+	Status int
+	Detail string
+	// Reason explains the outcome for logs and traces; never secret.
+	Reason   string
+	Filters  map[string]any
+	Metadata map[string]any
+}
+
+// Evaluate runs the handler selected for in.Event. Any evaluation error is a
+// denial: the policy fails closed.
+func (p *Policy) Evaluate(in *Input) Result {
+	h := p.Select(in.Event.Resource, in.Event.Action)
+	if h == nil {
+		return Result{Allowed: true, Reason: "no handler for " + in.Event.Resource + ":" + in.Event.Action}
+	}
+	act := &activation{in: in}
+	r := Result{Handler: h}
+	if h.allow != nil {
+		v, err := h.allow.Eval(act)
+		if err != nil {
+			return h.failed("allow", err)
+		}
+		ok, isBool := v.(types.Bool)
+		if !isBool {
+			return h.failed("allow", fmt.Errorf("%s: produced %s, not a bool", h.allow.Source, v.Type().TypeName()))
+		}
+		if !ok {
+			r.Status, r.Detail = h.status, h.message
+			if r.Status == 0 {
+				r.Status = 403
+			}
+			if r.Detail == "" {
+				r.Detail = "Forbidden"
+			}
+			r.Reason = fmt.Sprintf("handler %q: allow %q is false", h.Key, h.allow.Source)
+			return r
+		}
+	}
+	var err error
+	if r.Filters, err = evalEntries(h.filters, act, true); err != nil {
+		return h.failed("filters", err)
+	}
+	if r.Metadata, err = evalEntries(h.metadata, act, false); err != nil {
+		return h.failed("metadata", err)
+	}
+	r.Allowed = true
+	r.Reason = fmt.Sprintf("handler %q allowed", h.Key)
+	return r
+}
+
+func (h *Handler) failed(part string, err error) Result {
+	return Result{Handler: h, Status: 403, Detail: "Forbidden", Reason: fmt.Sprintf("handler %q: %s failed: %v", h.Key, part, err)}
+}
+
+func evalEntries(es []entry, act *activation, filters bool) (map[string]any, error) {
+	if len(es) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]any, len(es))
+	for _, e := range es {
+		v, err := e.prg.Eval(act)
+		if err != nil {
+			return nil, err
+		}
+		j, err := ToJSON(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: %w", e.prg.Source, e.key, err)
+		}
+		if filters {
+			if e.op != "" {
+				j = map[string]any{e.op: j}
+			} else if err := checkFilterValue(j); err != nil {
+				return nil, fmt.Errorf("filter %q: %w", e.key, err)
+			}
+		}
+		out[e.key] = j
+	}
+	return out, nil
+}
+
+// checkFilterValue refuses a computed filter value that is an object with
+// anything but one known operator: LangGraph's JS server silently ignores
+// unknown operators, which would turn a typo into no filter at all.
+func checkFilterValue(v any) error {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil
+	}
+	if len(m) != 1 {
+		return fmt.Errorf("an object filter value must hold exactly one operator (%s or %s), got %d keys", OpEq, OpContains, len(m))
+	}
+	for k := range m {
+		if k != OpEq && k != OpContains {
+			return fmt.Errorf("unknown filter operator %q", k)
+		}
+	}
+	return nil
+}

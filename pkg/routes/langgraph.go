@@ -1,0 +1,108 @@
+package routes
+
+// LangGraph returns the built-in route table of the LangGraph server API:
+// each route with the events LangGraph's custom auth fires for it and the
+// fields of `value` its handlers see (see docs/langgraph-routes.md for the
+// table and where it was checked against the real JS server).
+func LangGraph() []Route {
+	var rs []Route
+	add := func(method, pattern string, events ...EventSpec) {
+		rs = append(rs, Route{Method: method, Pattern: pattern, Events: events})
+	}
+	public := func(method, pattern string) {
+		rs = append(rs, Route{Method: method, Pattern: pattern, Public: true})
+	}
+	ev := func(resource, action string, fields ...Field) EventSpec {
+		return EventSpec{Resource: resource, Action: action, Fields: fields}
+	}
+	path := func(name string) Field { return Field{Name: name, From: FromPath} }
+	body := func(names ...string) []Field {
+		fs := make([]Field, len(names))
+		for i, n := range names {
+			fs[i] = Field{Name: n, From: FromBody}
+		}
+		return fs
+	}
+	with := func(first []Field, rest ...Field) []Field { return append(append([]Field(nil), rest...), first...) }
+
+	// Public routes: no credential, no event.
+	for _, p := range []string{"/ok", "/info", "/docs", "/openapi.json", "/metrics"} {
+		public("GET", p)
+	}
+
+	// Threads.
+	threadCreate := body("thread_id", "metadata", "if_exists", "ttl")
+	threadSearch := body("metadata", "values", "status", "limit", "offset", "ids")
+	tid := path("thread_id")
+	add("POST", "/threads", ev("threads", "create", threadCreate...))
+	add("POST", "/threads/search", ev("threads", "search", threadSearch...))
+	add("POST", "/threads/count", ev("threads", "search", threadSearch...))
+	add("GET", "/threads/{thread_id}", ev("threads", "read", tid))
+	add("PATCH", "/threads/{thread_id}", ev("threads", "update", with(body("metadata"), tid)...))
+	add("DELETE", "/threads/{thread_id}", ev("threads", "delete", tid))
+	add("GET", "/threads/{thread_id}/state", ev("threads", "read", tid))
+	add("GET", "/threads/{thread_id}/state/{checkpoint_id}", ev("threads", "read", tid))
+	add("POST", "/threads/{thread_id}/state/checkpoint", ev("threads", "read", tid))
+	add("POST", "/threads/{thread_id}/state", ev("threads", "update", tid))
+	add("GET", "/threads/{thread_id}/history", ev("threads", "read", tid))
+	add("POST", "/threads/{thread_id}/history", ev("threads", "read", tid))
+	add("GET", "/threads/{thread_id}/stream", ev("threads", "read", tid))
+	add("POST", "/threads/{thread_id}/copy", ev("threads", "read", tid), ev("threads", "create", tid))
+
+	// Runs are thread events.
+	runCreate := body("assistant_id", "metadata", "multitask_strategy", "if_not_exists", "after_seconds", "kwargs")
+	for _, suffix := range []string{"", "/stream", "/wait"} {
+		add("POST", "/threads/{thread_id}/runs"+suffix, ev("threads", "create_run", with(runCreate, tid)...))
+		add("POST", "/runs"+suffix, ev("threads", "create_run", runCreate...))
+	}
+	add("POST", "/runs/batch", ev("threads", "create_run"))
+	add("GET", "/threads/{thread_id}/runs", ev("threads", "search", tid))
+	rid := path("run_id")
+	add("GET", "/threads/{thread_id}/runs/{run_id}", ev("threads", "read", tid, rid))
+	add("GET", "/threads/{thread_id}/runs/{run_id}/join", ev("threads", "read", tid, rid))
+	add("GET", "/threads/{thread_id}/runs/{run_id}/stream", ev("threads", "read", tid, rid))
+	add("DELETE", "/threads/{thread_id}/runs/{run_id}", ev("threads", "delete", tid, rid))
+	add("POST", "/threads/{thread_id}/runs/{run_id}/cancel", ev("threads", "update", tid, rid))
+	add("POST", "/runs/cancel", ev("threads", "update"))
+
+	// Crons.
+	cronCreate := body("payload", "schedule", "cron_id", "thread_id", "end_time", "metadata")
+	cronSearch := body("assistant_id", "thread_id", "limit", "offset")
+	cid := path("cron_id")
+	add("POST", "/runs/crons", ev("crons", "create", cronCreate...))
+	add("POST", "/threads/{thread_id}/runs/crons", ev("crons", "create", with(cronCreate, tid)...))
+	add("POST", "/runs/crons/search", ev("crons", "search", cronSearch...))
+	add("POST", "/runs/crons/count", ev("crons", "search", cronSearch...))
+	add("GET", "/runs/crons/{cron_id}", ev("crons", "read", cid))
+	add("PATCH", "/runs/crons/{cron_id}", ev("crons", "update", with(body("payload", "schedule"), cid)...))
+	add("DELETE", "/runs/crons/{cron_id}", ev("crons", "delete", cid))
+
+	// Assistants.
+	aid := path("assistant_id")
+	add("POST", "/assistants", ev("assistants", "create", body("assistant_id", "graph_id", "config", "context", "metadata", "if_exists", "name", "description")...))
+	assistantSearch := body("graph_id", "metadata", "limit", "offset")
+	add("POST", "/assistants/search", ev("assistants", "search", assistantSearch...))
+	add("POST", "/assistants/count", ev("assistants", "search", assistantSearch...))
+	for _, suffix := range []string{"", "/graph", "/schemas", "/subgraphs", "/subgraphs/{namespace}"} {
+		add("GET", "/assistants/{assistant_id}"+suffix, ev("assistants", "read", aid))
+	}
+	add("PATCH", "/assistants/{assistant_id}", ev("assistants", "update", with(body("graph_id", "config", "context", "metadata", "name", "description"), aid)...))
+	add("DELETE", "/assistants/{assistant_id}", ev("assistants", "delete", aid))
+	add("POST", "/assistants/{assistant_id}/latest", ev("assistants", "update", with(body("version"), aid)...))
+	add("POST", "/assistants/{assistant_id}/versions", ev("assistants", "read", aid))
+
+	// Store.
+	add("PUT", "/store/items", ev("store", "put", body("namespace", "key", "value", "index")...))
+	add("GET", "/store/items", ev("store", "get",
+		Field{Name: "namespace", From: FromQueryDotted}, Field{Name: "key", From: FromQuery}))
+	add("DELETE", "/store/items", ev("store", "delete", body("namespace", "key")...))
+	add("POST", "/store/items/search", ev("store", "search",
+		Field{Name: "namespace", From: FromBody, Key: "namespace_prefix"},
+		Field{Name: "filter", From: FromBody}, Field{Name: "limit", From: FromBody},
+		Field{Name: "offset", From: FromBody}, Field{Name: "query", From: FromBody}))
+	add("POST", "/store/namespaces", ev("store", "list_namespaces",
+		Field{Name: "namespace", From: FromBody, Key: "prefix"},
+		Field{Name: "suffix", From: FromBody}, Field{Name: "max_depth", From: FromBody},
+		Field{Name: "limit", From: FromBody}, Field{Name: "offset", From: FromBody}))
+	return rs
+}

@@ -1,0 +1,89 @@
+// Package routes turns a request's method and raw path into LangGraph events:
+// it normalizes the path (once, before anything else looks at it), matches it
+// against a precompiled route table, and assembles each event's `value` from
+// path parameters, the query string and the JSON body.
+package routes
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// MaxPathLength bounds the raw :path (query included) langgate accepts.
+const MaxPathLength = 8 << 10
+
+// ErrBadPath is wrapped by every normalization failure.
+var ErrBadPath = errors.New("invalid request path")
+
+// Target is a normalized request target.
+type Target struct {
+	// Path is the canonical path: dot segments resolved, duplicate and
+	// trailing slashes removed, unreserved characters decoded.
+	Path string
+	// Segments are the path's segments, fully percent-decoded.
+	Segments []string
+	// Query is the parsed query string.
+	Query url.Values
+}
+
+// Normalize canonicalizes a raw :path as Envoy sends it (query included,
+// nothing decoded). Anything ambiguous is refused rather than guessed:
+// control characters, malformed percent-encoding, and encoded slashes or
+// backslashes, which upstreams disagree about.
+func Normalize(raw string) (Target, error) {
+	if len(raw) > MaxPathLength {
+		return Target{}, fmt.Errorf("%w: longer than %d bytes", ErrBadPath, MaxPathLength)
+	}
+	if raw == "" || raw[0] != '/' {
+		return Target{}, fmt.Errorf("%w: must start with /", ErrBadPath)
+	}
+	for i := 0; i < len(raw); i++ {
+		if c := raw[i]; c < 0x21 || c >= 0x7f {
+			return Target{}, fmt.Errorf("%w: byte 0x%02x at offset %d is not allowed", ErrBadPath, c, i)
+		}
+	}
+	if i := strings.IndexByte(raw, '#'); i >= 0 {
+		raw = raw[:i]
+	}
+	rawPath, rawQuery, _ := strings.Cut(raw, "?")
+	query, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return Target{}, fmt.Errorf("%w: query: %v", ErrBadPath, err)
+	}
+	segs := make([]string, 0, 8)
+	for len(rawPath) > 0 {
+		var seg string
+		seg, rawPath, _ = strings.Cut(strings.TrimLeft(rawPath, "/"), "/")
+		if seg == "" {
+			continue
+		}
+		dec, err := url.PathUnescape(seg)
+		if err != nil {
+			return Target{}, fmt.Errorf("%w: malformed percent-encoding in %q", ErrBadPath, seg)
+		}
+		if strings.ContainsAny(dec, "/\\\x00") {
+			return Target{}, fmt.Errorf("%w: encoded slash, backslash or NUL in segment %q", ErrBadPath, seg)
+		}
+		switch dec {
+		case ".":
+			continue
+		case "..":
+			if len(segs) > 0 {
+				segs = segs[:len(segs)-1]
+			}
+			continue
+		}
+		segs = append(segs, dec)
+	}
+	var b strings.Builder
+	for _, s := range segs {
+		b.WriteByte('/')
+		b.WriteString(url.PathEscape(s))
+	}
+	if b.Len() == 0 {
+		b.WriteByte('/')
+	}
+	return Target{Path: b.String(), Segments: segs, Query: query}, nil
+}
