@@ -177,16 +177,16 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*policy
 	return u, nil
 }
 
+// verifyReason classifies a go-oidc verification error. go-oidc wraps our
+// key set's errors with %v, so errors.Is cannot see them: match the text.
 func verifyReason(err error) string {
-	switch {
-	case errors.Is(err, errBadSignature):
-		return "bad signature"
-	case errors.Is(err, errUnknownKey):
-		return "unknown signing key"
-	}
 	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "unexpected signature algorithm"), strings.Contains(msg, "unexpected signature"), strings.Contains(msg, "signature algorithm"):
+	case strings.Contains(msg, errBadSignature.Error()):
+		return "bad signature"
+	case strings.Contains(msg, errUnknownKey.Error()):
+		return "unknown signing key"
+	case strings.Contains(msg, "signature algorithm"), strings.Contains(msg, "unexpected signature"):
 		return "algorithm not allowed"
 	case strings.Contains(msg, "issued by a different provider"):
 		return "wrong issuer"
