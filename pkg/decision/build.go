@@ -37,8 +37,9 @@ func Build(f *config.File, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("building the CEL environment: %w", err)
 	}
 	var rs []routes.Route
+	var strip []string
 	if f.Authorize.Routes == config.RoutesLangGraph {
-		rs = routes.LangGraph()
+		rs, strip = routes.LangGraph(), routes.LangGraphStripHeaders
 	}
 	table, err := routes.NewTable(rs)
 	if err != nil {
@@ -65,6 +66,7 @@ func Build(f *config.File, opts Options) (*Engine, error) {
 		auth:          auth,
 		policy:        pol,
 		unmatchedDeny: f.Authorize.Unmatched == config.UnmatchedDeny,
+		strip:         strip,
 		log:           opts.Logger,
 		ids:           newIDSource(),
 	}, nil

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -107,8 +108,10 @@ type Engine struct {
 	auth          *authn.Authenticator
 	policy        *policy.Policy
 	unmatchedDeny bool
-	log           *slog.Logger
-	ids           idSource
+	// strip lists client headers removed from every request (lower case).
+	strip []string
+	log   *slog.Logger
+	ids   idSource
 }
 
 // Authenticator returns the engine's authenticator.
@@ -139,7 +142,12 @@ func (e *Engine) decide(ctx context.Context, req *Request) *Decision {
 	route, params := e.table.Match(req.Method, target.Segments)
 	if route != nil && route.Public {
 		d := &Decision{Outcome: Public, Status: 200, Path: target.Path, Reason: "public route " + route.Method + " " + route.Pattern}
-		d.RemoveHeaders = clientOwnedHeaders(req.Headers, nil)
+		d.RemoveHeaders = e.headersToRemove(req.Headers, nil)
+		return d
+	}
+	if route != nil && route.Blocked {
+		d := deny(Forbidden, 403, "Forbidden", "route "+route.Method+" "+route.Pattern+" is blocked by the route table")
+		d.Path = target.Path
 		return d
 	}
 
@@ -245,7 +253,7 @@ func (e *Engine) respond(req *Request, d *Decision) *Decision {
 	if len(d.Events) > 0 {
 		d.Headers = append(d.Headers, Header{HeaderResource, d.Events[0].Resource}, Header{HeaderAction, d.Events[0].Action})
 	}
-	d.RemoveHeaders = clientOwnedHeaders(req.Headers, d.Headers)
+	d.RemoveHeaders = e.headersToRemove(req.Headers, d.Headers)
 	return d
 }
 
@@ -256,14 +264,18 @@ func orEmpty(m map[string]any) map[string]any {
 	return m
 }
 
-// clientOwnedHeaders lists the x-langgate-* headers the client sent that
-// langgate does not set itself: they are removed, so nothing unsigned by
-// langgate reaches the upstream under its prefix. Headers langgate sets are
-// overwritten instead (Envoy applies removals after sets).
-func clientOwnedHeaders(h map[string]string, set []Header) []string {
+// headersToRemove lists the x-langgate-* headers the client sent that
+// langgate does not set itself, plus the route table's dangerous headers:
+// they are removed, so nothing langgate did not write reaches the upstream
+// under its prefix. Headers langgate sets are overwritten instead (Envoy
+// applies removals after sets, so a header must never be in both lists).
+func (e *Engine) headersToRemove(h map[string]string, set []Header) []string {
 	var out []string
 	for name := range h {
 		if !strings.HasPrefix(name, HeaderPrefix) {
+			if slices.Contains(e.strip, name) {
+				out = append(out, name)
+			}
 			continue
 		}
 		owned := false

@@ -1,5 +1,12 @@
 package routes
 
+// LangGraphStripHeaders are client headers removed from every request in
+// front of a LangGraph server: `x-auth-scheme: langsmith` makes the LangGraph
+// server skip its authenticate handler and run the request as the built-in
+// Studio user (unless disable_studio_auth is set), which would sidestep the
+// upstream adapter that enforces langgate's decision.
+var LangGraphStripHeaders = []string{"x-auth-scheme"}
+
 // LangGraph returns the built-in route table of the LangGraph server API:
 // each route with the events LangGraph's custom auth fires for it and the
 // fields of `value` its handlers see (see docs/langgraph-routes.md for the
@@ -11,6 +18,9 @@ func LangGraph() []Route {
 	}
 	public := func(method, pattern string) {
 		rs = append(rs, Route{Method: method, Pattern: pattern, Public: true})
+	}
+	blocked := func(method, pattern string) {
+		rs = append(rs, Route{Method: method, Pattern: pattern, Blocked: true})
 	}
 	ev := func(resource, action string, fields ...Field) EventSpec {
 		return EventSpec{Resource: resource, Action: action, Fields: fields}
@@ -48,9 +58,17 @@ func LangGraph() []Route {
 	add("POST", "/threads/{thread_id}/history", ev("threads", "read", tid))
 	add("GET", "/threads/{thread_id}/stream", ev("threads", "read", tid))
 	add("POST", "/threads/{thread_id}/copy", ev("threads", "read", tid), ev("threads", "create", tid))
+	// The streaming protocol (SDK threads.stream()): commands can start runs
+	// (run.start, input.respond) as well as read state, so they count as run
+	// creation; the event stream is a read.
+	add("POST", "/threads/{thread_id}/commands", ev("threads", "create_run", tid))
+	add("GET", "/threads/{thread_id}/stream/events", ev("threads", "read", tid))
+	add("POST", "/threads/{thread_id}/stream/events", ev("threads", "read", tid))
 
 	// Runs are thread events.
-	runCreate := body("assistant_id", "metadata", "multitask_strategy", "if_not_exists", "after_seconds", "kwargs")
+	runCreate := append(body("assistant_id", "metadata", "multitask_strategy", "if_not_exists", "after_seconds"),
+		Field{Name: "kwargs", From: FromBodyGroup, Keys: []string{"input", "command", "config", "context", "stream_mode",
+			"interrupt_before", "interrupt_after", "webhook", "feedback_keys"}})
 	for _, suffix := range []string{"", "/stream", "/wait"} {
 		add("POST", "/threads/{thread_id}/runs"+suffix, ev("threads", "create_run", with(runCreate, tid)...))
 		add("POST", "/runs"+suffix, ev("threads", "create_run", runCreate...))
@@ -63,7 +81,11 @@ func LangGraph() []Route {
 	add("GET", "/threads/{thread_id}/runs/{run_id}/stream", ev("threads", "read", tid, rid))
 	add("DELETE", "/threads/{thread_id}/runs/{run_id}", ev("threads", "delete", tid, rid))
 	add("POST", "/threads/{thread_id}/runs/{run_id}/cancel", ev("threads", "update", tid, rid))
-	add("POST", "/runs/cancel", ev("threads", "update"))
+	add("POST", "/runs/cancel", ev("threads", "update", body("thread_id", "run_ids", "status")...))
+	add("GET", "/runs/{run_id}/stream", ev("threads", "read", rid))
+
+	// The JS dev server's test hook wipes all storage: never through the edge.
+	blocked("POST", "/internal/truncate")
 
 	// Crons.
 	cronCreate := body("payload", "schedule", "cron_id", "thread_id", "end_time", "metadata")
@@ -86,7 +108,7 @@ func LangGraph() []Route {
 	for _, suffix := range []string{"", "/graph", "/schemas", "/subgraphs", "/subgraphs/{namespace}"} {
 		add("GET", "/assistants/{assistant_id}"+suffix, ev("assistants", "read", aid))
 	}
-	add("PATCH", "/assistants/{assistant_id}", ev("assistants", "update", with(body("graph_id", "config", "context", "metadata", "name", "description"), aid)...))
+	add("PATCH", "/assistants/{assistant_id}", ev("assistants", "update", with(body("graph_id", "config", "metadata", "name", "description"), aid)...))
 	add("DELETE", "/assistants/{assistant_id}", ev("assistants", "delete", aid))
 	add("POST", "/assistants/{assistant_id}/latest", ev("assistants", "update", with(body("version"), aid)...))
 	add("POST", "/assistants/{assistant_id}/versions", ev("assistants", "read", aid))

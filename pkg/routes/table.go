@@ -33,6 +33,9 @@ const (
 	FromQueryDotted
 	// FromBody is a field of the JSON body object.
 	FromBody
+	// FromBodyGroup gathers the body fields named in Keys into one object
+	// (LangGraph's run `kwargs`).
+	FromBodyGroup
 )
 
 // Field is one value field and where it comes from.
@@ -43,6 +46,8 @@ type Field struct {
 	// Key is the name at the source (path parameter, query key, body field);
 	// empty means Name.
 	Key string
+	// Keys are the body fields a FromBodyGroup field gathers.
+	Keys []string
 }
 
 func (f Field) key() string {
@@ -61,7 +66,7 @@ type EventSpec struct {
 
 func (e EventSpec) needsBody() bool {
 	for _, f := range e.Fields {
-		if f.From == FromBody {
+		if f.From == FromBody || f.From == FromBodyGroup {
 			return true
 		}
 	}
@@ -75,6 +80,8 @@ type Route struct {
 	Pattern string
 	// Public routes need no credential and fire no event.
 	Public bool
+	// Blocked routes are refused (403) for every caller.
+	Blocked bool
 	Events []EventSpec
 }
 
@@ -216,8 +223,11 @@ func (t *Table) Describe() []string {
 			evs = append(evs, e.Resource+":"+e.Action)
 		}
 		target := strings.Join(evs, ", ")
-		if r.Public {
+		switch {
+		case r.Public:
 			target = "public"
+		case r.Blocked:
+			target = "blocked"
 		}
 		out = append(out, fmt.Sprintf("%-6s %-45s -> %s", r.Method, r.Pattern, target))
 	}

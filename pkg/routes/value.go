@@ -135,6 +135,14 @@ func (e EventSpec) value(params Params, query url.Values, body *Body) (map[strin
 			if x, ok := obj[f.key()]; ok {
 				v[f.Name] = x
 			}
+		case FromBodyGroup:
+			group := make(map[string]any, len(f.Keys))
+			for _, k := range f.Keys {
+				if x, ok := obj[k]; ok {
+					group[k] = x
+				}
+			}
+			v[f.Name] = group
 		}
 	}
 	return v, nil

@@ -1,0 +1,165 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := vars[k]
+		return v, ok
+	}
+}
+
+const good = `authenticate:
+  oidc:
+    - issuer: ${ISS}
+      audiences: ["${AUD:-langgraph}"]
+      leeway: 10s
+  user:
+    identity: claims.sub
+authorize:
+  handlers:
+    - on: "*"
+      filters: {owner: user.identity, tags: {$contains: "'x'"}}
+      metadata: {owner: user.identity}
+    - on: store
+      allow: value.namespace[0] == user.identity
+      message: Not authorized
+`
+
+func TestParseGood(t *testing.T) {
+	f, err := Parse("p.yaml", []byte(good), env(map[string]string{"ISS": "https://idp.example.com"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss := f.Authenticate.OIDC[0]
+	if iss.Issuer != "https://idp.example.com" || iss.Audiences[0] != "langgraph" {
+		t.Errorf("env expansion: issuer %q audiences %v", iss.Issuer, iss.Audiences)
+	}
+	if iss.Leeway.Duration.String() != "10s" || iss.RefreshInterval.Duration != DefaultRefreshInterval {
+		t.Errorf("durations: leeway %v refresh %v", iss.Leeway, iss.RefreshInterval)
+	}
+	if len(iss.Algorithms) != len(AsymmetricAlgorithms) {
+		t.Errorf("default algorithms %v", iss.Algorithms)
+	}
+	if iss.Pos.Line != 3 {
+		t.Errorf("issuer position %+v, want line 3", iss.Pos)
+	}
+	if f.Authorize.Routes != RoutesLangGraph || f.Authorize.Unmatched != UnmatchedAllow {
+		t.Errorf("defaults: routes %q unmatched %q", f.Authorize.Routes, f.Authorize.Unmatched)
+	}
+	h := f.Authorize.Handlers[0]
+	if h.Pos.Line != 10 || len(h.Filters.Entries) != 2 || h.Filters.Entries[1].Op != "$contains" {
+		t.Errorf("handler: %+v", h)
+	}
+	store := f.Authorize.Handlers[1]
+	if store.Allow.Pos != (Pos{Line: 14, Column: 14}) {
+		t.Errorf("allow position %+v", store.Allow.Pos)
+	}
+	// CEL reports 1-based lines and 0-based columns within the expression.
+	if got := store.Allow.At(1, 6); got != (Pos{Line: 14, Column: 20}) {
+		t.Errorf("At(1,6) = %+v", got)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	vars := env(map[string]string{"ISS": "https://idp.example.com", "EMPTY": ""})
+	base := func(s string) string { return strings.Replace(good, "    - on: store\n", s+"    - on: store\n", 1) }
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"unknown top-level field", good + "authorise: {}\n", []string{`p.yaml:16:1: unknown field "authorise" (known fields: authenticate, authorize)`}},
+		{"unknown nested field", strings.Replace(good, "leeway: 10s", "leway: 10s", 1),
+			[]string{`p.yaml:5:7: unknown field "leway" (known fields: algorithms, audiences, issuer, jwks_url, leeway, refresh_interval)`}},
+		{"unset variable", strings.Replace(good, "${ISS}", "${NOPE}", 1),
+			[]string{"p.yaml:3:15: environment variable NOPE is not set (use ${NOPE:-default} for a default)"}},
+		{"empty variable", strings.Replace(good, "${ISS}", "${EMPTY}", 1), []string{"p.yaml:3:15: environment variable EMPTY is empty"}},
+		{"unterminated reference", strings.Replace(good, "${ISS}", "${ISS", 1), []string{"p.yaml:3:15: unterminated ${ in value"}},
+		{"plain http issuer", strings.Replace(good, "${ISS}", "http://idp.example.com", 1),
+			[]string{`p.yaml:3:7: oidc: issuer must use https (plain http is accepted only on a loopback host), got "http://idp.example.com"`}},
+		{"no audiences", strings.Replace(good, `      audiences: ["${AUD:-langgraph}"]`+"\n", "", 1),
+			[]string{`p.yaml:3:7: oidc "https://idp.example.com": audiences is required (the token's aud must name this API)`}},
+		{"symmetric algorithm", strings.Replace(good, "leeway: 10s", "algorithms: [RS256, HS256]", 1),
+			[]string{`p.yaml:3:7: oidc "https://idp.example.com": algorithm "HS256" is not allowed (allowed: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)`}},
+		{"bad duration", strings.Replace(good, "leeway: 10s", "leeway: soon", 1),
+			[]string{`p.yaml:5:15: invalid duration "soon" (use Go syntax such as 30s or 5m)`}},
+		{"leeway too large", strings.Replace(good, "leeway: 10s", "leeway: 1h", 1),
+			[]string{`p.yaml:5:15: oidc "https://idp.example.com": leeway 1h0m0s is larger than the maximum 5m0s`}},
+		{"no identity", strings.Replace(good, "    identity: claims.sub\n", "    display_name: claims.name\n", 1),
+			[]string{"p.yaml:1: authenticate.user.identity: a CEL expression is required (e.g. claims.sub)"}},
+		{"expression is a list", strings.Replace(good, "identity: claims.sub", "identity: [a]", 1),
+			[]string{"p.yaml:7:15: expected a CEL expression (a string), got a list"}},
+		{"filters not a mapping", base("    - on: threads\n      filters: [owner]\n"),
+			[]string{"p.yaml:14:16: expected a mapping of key to CEL expression, got a list"}},
+		{"two operators", base("    - on: threads\n      filters: {a: {$eq: x, $contains: y}}\n"),
+			[]string{`p.yaml:14:20: key "a": an operator mapping has exactly one operator, e.g. {$contains: expr}`}},
+		{"bad status", base("    - on: threads\n      allow: 'false'\n      status: 200\n"),
+			[]string{`p.yaml:13:7: handler "threads": status must be an HTTP error status (400-599), got 200`}},
+		{"message without allow", base("    - on: threads\n      message: nope\n"),
+			[]string{`p.yaml:13:7: handler "threads": message and status apply only with allow`}},
+		{"missing on", base("    - allow: 'true'\n"), []string{"p.yaml:13:7: handler: `on` is required (\"*\", \"threads\", \"threads.create\", \"*.create\", ...)"}},
+		{"unknown routes", strings.Replace(good, "authorize:\n", "authorize:\n  routes: openapi\n", 1),
+			[]string{`p.yaml:1: authorize.routes: unknown route table "openapi" (want "langgraph" or "none")`}},
+		{"bad YAML", "authenticate: [\n", []string{"p.yaml:1: did not find expected node content"}},
+		{"duplicate key", good + "authorize: {}\n", []string{`p.yaml:16: mapping key "authorize" already defined at line 8`}},
+		{"empty", "", []string{"p.yaml:1: configuration is empty"}},
+		{"several errors at once", strings.Replace(strings.Replace(good, "leeway: 10s", "leway: 10s", 1), "${ISS}", "${NOPE}", 1),
+			[]string{"p.yaml:3:15: environment variable NOPE is not set (use ${NOPE:-default} for a default)", `p.yaml:5:7: unknown field "leway"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("p.yaml", []byte(tc.yaml), vars)
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			lines := strings.Split(err.Error(), "\n")
+			if len(lines) != len(tc.want) {
+				t.Fatalf("got %d errors, want %d:\n%s", len(lines), len(tc.want), err)
+			}
+			for i, want := range tc.want {
+				if !strings.HasPrefix(lines[i], want) {
+					t.Errorf("error %d:\n got %s\nwant %s", i, lines[i], want)
+				}
+			}
+		})
+	}
+}
+
+func TestExpandString(t *testing.T) {
+	vars := env(map[string]string{"A": "1", "B": "two"})
+	for in, want := range map[string]string{
+		"${A}":          "1",
+		"x${A}y${B}z":   "x1ytwoz",
+		"${C:-dflt}":    "dflt",
+		"$${A}":         "${A}",
+		"$A":            "$A",
+		"${C:-}":        "",
+		"cost: $5 ${B}": "cost: $5 two",
+	} {
+		got, msg := expandString(in, vars)
+		if msg != "" || got != want {
+			t.Errorf("expandString(%q) = %q, %q; want %q", in, got, msg, want)
+		}
+	}
+	for _, bad := range []string{"${1A}", "${}", "${A-B}", "${A"} {
+		if _, msg := expandString(bad, vars); msg == "" {
+			t.Errorf("expandString(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(good))
+	f.Add([]byte("authenticate: {oidc: [{issuer: x}]}"))
+	f.Add([]byte("a: &x [*x]"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fl, err := Parse("fuzz.yaml", data, env(map[string]string{"ISS": "https://i.example"}))
+		if err == nil && (len(fl.Authenticate.OIDC) == 0 || fl.Authenticate.User.Identity.Source == "") {
+			t.Fatalf("accepted a configuration without issuer or identity")
+		}
+	})
+}

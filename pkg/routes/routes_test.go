@@ -1,0 +1,285 @@
+package routes
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs from the golden file (go test ./pkg/routes -update to accept):\n%s", name, diff(string(want), got))
+	}
+}
+
+func diff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	for i := 0; i < max(len(w), len(g)); i++ {
+		var a, c string
+		if i < len(w) {
+			a = w[i]
+		}
+		if i < len(g) {
+			c = g[i]
+		}
+		if a != c {
+			fmt.Fprintf(&b, "line %d\n  want: %s\n   got: %s\n", i+1, a, c)
+		}
+	}
+	return b.String()
+}
+
+// sampleRequest builds a request that exercises every value field of r:
+// each path parameter, query key and body field gets a recognizable value.
+func sampleRequest(r *Route) (path string, body string) {
+	segs := strings.Split(r.Pattern, "/")
+	for i, s := range segs {
+		if strings.HasPrefix(s, "{") {
+			segs[i] = strings.Trim(s, "{}") + "-1"
+		}
+	}
+	path = strings.Join(segs, "/")
+	q := url.Values{}
+	obj := map[string]any{}
+	for _, e := range r.Events {
+		for _, f := range e.Fields {
+			switch f.From {
+			case FromQuery:
+				q.Set(f.key(), f.key()+"-q")
+			case FromQueryDotted:
+				q.Set(f.key(), "ns-a.ns-b")
+			case FromBody:
+				obj[f.key()] = f.key() + "-b"
+			case FromBodyGroup:
+				for _, k := range f.Keys {
+					obj[k] = k + "-b"
+				}
+			}
+		}
+	}
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	if len(obj) > 0 {
+		b, _ := json.Marshal(obj)
+		body = string(b)
+	}
+	return path, body
+}
+
+// TestLangGraphGolden records, for every route of the built-in table, the
+// events a sample request fires and the value each handler sees.
+func TestLangGraphGolden(t *testing.T) {
+	rs := LangGraph()
+	table, err := NewTable(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, r := range table.Routes() {
+		path, body := sampleRequest(r)
+		target, err := Normalize(path)
+		if err != nil {
+			t.Fatalf("%s %s: %v", r.Method, path, err)
+		}
+		got, params := table.Match(r.Method, target.Segments)
+		if got != r {
+			t.Fatalf("%s %s matched %v, want its own route %s", r.Method, path, got, r.Pattern)
+		}
+		fmt.Fprintf(&b, "%s %s", r.Method, path)
+		if body != "" {
+			fmt.Fprintf(&b, " %s", body)
+		}
+		b.WriteString("\n")
+		switch {
+		case r.Public:
+			b.WriteString("  public\n")
+		case r.Blocked:
+			b.WriteString("  blocked\n")
+		}
+		for _, ev := range r.Fire(params, target.Query, &Body{Data: []byte(body)}) {
+			if ev.ValueErr != nil {
+				t.Fatalf("%s %s: %v", r.Method, path, ev.ValueErr)
+			}
+			v, _ := json.Marshal(ev.Value)
+			fmt.Fprintf(&b, "  %s:%s %s\n", ev.Resource, ev.Action, v)
+		}
+	}
+	golden(t, "langgraph.golden", b.String())
+	golden(t, "langgraph-table.golden", strings.Join(table.Describe(), "\n")+"\n")
+}
+
+func TestMatch(t *testing.T) {
+	table, err := NewTable(LangGraph())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		method, path string
+		pattern      string
+		params       string
+	}{
+		{"POST", "/threads/search", "/threads/search", ""},
+		// No GET on the literal: the parameter branch takes it.
+		{"GET", "/threads/search", "/threads/{thread_id}", "thread_id=search"},
+		{"GET", "/threads/t1/runs/r1/join", "/threads/{thread_id}/runs/{run_id}/join", "thread_id=t1 run_id=r1"},
+		{"POST", "/runs/crons/search", "/runs/crons/search", ""},
+		{"GET", "/runs/crons/c1", "/runs/crons/{cron_id}", "cron_id=c1"},
+		{"GET", "/runs/r1/stream", "/runs/{run_id}/stream", "run_id=r1"},
+		{"GET", "/assistants/a1/subgraphs/ns", "/assistants/{assistant_id}/subgraphs/{namespace}", "assistant_id=a1 namespace=ns"},
+		{"PUT", "/threads", "", ""},
+		{"GET", "/threads/t1/unknown", "", ""},
+		{"GET", "/", "", ""},
+	}
+	for _, tc := range tests {
+		target, err := Normalize(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, params := table.Match(tc.method, target.Segments)
+		got := ""
+		if r != nil {
+			got = r.Pattern
+		}
+		var ps []string
+		for _, p := range params {
+			ps = append(ps, p.Name+"="+p.Value)
+		}
+		if got != tc.pattern || strings.Join(ps, " ") != tc.params {
+			t.Errorf("%s %s: matched %q %v, want %q %q", tc.method, tc.path, got, ps, tc.pattern, tc.params)
+		}
+	}
+}
+
+func TestNewTableConflicts(t *testing.T) {
+	for _, tc := range []struct {
+		routes []Route
+		want   string
+	}{
+		{[]Route{{Method: "GET", Pattern: "/a/{x}"}, {Method: "GET", Pattern: "/a/{x}"}}, "conflicts with GET /a/{x}"},
+		{[]Route{{Method: "GET", Pattern: "/a/{x}"}, {Method: "POST", Pattern: "/a/{y}"}}, "parameter {y} conflicts with {x}"},
+		{[]Route{{Method: "GET", Pattern: "/a/{x}/{x}"}}, "empty or repeated"},
+		{[]Route{{Method: "GET", Pattern: "/a/b{x}"}}, "mixes a parameter with text"},
+		{[]Route{{Method: "GET", Pattern: "a"}}, "absolute path template"},
+	} {
+		if _, err := NewTable(tc.routes); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want %q", tc.routes, err, tc.want)
+		}
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	tests := []struct {
+		raw, path, segs, query string
+		err                    string
+	}{
+		{raw: "/", path: "/", segs: ""},
+		{raw: "/threads", path: "/threads", segs: "threads"},
+		{raw: "//threads///t1//", path: "/threads/t1", segs: "threads|t1"},
+		{raw: "/a/./b/../c", path: "/a/c", segs: "a|c"},
+		{raw: "/../../a", path: "/a", segs: "a"},
+		{raw: "/a/%2E%2e/b", path: "/b", segs: "b"},
+		{raw: "/%61%62", path: "/ab", segs: "ab"},
+		{raw: "/a%20b", path: "/a%20b", segs: "a b"},
+		{raw: "/a%C3%A9", path: "/a%C3%A9", segs: "aé"},
+		{raw: "/store/items?namespace=a.b&key=k", path: "/store/items", segs: "store|items", query: "key=k&namespace=a.b"},
+		{raw: "/x?a=1#frag", path: "/x", segs: "x", query: "a=1"},
+		{raw: "/x#frag?a=1", path: "/x", segs: "x"},
+		{raw: "", err: "must start with /"},
+		{raw: "x", err: "must start with /"},
+		{raw: "*", err: "must start with /"},
+		{raw: "http://h/x", err: "must start with /"},
+		{raw: "/a b", err: "byte 0x20"},
+		{raw: "/a\tb", err: "byte 0x09"},
+		{raw: "/\xc3\xa9", err: "byte 0xc3"},
+		{raw: "/a%2fb", err: "encoded slash"},
+		{raw: "/a%5cb", err: "encoded slash"},
+		{raw: "/a%00", err: "encoded slash, backslash or NUL"},
+		{raw: "/a%g0", err: "malformed percent-encoding"},
+		{raw: "/a%", err: "malformed percent-encoding"},
+		{raw: "/a?b=%zz", err: "query"},
+		{raw: "/a?b;c", err: "query"},
+		{raw: "/" + strings.Repeat("a", MaxPathLength), err: "longer than"},
+	}
+	for _, tc := range tests {
+		got, err := Normalize(tc.raw)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, ErrBadPath) {
+				t.Errorf("Normalize(%q) error %v, want %q", tc.raw, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("Normalize(%q): %v", tc.raw, err)
+			continue
+		}
+		if got.Path != tc.path || strings.Join(got.Segments, "|") != tc.segs || got.Query.Encode() != tc.query {
+			t.Errorf("Normalize(%q) = %q %q %q, want %q %q %q", tc.raw, got.Path, strings.Join(got.Segments, "|"), got.Query.Encode(), tc.path, tc.segs, tc.query)
+		}
+	}
+}
+
+// FuzzNormalize checks that normalization never panics, is idempotent,
+// and never yields a segment that could be read as a path separator or a
+// dot segment by the upstream.
+func FuzzNormalize(f *testing.F) {
+	for _, s := range []string{"/", "/threads/t1", "//a/../b/%2e%2e/c?x=1", "/a%2fb", "/%", "/a?b=%zz#c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		got, err := Normalize(raw)
+		if err != nil {
+			if !errors.Is(err, ErrBadPath) {
+				t.Fatalf("error %v does not wrap ErrBadPath", err)
+			}
+			return
+		}
+		for _, s := range got.Segments {
+			if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "/\\\x00") {
+				t.Fatalf("Normalize(%q) segment %q", raw, s)
+			}
+		}
+		again, err := Normalize(got.Path)
+		if err != nil || again.Path != got.Path {
+			t.Fatalf("not idempotent: %q -> %q -> %q (%v)", raw, got.Path, again.Path, err)
+		}
+	})
+}
+
+// FuzzBody checks that any body yields either an object or a typed error.
+func FuzzBody(f *testing.F) {
+	f.Add([]byte(`{"namespace":["a"],"key":"k"}`))
+	f.Add([]byte(`[1]`))
+	f.Add([]byte(`{"a":`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b := &Body{Data: data}
+		obj, err := b.Object()
+		if err == nil && obj == nil {
+			t.Fatal("nil object without an error")
+		}
+		if err != nil && !errors.Is(err, ErrBodyNotJSON) && !errors.Is(err, ErrBodyTooLarge) {
+			t.Fatalf("untyped error %v", err)
+		}
+	})
+}
