@@ -82,7 +82,7 @@ type Route struct {
 	Public bool
 	// Blocked routes are refused (403) for every caller.
 	Blocked bool
-	Events []EventSpec
+	Events  []EventSpec
 }
 
 // Param is one matched path parameter.
