@@ -33,6 +33,8 @@ type Options struct {
 	Now func() time.Time
 	// Log receives the engine's logs (discarded when nil).
 	Log io.Writer
+	// CacheEntries bounds the verified-token cache (default when zero).
+	CacheEntries int
 }
 
 // Start runs an issuer and an engine for the test's lifetime.
@@ -64,7 +66,7 @@ func Start(tb testing.TB, opts Options) *Env {
 		w = io.Discard
 	}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	eng, err := decision.Build(f, decision.Options{Logger: log, Authn: authn.Options{Now: opts.Now}})
+	eng, err := decision.Build(f, decision.Options{Logger: log, Authn: authn.Options{Now: opts.Now, CacheEntries: opts.CacheEntries}})
 	if err != nil {
 		tb.Fatal(err)
 	}

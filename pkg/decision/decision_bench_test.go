@@ -1,0 +1,67 @@
+package decision_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+
+	"github.com/langgate/langgate/internal/testengine"
+	"github.com/langgate/langgate/pkg/decision"
+)
+
+// benchRequests are the shapes measured: a read with the owner filter, and
+// a store write whose rule reads the JSON body.
+func benchRequests(token string) map[string]*decision.Request {
+	body := []byte(`{"namespace":["alice","notes"],"key":"k1","value":{"text":"hello"}}`)
+	return map[string]*decision.Request{
+		"read": {Method: "GET", Path: "/threads/1ef5c0de-1b2c-6d3e-8f90-123456789abc",
+			Headers: map[string]string{"authorization": "Bearer " + token, ":authority": "lg.example", "x-request-id": "r1", "user-agent": "langgraph-sdk"}},
+		"store_put": {Method: "PUT", Path: "/store/items", Body: body,
+			Headers: map[string]string{"authorization": "Bearer " + token, "content-type": "application/json", "content-length": strconv.Itoa(len(body))}},
+	}
+}
+
+// BenchmarkDecideCached: a token already verified (the steady state of a
+// client session): hash, cache hit, route, CEL, headers.
+func BenchmarkDecideCached(b *testing.B) {
+	env := testengine.Start(b, testengine.Options{})
+	tok := env.Token(b, "alice", nil)
+	for name, req := range benchRequests(tok) {
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			if d := env.Engine.Decide(ctx, req); !d.Allow() {
+				b.Fatalf("denied: %s", d.Reason)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				env.Engine.Decide(ctx, req)
+			}
+		})
+	}
+}
+
+// BenchmarkDecideUncached: every request carries a token not in the cache
+// (a one-entry cache cycled through distinct tokens), so each decision
+// includes a full RS256 verification.
+func BenchmarkDecideUncached(b *testing.B) {
+	env := testengine.Start(b, testengine.Options{CacheEntries: 1})
+	tokens := make([]string, 64)
+	for i := range tokens {
+		tokens[i] = env.Token(b, "alice", map[string]any{"jti": strconv.Itoa(i)})
+	}
+	b.Run("read", func(b *testing.B) {
+		ctx := context.Background()
+		reqs := make([]*decision.Request, len(tokens))
+		for i, t := range tokens {
+			reqs[i] = benchRequests(t)["read"]
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if d := env.Engine.Decide(ctx, reqs[i%len(reqs)]); !d.Allow() {
+				b.Fatalf("denied: %s", d.Reason)
+			}
+		}
+	})
+}

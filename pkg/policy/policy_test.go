@@ -1,0 +1,156 @@
+package policy
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/langgate/langgate/pkg/config"
+	"github.com/langgate/langgate/pkg/routes"
+)
+
+func compile(t *testing.T, yaml string) *Policy {
+	t.Helper()
+	p, err := compileText(yaml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func compileText(yaml string) (*Policy, error) {
+	f, err := config.Parse("p.yaml", []byte(`authenticate:
+  oidc: [{issuer: "https://i.example", audiences: [a]}]
+  user: {identity: claims.sub}
+authorize:
+  handlers:
+`+yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		return nil, err
+	}
+	env, err := NewEnv()
+	if err != nil {
+		return nil, err
+	}
+	return Compile(env, f.Name, f.Authorize.Handlers, VocabularyOf(routes.LangGraph()))
+}
+
+// TestPrecedence checks LangGraph's rule: exactly one handler runs, the
+// first that exists of (resource, action), (resource, *), (*, action), (*, *).
+func TestPrecedence(t *testing.T) {
+	all := compile(t, `    - {on: "*"}
+    - {on: "*.create"}
+    - {on: threads}
+    - {on: threads.create}
+    - {on: store.put}
+`)
+	onlyGlobal := compile(t, `    - {on: "*"}
+`)
+	actionOnly := compile(t, `    - {on: "*.read"}
+    - {on: assistants}
+`)
+	none := compile(t, ``)
+	tests := []struct {
+		p                *Policy
+		resource, action string
+		want             string
+	}{
+		{all, "threads", "create", "threads.create"},
+		{all, "threads", "read", "threads"},
+		{all, "threads", "create_run", "threads"},
+		{all, "assistants", "create", "*.create"},
+		{all, "crons", "create", "*.create"},
+		{all, "assistants", "read", "*"},
+		{all, "store", "put", "store.put"},
+		{all, "store", "get", "*"},
+		{onlyGlobal, "store", "search", "*"},
+		{actionOnly, "threads", "read", "*.read"},
+		{actionOnly, "assistants", "read", "assistants"},
+		{actionOnly, "threads", "create", ""},
+		{none, "threads", "read", ""},
+	}
+	for _, tc := range tests {
+		got := ""
+		if h := tc.p.Select(tc.resource, tc.action); h != nil {
+			got = h.Key
+		}
+		if got != tc.want {
+			t.Errorf("%s:%s selected %q, want %q", tc.resource, tc.action, got, tc.want)
+		}
+	}
+}
+
+func TestEvaluate(t *testing.T) {
+	p := compile(t, `    - on: "*"
+      filters: {owner: user.identity, tags: {$contains: "'x'"}, org: {$eq: claims.org}}
+      metadata: {owner: user.identity, n: "1 + 1"}
+    - on: threads.delete
+      allow: "'admin' in user.permissions"
+    - on: assistants.create
+      allow: value.graph_id == 'agent'
+      status: 404
+      message: Not found
+    - on: crons
+      filters: {x: "{'$in': [1]}"}
+    - on: store
+      allow: value.namespace[0] == user.identity
+`)
+	alice := NewUser("alice", "", []string{"read"}, map[string]any{"org": "acme"})
+	ev := func(res, act string, value map[string]any) *Input {
+		return &Input{User: alice, Event: &routes.Event{Resource: res, Action: act, Value: value}}
+	}
+	r := p.Evaluate(ev("threads", "read", map[string]any{}))
+	if !r.Allowed || r.Filters["owner"] != "alice" || r.Metadata["n"] != int64(2) {
+		t.Errorf("global handler: %+v", r)
+	}
+	if c, ok := r.Filters["tags"].(map[string]any); !ok || c["$contains"] != "x" {
+		t.Errorf("$contains filter: %#v", r.Filters["tags"])
+	}
+	if c, ok := r.Filters["org"].(map[string]any); !ok || c["$eq"] != "acme" {
+		t.Errorf("$eq filter: %#v", r.Filters["org"])
+	}
+	if r := p.Evaluate(ev("threads", "delete", nil)); r.Allowed || r.Status != 403 || r.Detail != "Forbidden" {
+		t.Errorf("delete without admin: %+v", r)
+	}
+	if r := p.Evaluate(ev("assistants", "create", map[string]any{"graph_id": "other"})); r.Allowed || r.Status != 404 || r.Detail != "Not found" {
+		t.Errorf("custom status: %+v", r)
+	}
+	if r := p.Evaluate(ev("assistants", "create", map[string]any{"graph_id": "agent"})); !r.Allowed || r.Filters != nil {
+		t.Errorf("allowed create: %+v", r)
+	}
+	// A computed filter with an unknown operator fails closed.
+	if r := p.Evaluate(ev("crons", "read", nil)); r.Allowed || !strings.Contains(r.Reason, `unknown filter operator "$in"`) {
+		t.Errorf("unknown computed operator: %+v", r)
+	}
+	// An unusable value (truncated body) denies the rule that reads it.
+	in := ev("store", "put", nil)
+	in.Event.ValueErr = routes.ErrBodyTruncated
+	if r := p.Evaluate(in); r.Allowed || !strings.Contains(r.Reason, "truncated") {
+		t.Errorf("truncated body: %+v", r)
+	}
+}
+
+func TestCompileErrors(t *testing.T) {
+	tests := []struct{ yaml, want string }{
+		{"    - {on: thread}\n", `p.yaml:6:7: handler "thread": unknown resource "thread" (known: assistants, crons, store, threads)`},
+		{"    - {on: threads.creat}\n", `p.yaml:6:7: handler "threads.creat": resource "threads" has no action "creat" (known: create, create_run, delete, read, search, update)`},
+		{"    - {on: \"*.list\"}\n", `p.yaml:6:7: handler "*.list": no resource has the action "list"`},
+		{"    - {on: \"*\"}\n    - {on: \"*\"}\n", `p.yaml:7:7: handler "*" duplicates the handler "*" at line 6`},
+		{"    - {on: threads, allow: \"'yes'\"}\n", `p.yaml:6:28: CEL: expression "'yes'" must produce bool, but produces string`},
+		{"    - {on: threads, allow: \"'a' + 1\"}\n", `p.yaml:6:33: CEL: found no matching overload for '_+_' applied to '(string, int)'`},
+		{"    - {on: threads, allow: usr.identity == 'a'}\n", `p.yaml:6:28: CEL: undeclared reference to 'usr' (did you mean 'user'?)`},
+		{"    - {on: threads, filters: {a: {$in: x}}}\n", `p.yaml:6:35: filter "a": unknown filter operator "$in" (known: $eq, $contains)`},
+		{"    - {on: threads, metadata: {a: {$eq: x}}}\n", `p.yaml:6:36: metadata "a": operators are only allowed in filters`},
+	}
+	for _, tc := range tests {
+		_, err := compileText(tc.yaml)
+		var list config.ErrorList
+		if !errors.As(err, &list) {
+			t.Errorf("%q: error %v is not a config.ErrorList", tc.yaml, err)
+			continue
+		}
+		if got := list[0].Error(); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%q:\n got %s\nwant %s", tc.yaml, got, tc.want)
+		}
+	}
+}
