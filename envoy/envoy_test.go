@@ -40,9 +40,9 @@ const (
 	// maxCheckTimeout is the most a shipped configuration may give langgate:
 	// half of Envoy's 200 ms default.
 	maxCheckTimeout = 100 * time.Millisecond
-	// maxBodyBytes bounds every with_request_body: a buffered body plus the
-	// request headers must fit in langgate's 4 MiB gRPC message limit.
-	maxBodyBytes = 3 << 20
+	// maxBodyBytes bounds every with_request_body: langgate parses bodies of
+	// at most 1 MiB (routes.MaxBodyBytes) and treats a larger one as missing.
+	maxBodyBytes = 1 << 20
 	// smallBodyBytes is the least any body-reading LangGraph route may buffer;
 	// inputBodyBytes the least a route that carries graph input may.
 	smallBodyBytes = 64 << 10
@@ -58,8 +58,13 @@ var langgateHeaders = []string{
 	"x-langgate-resource", "x-langgate-action", "x-langgate-filters", "x-langgate-metadata",
 }
 
-// decisionKeys are the dynamic-metadata keys langgate sets on every decision.
-var decisionKeys = []string{"decision_id", "reason", "resource", "action", "user_id"}
+// decisionKeys are the dynamic-metadata keys langgate sets on decisions
+// (docs/headers.md) that the access log must show.
+var decisionKeys = []string{"decision_id", "outcome", "reason", "resource", "action", "user_id"}
+
+// stripHeaders are client headers that must never reach a LangGraph server:
+// `x-auth-scheme: langsmith` makes it skip its own authentication.
+var stripHeaders = []string{"x-auth-scheme"}
 
 // validator is implemented by every go-control-plane message
 // (protoc-gen-validate); ValidateAll reports every violated rule.
@@ -87,7 +92,7 @@ func configFiles(t *testing.T) []string {
 // enum value, and any protoc-gen-validate violation, in the bootstrap or in
 // any typed config nested in it, is an error.
 func parseBootstrap(data []byte) (*bootstrapv3.Bootstrap, error) {
-	js, err := yaml.YAMLToJSON(data)
+	js, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
 		return nil, fmt.Errorf("yaml: %w", err)
 	}
@@ -419,7 +424,7 @@ func mutationRuleProblems(at string, r *mutationrulesv3.HeaderMutationRules) []s
 	if err != nil || r.GetAllowExpression() == nil {
 		return append(p, fmt.Sprintf("%s: allow_expression: %v", at, err))
 	}
-	for _, h := range langgateHeaders {
+	for _, h := range append(slices.Clone(langgateHeaders), stripHeaders...) {
 		if !re.MatchString(h) {
 			p = append(p, fmt.Sprintf("%s: allow_expression refuses langgate's own %s", at, h))
 		}
@@ -544,6 +549,11 @@ func matchRoute(vh *routev3.VirtualHost, method, target string) (*routev3.Route,
 func routeProblems(s site, clusters map[string]*clusterv3.Cluster) []string {
 	var p []string
 	add := func(format string, args ...any) { p = append(p, s.name+": "+fmt.Sprintf(format, args...)) }
+	for _, h := range stripHeaders {
+		if !slices.Contains(s.hcm.GetRouteConfig().GetRequestHeadersToRemove(), h) {
+			add("route_config does not remove client-sent %s", h)
+		}
+	}
 	for _, vh := range s.hcm.GetRouteConfig().GetVirtualHosts() {
 		routes := vh.GetRoutes()
 		if len(routes) == 0 {
@@ -758,12 +768,15 @@ func TestChecksCatchMistakes(t *testing.T) {
 		{"huge body", "max_request_bytes: 65536", "max_request_bytes: 8388608", "max_request_bytes"},
 		{"string body", "pack_as_bytes: true", "pack_as_bytes: false", "pack_as_bytes"},
 		{"route cache", "clear_route_cache: false", "clear_route_cache: true", "clear_route_cache"},
-		{"wide mutations", `regex: "x-langgate-[a-z0-9-]+"`, `regex: "x-.*"`, "lets langgate mutate x-forwarded-for"},
+		{"wide mutations", `regex: "x-langgate-[a-z0-9-]+|x-auth-scheme"`, `regex: "x-.*"`, "lets langgate mutate x-forwarded-for"},
+		{"narrow mutations", `regex: "x-langgate-[a-z0-9-]+|x-auth-scheme"`, `regex: "x-langgate-[a-z0-9-]+"`, "refuses langgate's own x-auth-scheme"},
+		{"input body over langgate's limit", "max_request_bytes: 1048576", "max_request_bytes: 2097152", "max_request_bytes 2097152 outside"},
 		{"no normalization", "normalize_path: true", "normalize_path: false", "normalize_path"},
 		{"underscores", "headers_with_underscores_action: REJECT_REQUEST", "headers_with_underscores_action: ALLOW", "underscores"},
 		{"no decision id in log", "ext_authz:decision_id)%", "ext_authz:decision)%", "lacks %DYNAMIC_METADATA(envoy.filters.http.ext_authz:decision_id)%"},
 		{"no policy", "                    context_extensions:\n                      policy: langgraph\n              routes:", "                    context_extensions:\n                      tenant: a\n              routes:", "no context extension `policy`"},
 		{"public catch-all", catchAll, catchAll + "                typed_per_filter_config:\n                  envoy.filters.http.ext_authz:\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute\n                    disabled: true\n", "catch-all route is public"},
+		{"x-auth-scheme forwarded", "request_headers_to_remove: [x-auth-scheme]", "request_headers_to_remove: []", "does not remove client-sent x-auth-scheme"},
 		{"public route keeps headers", "                - x-langgate-filters\n", "", "does not remove client-sent x-langgate-filters"},
 		{"health on traffic port", "port_value: 9090", "port_value: 9001", "admin port"},
 		{"filter after ext_authz", "          - name: envoy.filters.http.router\n", "          - name: envoy.filters.http.cors\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n          - name: envoy.filters.http.router\n", "http filters"},
