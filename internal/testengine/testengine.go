@@ -61,11 +61,10 @@ func Start(tb testing.TB, opts Options) *Env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	w := opts.Log
-	if w == nil {
-		w = io.Discard
+	log := slog.New(slog.DiscardHandler)
+	if opts.Log != nil {
+		log = slog.New(slog.NewTextHandler(opts.Log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	eng, err := decision.Build(f, decision.Options{Logger: log, Authn: authn.Options{Now: opts.Now, CacheEntries: opts.CacheEntries}})
 	if err != nil {
 		tb.Fatal(err)

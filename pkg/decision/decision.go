@@ -199,20 +199,24 @@ func (e *Engine) decide(ctx context.Context, req *Request) *Decision {
 
 	// Phase 4: authorize every event; any denial denies.
 	preq := &policy.Request{Method: req.Method, Path: target.Path, Headers: req.Headers, Query: target.Query}
-	reasons := make([]string, 0, len(d.Events))
+	var reasons []string
 	for i := range d.Events {
 		ev := &d.Events[i]
 		res := e.policy.Evaluate(&policy.Input{User: user, Request: preq, Context: req.Context, Event: ev})
 		if i == 0 && res.Handler != nil {
 			d.Handler = res.Handler.Key
 		}
-		reasons = append(reasons, ev.Resource+":"+ev.Action+": "+res.Reason)
+		if len(d.Events) == 1 {
+			d.Reason = res.Reason
+		} else {
+			reasons = append(reasons, ev.Resource+":"+ev.Action+": "+res.Reason)
+			d.Reason = strings.Join(reasons, "; ")
+		}
 		if !res.Allowed {
 			if res.Handler != nil {
 				d.Handler = res.Handler.Key
 			}
 			d.Outcome, d.Status, d.Detail = Forbidden, res.Status, res.Detail
-			d.Reason = strings.Join(reasons, "; ")
 			d.ResponseHeaders, d.Body = denialBody(d.Detail)
 			return d
 		}
@@ -223,23 +227,16 @@ func (e *Engine) decide(ctx context.Context, req *Request) *Decision {
 			return deny(Forbidden, 403, "Forbidden", "metadata of "+ev.Resource+":"+ev.Action+": "+err.Error())
 		}
 	}
-	d.Reason = strings.Join(reasons, "; ")
 	return e.respond(req, d)
 }
 
 // respond builds the upstream headers of an allowed decision.
 func (e *Engine) respond(req *Request, d *Decision) *Decision {
 	u := d.User
-	userJSON, err1 := asciiJSON(map[string]any{
-		"identity":         u.Identity,
-		"display_name":     u.DisplayName,
-		"is_authenticated": u.IsAuthenticated,
-		"permissions":      u.Permissions,
-	})
-	perms, err2 := asciiJSON(u.Permissions)
+	userJSON, perms, err2 := u.HeaderJSON(asciiJSON)
 	filters, err3 := asciiJSON(orEmpty(d.Filters))
 	metadata, err4 := asciiJSON(orEmpty(d.Metadata))
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	if err := errors.Join(err2, err3, err4); err != nil {
 		return deny(Forbidden, 403, "Forbidden", "encoding headers: "+err.Error())
 	}
 	d.Outcome, d.Status = Allowed, 200

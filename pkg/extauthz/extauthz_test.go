@@ -562,3 +562,42 @@ func TestMultiEventCopy(t *testing.T) {
 		t.Errorf("copy headers %v", hs)
 	}
 }
+
+// BenchmarkCheckGRPC measures a whole Check over a real loopback gRPC
+// connection with a cached token: what Envoy waits for, minus the network.
+func BenchmarkCheckGRPC(b *testing.B) {
+	env := testengine.Start(b, testengine.Options{})
+	var engines decision.Holder
+	engines.Store(env.Engine)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(gs, extauthz.New(&engines, nil))
+	go func() { _ = gs.Serve(ln) }()
+	defer gs.Stop()
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	client := authv3.NewAuthorizationClient(conn)
+	tok := env.Token(b, "alice", nil)
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/threads/t1", Headers: map[string]string{
+			":method": "GET", ":path": "/threads/t1", ":authority": "lg.example", "authorization": "Bearer " + tok}},
+	}}}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Check(ctx, req)
+			if err != nil || resp.GetStatus().GetCode() != 0 {
+				b.Errorf("check: %v %v", resp, err)
+				return
+			}
+		}
+	})
+}

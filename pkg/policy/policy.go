@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
@@ -37,6 +38,30 @@ type User struct {
 	Claims map[string]any
 
 	cel map[string]any // the `user` variable, built once per user
+
+	// JSON forms for the upstream headers, encoded once per user.
+	jsonOnce  sync.Once
+	userJSON  string
+	permsJSON string
+	jsonErr   error
+}
+
+// HeaderJSON returns the user object and the permissions as JSON, encoded
+// once per user by enc (which must escape non-ASCII), so a cached user
+// costs no encoding per request.
+func (u *User) HeaderJSON(enc func(any) (string, error)) (user, perms string, err error) {
+	u.jsonOnce.Do(func() {
+		var e1, e2 error
+		u.userJSON, e1 = enc(map[string]any{
+			"identity":         u.Identity,
+			"display_name":     u.DisplayName,
+			"is_authenticated": u.IsAuthenticated,
+			"permissions":      u.Permissions,
+		})
+		u.permsJSON, e2 = enc(u.Permissions)
+		u.jsonErr = errors.Join(e1, e2)
+	})
+	return u.userJSON, u.permsJSON, u.jsonErr
 }
 
 // NewUser builds a user and its CEL view once, so that a cached user costs
@@ -146,6 +171,7 @@ type Handler struct {
 	Pos      config.Pos
 
 	allow    *Program
+	allowed  string // the reason of an allow, built once
 	message  string
 	status   int
 	filters  []entry
@@ -291,6 +317,7 @@ func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabula
 		}
 		return out
 	}
+	h.allowed = fmt.Sprintf("handler %q allowed", h.Key)
 	h.filters = compileMap("filter", c.Filters, true)
 	h.metadata = compileMap("metadata", c.Metadata, false)
 	if len(errs) > 0 {
@@ -342,7 +369,7 @@ type Result struct {
 func (p *Policy) Evaluate(in *Input) Result {
 	h := p.Select(in.Event.Resource, in.Event.Action)
 	if h == nil {
-		return Result{Allowed: true, Reason: "no handler for " + in.Event.Resource + ":" + in.Event.Action}
+		return Result{Allowed: true, Reason: "no handler"}
 	}
 	act := &activation{in: in}
 	r := Result{Handler: h}
@@ -375,7 +402,7 @@ func (p *Policy) Evaluate(in *Input) Result {
 		return h.failed("metadata", err)
 	}
 	r.Allowed = true
-	r.Reason = fmt.Sprintf("handler %q allowed", h.Key)
+	r.Reason = h.allowed
 	return r
 }
 

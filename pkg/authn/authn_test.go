@@ -1,0 +1,242 @@
+package authn_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/langgate/langgate/pkg/authn"
+	"github.com/langgate/langgate/pkg/config"
+	"github.com/langgate/langgate/pkg/devissuer"
+	"github.com/langgate/langgate/pkg/policy"
+)
+
+func newAuthenticator(t testing.TB, issuerURL, audience string, opts authn.Options) *authn.Authenticator {
+	t.Helper()
+	f, err := config.Parse("t.yaml", []byte(`authenticate:
+  oidc:
+    - issuer: `+issuerURL+`
+      audiences: [`+audience+`]
+      refresh_interval: 1s
+  user:
+    identity: claims.sub
+    permissions: 'has(claims.scope) ? claims.scope.split(" ") : []'
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := policy.NewEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	a, err := authn.New(f, env, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	a.Start(ctx)
+	return a
+}
+
+func waitReady(t testing.TB, a *authn.Authenticator, within time.Duration) {
+	t.Helper()
+	for start := time.Now(); !a.Ready(); time.Sleep(5 * time.Millisecond) {
+		if time.Since(start) > within {
+			t.Fatalf("not ready after %s", within)
+		}
+	}
+}
+
+func kind(err error) authn.Kind {
+	if e, ok := authn.AsError(err); ok {
+		return e.Kind
+	}
+	return 0
+}
+
+// TestIssuerDownAtStart: langgate starts while the identity provider is
+// unreachable, refuses tokens with 401 "unavailable" instead of hanging,
+// and recovers by itself once the provider is up.
+func TestIssuerDownAtStart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	a := newAuthenticator(t, "http://"+addr, "langgate-dev", authn.Options{})
+
+	// A token signed by a key the provider will serve later.
+	key, err := devissuer.NewKey(jose.RS256, "dev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := devissuer.SignWith(key, map[string]any{"iss": "http://" + addr, "sub": "alice", "aud": "langgate-dev", "exp": time.Now().Add(time.Hour).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = a.Authenticate(context.Background(), tok)
+	if kind(err) != authn.KindUnavailable {
+		t.Fatalf("with the provider down: %v, want KindUnavailable", err)
+	}
+	if took := time.Since(start); took > 50*time.Millisecond {
+		t.Errorf("refusal took %s: the request path must not wait for the provider", took)
+	}
+	if a.Ready() {
+		t.Error("ready without keys")
+	}
+
+	is, err := devissuer.Start(devissuer.Options{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer is.Close()
+	is.SetKeys(key)
+	waitReady(t, a, 10*time.Second)
+	u, err := a.Authenticate(context.Background(), tok)
+	if err != nil || u.Identity != "alice" {
+		t.Fatalf("after recovery: %v %v", u, err)
+	}
+}
+
+// TestKeyRotation: a token signed by a new key is accepted without a
+// restart (unknown kid → refetch); a flood of unknown kids costs at most
+// one fetch per MinRefetch.
+func TestKeyRotation(t *testing.T) {
+	is, err := devissuer.Start(devissuer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer is.Close()
+	a := newAuthenticator(t, is.URL, is.Audience, authn.Options{MinRefetch: time.Hour})
+	waitReady(t, a, 5*time.Second)
+	oldTok, _ := is.Token("alice", time.Hour, nil)
+	if _, err := a.Authenticate(context.Background(), oldTok); err != nil {
+		t.Fatal(err)
+	}
+	fetches := a.Issuers()[0].KeySet().Fetches()
+
+	// Forged kids: one refetch at most, then rate limited.
+	for i := 0; i < 200; i++ {
+		k, _ := devissuer.NewKey(jose.ES256, "forged-"+strings.Repeat("x", i%7))
+		tok, _ := devissuer.SignWith(k, map[string]any{"iss": is.URL, "sub": "mallory", "aud": is.Audience, "exp": time.Now().Add(time.Hour).Unix(), "n": i})
+		if _, err := a.Authenticate(context.Background(), tok); kind(err) != authn.KindInvalid {
+			t.Fatalf("forged kid accepted or misclassified: %v", err)
+		}
+	}
+	if got := a.Issuers()[0].KeySet().Fetches() - fetches; got > 1 {
+		t.Errorf("200 unknown-kid tokens caused %d fetches, want at most 1", got)
+	}
+}
+
+func TestKeyRotationPickedUp(t *testing.T) {
+	is, err := devissuer.Start(devissuer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer is.Close()
+	a := newAuthenticator(t, is.URL, is.Audience, authn.Options{MinRefetch: time.Millisecond})
+	waitReady(t, a, 5*time.Second)
+	old := is.SigningKey()
+	oldTok, _ := is.Token("alice", time.Hour, map[string]any{"jti": "old"})
+	next, _ := devissuer.NewKey(jose.ES256, "dev-2")
+	is.SetKeys(next, old) // rotate: new key signs, old still published
+	newTok, _ := is.Token("bob", time.Hour, nil)
+	if u, err := a.Authenticate(context.Background(), newTok); err != nil || u.Identity != "bob" {
+		t.Fatalf("new key not picked up: %v", err)
+	}
+	if _, err := a.Authenticate(context.Background(), oldTok); err != nil {
+		t.Fatalf("old key refused while still published: %v", err)
+	}
+	// Remove the old key; a new token from it is refused once keys refresh.
+	is.SetKeys(next)
+	time.Sleep(1500 * time.Millisecond) // refresh_interval is 1s
+	oldTok2, _ := devissuer.SignWith(old, map[string]any{"iss": is.URL, "sub": "alice", "aud": is.Audience, "exp": time.Now().Add(time.Hour).Unix(), "jti": "old2"})
+	if _, err := a.Authenticate(context.Background(), oldTok2); kind(err) != authn.KindInvalid {
+		t.Errorf("token from a removed key: %v, want invalid", err)
+	}
+}
+
+func TestCache(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	c := authn.NewCache(3, 0, func() time.Time { return now })
+	u := policy.NewUser("alice", "", nil, nil)
+	key := func(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+	c.Put(key("a"), u, now.Add(time.Minute), 100)
+	if _, ok := c.Get(key("a")); !ok {
+		t.Fatal("miss right after put")
+	}
+	now = now.Add(time.Minute)
+	if _, ok := c.Get(key("a")); ok {
+		t.Fatal("entry outlived its exp")
+	}
+	for _, k := range []string{"b", "c", "d", "e"} {
+		c.Put(key(k), u, now.Add(time.Hour), 100)
+	}
+	if st := c.Stats(); st.Entries != 3 || st.Evictions < 2 || st.Hits != 1 || st.Misses != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	small := authn.NewCache(100, 16*1024, func() time.Time { return now })
+	for i := 0; i < 50; i++ {
+		small.Put(key(string(rune('A'+i))), u, now.Add(time.Hour), 700)
+	}
+	if st := small.Stats(); st.Bytes > 16*1024 {
+		t.Errorf("byte bound exceeded: %+v", st)
+	}
+}
+
+func FuzzBearerToken(f *testing.F) {
+	for _, s := range []string{"Bearer abc.def.ghi", "bearer x", "Basic a", "", "Bearer  a==", "Bearer a=b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		tok, err := authn.BearerToken(h)
+		if err != nil {
+			if _, ok := authn.AsError(err); !ok {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if tok == "" || len(tok) > authn.MaxTokenBytes || strings.ContainsAny(tok, " \t\r\n\x00,;\"") {
+			t.Fatalf("accepted token %q from %q", tok, h)
+		}
+	})
+}
+
+// FuzzAuthenticate: no input other than a genuinely signed token is ever
+// accepted, and nothing panics.
+func FuzzAuthenticate(f *testing.F) {
+	is, err := devissuer.Start(devissuer.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer is.Close()
+	a := newAuthenticator(f, is.URL, is.Audience, authn.Options{})
+	waitReady(f, a, 5*time.Second)
+	good, _ := is.Token("alice", time.Hour, nil)
+	f.Add(good)
+	f.Add(good[:len(good)-2])
+	f.Add(strings.Replace(good, ".", "..", 1))
+	f.Add("e30.e30.e30")
+	f.Fuzz(func(t *testing.T, tok string) {
+		u, err := a.Authenticate(context.Background(), tok)
+		if err == nil && tok != good {
+			t.Fatalf("accepted %q as %q", tok, u.Identity)
+		}
+		if err != nil && !errors.As(err, new(*authn.Error)) {
+			t.Fatalf("untyped error %v", err)
+		}
+	})
+}
