@@ -644,18 +644,13 @@ func TestRoutes(t *testing.T) {
 		small               // checked, body of at least smallBodyBytes
 		input               // checked, body of at least inputBodyBytes
 	)
-	cases := []struct {
+	type request struct {
 		method, target string
 		want           want
-	}{
-		{"GET", "/ok", public},
-		{"HEAD", "/ok", public},
+	}
+	cases := []request{
 		{"GET", "/ok?check_db=1", public},
-		{"GET", "/info", public},
-		{"GET", "/docs", public},
-		{"GET", "/openapi.json", public},
-		{"GET", "/metrics", public},
-		// Public means exactly those paths, read-only.
+		// Public means exactly LangGraph's public paths, read-only.
 		{"POST", "/ok", small},
 		{"DELETE", "/info", small},
 		{"GET", "/ok/", checked},
@@ -702,6 +697,9 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/mcp", checked},
 		{"POST", "/a2a/x", small},
 		{"GET", "/", checked},
+	}
+	for _, p := range publicPaths {
+		cases = append(cases, request{"GET", p, public}, request{"HEAD", p, public})
 	}
 	for _, f := range configFiles(t) {
 		ss, err := sites(loadBootstrap(t, f))

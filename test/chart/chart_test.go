@@ -462,12 +462,11 @@ func TestLint(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no ci/*-values.yaml (%v)", err)
 	}
-	for _, args := range append([][]string{nil}, func() (l [][]string) {
-		for _, f := range files {
-			l = append(l, []string{"--values", f})
-		}
-		return l
-	}()...) {
+	runs := [][]string{nil} // the defaults
+	for _, f := range files {
+		runs = append(runs, []string{"--values", f})
+	}
+	for _, args := range runs {
 		out, err := runHelm(t, append([]string{"lint", "--strict", "--kube-version", kubeVersion, chartDir}, args...)...)
 		if err != nil {
 			t.Errorf("%v\n%s", err, out)
@@ -645,10 +644,11 @@ func TestAllFeatures(t *testing.T) {
 // Istio matches them: only GET and HEAD on the exact public paths skip langgate.
 func checkCustomRules(t *testing.T, spec *securityv1beta1.AuthorizationPolicy) {
 	t.Helper()
-	cases := []struct {
+	type request struct {
 		method, target string
 		checked        bool
-	}{
+	}
+	cases := []request{
 		{"POST", "/threads", true},
 		{"GET", "/threads/t1", true},
 		{"PUT", "/store/items", true},
@@ -660,16 +660,7 @@ func checkCustomRules(t *testing.T, spec *securityv1beta1.AuthorizationPolicy) {
 		{"DELETE", "/metrics", true},
 	}
 	for _, p := range publicPaths {
-		cases = append(cases,
-			struct {
-				method, target string
-				checked        bool
-			}{"GET", p, false},
-			struct {
-				method, target string
-				checked        bool
-			}{"HEAD", p + "?x=1", false},
-		)
+		cases = append(cases, request{"GET", p, false}, request{"HEAD", p + "?x=1", false})
 	}
 	for _, c := range cases {
 		got, err := istioTriggers(spec, c.method, c.target)
