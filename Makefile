@@ -6,7 +6,8 @@
 GO        ?= go
 BIN       := bin
 LANGGATE  := $(BIN)/langgate
-GOFLAGS   ?= -trimpath
+# Not GOFLAGS: the environment may set that (e.g. -buildvcs=false).
+BUILDFLAGS ?= -trimpath
 LDFLAGS   := -s -w
 # Static build flags shared by `make build` and the container image (Dockerfile).
 STATIC_ENV := CGO_ENABLED=0
@@ -16,7 +17,7 @@ STATIC_ENV := CGO_ENABLED=0
 all: build
 
 build:
-	$(STATIC_ENV) $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(LANGGATE) ./cmd/langgate
+	$(STATIC_ENV) $(GO) build $(BUILDFLAGS) -ldflags '$(LDFLAGS)' -o $(LANGGATE) ./cmd/langgate
 
 run: build
 	$(LANGGATE) serve --dev

@@ -48,6 +48,13 @@ func Normalize(raw string) (Target, error) {
 		raw = raw[:i]
 	}
 	rawPath, rawQuery, _ := strings.Cut(raw, "?")
+	for i := 0; i < len(rawPath); i++ {
+		// RFC 3986 path characters only: anything else (" < > \ ^ ` { | })
+		// is not a URI, and upstreams would each repair it differently.
+		if c := rawPath[i]; c != '/' && c != '%' && !isPchar(c) {
+			return Target{}, fmt.Errorf("%w: character %q at offset %d is not allowed in a path", ErrBadPath, c, i)
+		}
+	}
 	query, err := url.ParseQuery(rawQuery)
 	if err != nil {
 		return Target{}, fmt.Errorf("%w: query: %v", ErrBadPath, err)
@@ -78,12 +85,40 @@ func Normalize(raw string) (Target, error) {
 		segs = append(segs, dec)
 	}
 	var b strings.Builder
+	b.Grow(len(rawPath) + 1)
 	for _, s := range segs {
 		b.WriteByte('/')
-		b.WriteString(url.PathEscape(s))
+		escapeSegment(&b, s)
 	}
 	if b.Len() == 0 {
 		b.WriteByte('/')
 	}
 	return Target{Path: b.String(), Segments: segs, Query: query}, nil
+}
+
+// escapeSegment writes a decoded segment in canonical form: RFC 3986 pchar
+// characters as themselves, every other byte as %XX (upper case). A raw
+// segment never grows: what was literal stays literal, and what needs
+// escaping arrived escaped.
+func escapeSegment(b *strings.Builder, s string) {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if isPchar(c) {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&0xf])
+	}
+}
+
+// isPchar reports RFC 3986 pchar = unreserved / sub-delims / ":" / "@".
+func isPchar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-._~!$&'()*+,;=:@", c) >= 0
 }
