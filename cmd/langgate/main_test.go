@@ -30,7 +30,7 @@ func TestServeDevPrintsWorkingCommands(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, pw, io.Discard)
-		pw.Close()
+		_ = pw.Close()
 	}()
 
 	// Read until the last example's heredoc closes.
@@ -57,8 +57,12 @@ func TestServeDevPrintsWorkingCommands(t *testing.T) {
 	}
 	for _, p := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get(admin[1] + p)
-		if err != nil || resp.StatusCode != 200 {
-			t.Errorf("GET %s: %v %v", p, resp, err)
+		if err != nil {
+			t.Fatalf("GET %s: %v", p, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s: %s", p, resp.Status)
 		}
 	}
 

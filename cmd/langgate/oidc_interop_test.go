@@ -27,7 +27,7 @@ func TestExampleWithAnotherOIDCProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Shutdown()
+	defer func() { _ = m.Shutdown() }()
 	cfg := m.Config()
 	t.Setenv("OIDC_ISSUER", cfg.Issuer)
 	t.Setenv("OIDC_AUDIENCE", cfg.ClientID)

@@ -79,7 +79,7 @@ func (k *KeySet) VerifySignature(ctx context.Context, token string) ([]byte, err
 	}
 	if rerr := k.refresh(ctx, false); rerr != nil && !errors.Is(rerr, errRateLimited) {
 		if k.keys.Load() == nil {
-			return nil, fmt.Errorf("%w: %v", errNoKeys, rerr)
+			return nil, fmt.Errorf("%w: %w", errNoKeys, rerr)
 		}
 	}
 	return k.verifyCached(jws)

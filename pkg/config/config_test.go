@@ -38,7 +38,7 @@ func TestParseGood(t *testing.T) {
 	if iss.Issuer != "https://idp.example.com" || iss.Audiences[0] != "langgraph" {
 		t.Errorf("env expansion: issuer %q audiences %v", iss.Issuer, iss.Audiences)
 	}
-	if iss.Leeway.Duration.String() != "10s" || iss.RefreshInterval.Duration != DefaultRefreshInterval {
+	if iss.Leeway.String() != "10s" || iss.RefreshInterval.Duration != DefaultRefreshInterval {
 		t.Errorf("durations: leeway %v refresh %v", iss.Leeway, iss.RefreshInterval)
 	}
 	if len(iss.Algorithms) != len(AsymmetricAlgorithms) {

@@ -122,7 +122,7 @@ func Respond(d *decision.Decision) *authv3.CheckResponse {
 
 func denied(d *decision.Decision) *authv3.CheckResponse {
 	dr := &authv3.DeniedHttpResponse{
-		Status: &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
+		Status: &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)}, //nolint:gosec // 400-599: validated at load or a constant
 		Body:   d.Body,
 	}
 	for _, hd := range d.ResponseHeaders {

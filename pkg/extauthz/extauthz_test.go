@@ -113,7 +113,7 @@ func okHeaders(t *testing.T, resp *authv3.CheckResponse) map[string]string {
 		if hv.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
 			t.Errorf("header %s: append_action %v, want OVERWRITE_IF_EXISTS_OR_ADD", hv.GetHeader().GetKey(), hv.GetAppendAction())
 		}
-		if hv.GetAppend() != nil {
+		if hv.GetAppend() != nil { //nolint:staticcheck // asserts the deprecated field stays unset
 			t.Errorf("header %s: deprecated append is set; Envoy rejects it together with append_action", hv.GetHeader().GetKey())
 		}
 		if _, dup := out[hv.GetHeader().GetKey()]; dup {

@@ -57,7 +57,7 @@ func Normalize(raw string) (Target, error) {
 	}
 	query, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return Target{}, fmt.Errorf("%w: query: %v", ErrBadPath, err)
+		return Target{}, fmt.Errorf("%w: query: %w", ErrBadPath, err)
 	}
 	segs := make([]string, 0, 8)
 	for len(rawPath) > 0 {

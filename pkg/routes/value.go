@@ -63,7 +63,7 @@ func (b *Body) Object() (map[string]any, error) {
 	default:
 		var v any
 		if err := json.Unmarshal(b.Data, &v); err != nil {
-			b.err = fmt.Errorf("%w: %v", ErrBodyNotJSON, err)
+			b.err = fmt.Errorf("%w: %w", ErrBodyNotJSON, err)
 			break
 		}
 		obj, ok := v.(map[string]any)
