@@ -25,12 +25,14 @@ import (
 	"github.com/langgate/langgate/pkg/decision"
 	"github.com/langgate/langgate/pkg/devissuer"
 	"github.com/langgate/langgate/pkg/extauthz"
+	"github.com/langgate/langgate/pkg/httpauthz"
 )
 
 type serveFlags struct {
 	config        string
 	grpcAddr      string
 	adminAddr     string
+	httpAddr      string
 	dev           bool
 	devIssuerAddr string
 	logLevel      string
@@ -45,6 +47,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&sf.config, "config", "", "configuration file (with --dev, defaults to the embedded LangGraph example)")
 	fs.StringVar(&sf.grpcAddr, "grpc-addr", ":9001", "gRPC listen address (ext_authz Check, health, reflection)")
 	fs.StringVar(&sf.adminAddr, "admin-addr", ":9090", "admin HTTP listen address (/healthz, /readyz)")
+	fs.StringVar(&sf.httpAddr, "http-addr", "", "HTTP authorization listen address for Envoy http_service (/envoy/...), nginx auth_request (/nginx) and Traefik forwardAuth (/traefik); off when empty")
 	fs.BoolVar(&sf.dev, "dev", false, "development mode: start an embedded OIDC issuer on loopback and point the policy at it")
 	fs.StringVar(&sf.devIssuerAddr, "dev-issuer-addr", "127.0.0.1:0", "listen address of the --dev issuer (loopback only)")
 	fs.StringVar(&sf.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -108,10 +111,28 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("gRPC listener: %w", err)
 	}
+	errc := make(chan error, 3)
 	adminLn, err := net.Listen("tcp", sf.adminAddr)
 	if err != nil {
 		grpcLn.Close()
 		return fmt.Errorf("admin listener: %w", err)
+	}
+
+	var httpSrv *http.Server
+	if sf.httpAddr != "" {
+		httpLn, err := net.Listen("tcp", sf.httpAddr)
+		if err != nil {
+			grpcLn.Close()
+			adminLn.Close()
+			return fmt.Errorf("HTTP authorization listener: %w", err)
+		}
+		httpSrv = &http.Server{Handler: httpauthz.Handler(&engines, log), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := httpSrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+		log.Info("HTTP authorization serving", "http_addr", httpLn.Addr().String())
 	}
 
 	gs := grpc.NewServer()
@@ -122,7 +143,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	reflection.Register(gs)
 	adminSrv := &http.Server{Handler: admin.Handler(&engines), ReadHeaderTimeout: 5 * time.Second}
 
-	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLn) }()
 	go func() {
 		if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
@@ -154,6 +174,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
 	defer scancel()
 	_ = adminSrv.Shutdown(sctx)
+	if httpSrv != nil {
+		_ = httpSrv.Shutdown(sctx)
+	}
 	return nil
 }
 

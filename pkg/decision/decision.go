@@ -34,6 +34,9 @@ type Request struct {
 	Body []byte
 	// BodyPartial is set when the transport knows the body was cut.
 	BodyPartial bool
+	// BodyUnavailable is set when the transport never carries the body
+	// (nginx auth_request): rules that need it fail closed.
+	BodyUnavailable bool
 	// Context holds per-route settings (Envoy's context_extensions).
 	Context map[string]string
 }
@@ -309,6 +312,9 @@ func merge(into, add map[string]any) (map[string]any, error) {
 
 // bodyState tells a complete body from one the proxy cut or never sent.
 func bodyState(req *Request) routes.BodyState {
+	if req.BodyUnavailable {
+		return routes.BodyNotSent
+	}
 	if req.BodyPartial || strings.EqualFold(req.Headers[headerPartial], "true") {
 		return routes.BodyTruncated
 	}

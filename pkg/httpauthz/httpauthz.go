@@ -1,0 +1,176 @@
+// Package httpauthz is the HTTP adapter: the authorization contracts of
+// proxies that ask over plain HTTP — Envoy's ext_authz http_service, nginx
+// auth_request and Traefik forwardAuth — translated to the same core
+// decision as the gRPC adapter. Each proxy has its own endpoint, so the
+// original method and path are read from exactly the place that proxy puts
+// them and never from a header a client could have set for another proxy.
+//
+//	/envoy/<original path>   Envoy http_service with path_prefix: /envoy
+//	/nginx                   nginx auth_request (X-Original-Method, X-Original-URI)
+//	/traefik                 Traefik forwardAuth (X-Forwarded-Method, X-Forwarded-Uri)
+//
+// Allow is 200 with every header langgate owns (empty when it has no value,
+// so a proxy that copies them overwrites or drops a client's copy); a denial
+// is 401/403 with the JSON body, content-type and www-authenticate.
+package httpauthz
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/langgate/langgate/pkg/decision"
+	"github.com/langgate/langgate/pkg/routes"
+)
+
+// Endpoint prefixes.
+const (
+	EnvoyPrefix = "/envoy"
+	NginxPath   = "/nginx"
+	TraefikPath = "/traefik"
+)
+
+// ownedHeaders are every header an allow answers with, always, so that a
+// proxy copying them never leaves a client's copy in place.
+var ownedHeaders = []string{
+	decision.HeaderUserID, decision.HeaderUser, decision.HeaderPermissions,
+	decision.HeaderResource, decision.HeaderAction, decision.HeaderFilters, decision.HeaderMetadata,
+}
+
+// Handler serves the three endpoints for the engine in engines.
+func Handler(engines *decision.Holder, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &server{engines: engines, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc(EnvoyPrefix+"/", s.envoy)
+	mux.HandleFunc(NginxPath, s.nginx)
+	mux.HandleFunc(TraefikPath, s.traefik)
+	return mux
+}
+
+type server struct {
+	engines *decision.Holder
+	log     *slog.Logger
+}
+
+// envoy: the check request carries the original method, the original path
+// behind the prefix, the allowed headers, and the body when with_request_body
+// is on (cut at max_request_bytes, then x-envoy-auth-partial-body: true).
+func (s *server) envoy(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimPrefix(r.RequestURI, EnvoyPrefix)
+	if path == "" || path[0] != '/' {
+		path = "/" + path
+	}
+	req := baseRequest(r, r.Method, path)
+	if !s.readBody(w, r, req) {
+		return
+	}
+	s.decide(w, r, req)
+}
+
+// nginx: auth_request sends a body-less GET; the original method and URI
+// come from the headers the nginx configuration sets. nginx never forwards
+// the body to an auth subrequest, so body rules fail closed.
+func (s *server) nginx(w http.ResponseWriter, r *http.Request) {
+	method, uri := r.Header.Get("X-Original-Method"), r.Header.Get("X-Original-URI")
+	if method == "" || uri == "" {
+		s.misconfigured(w, "nginx: X-Original-Method and X-Original-URI are required (proxy_set_header them in the auth location)")
+		return
+	}
+	req := baseRequest(r, method, uri)
+	req.BodyUnavailable = true
+	delete(req.Headers, "content-length") // the subrequest's, not the client's
+	s.decide(w, r, req)
+}
+
+// traefik: forwardAuth copies the client's headers and adds
+// X-Forwarded-Method/-Uri/-Host; with forwardBody the body comes along.
+func (s *server) traefik(w http.ResponseWriter, r *http.Request) {
+	method, uri := r.Header.Get("X-Forwarded-Method"), r.Header.Get("X-Forwarded-Uri")
+	if method == "" || uri == "" {
+		s.misconfigured(w, "traefik: X-Forwarded-Method and X-Forwarded-Uri are required")
+		return
+	}
+	req := baseRequest(r, method, uri)
+	if host := r.Header.Get("X-Forwarded-Host"); host != "" {
+		req.Headers[":authority"] = host
+	}
+	if !s.readBody(w, r, req) {
+		return
+	}
+	s.decide(w, r, req)
+}
+
+func baseRequest(r *http.Request, method, path string) *decision.Request {
+	h := make(map[string]string, len(r.Header)+3)
+	for k, vs := range r.Header {
+		h[strings.ToLower(k)] = strings.Join(vs, ",")
+	}
+	h[":method"], h[":path"], h[":authority"] = method, path, r.Host
+	return &decision.Request{Method: method, Path: path, Headers: h}
+}
+
+// readBody reads at most MaxBodyBytes+1 of the check request's body; more
+// marks it partial (rules that need it then fail closed).
+func (s *server) readBody(w http.ResponseWriter, r *http.Request, req *decision.Request) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, routes.MaxBodyBytes+1))
+	if err != nil {
+		s.misconfigured(w, "reading the request body: "+err.Error())
+		return false
+	}
+	if len(body) > routes.MaxBodyBytes {
+		body, req.BodyPartial = body[:routes.MaxBodyBytes], true
+	}
+	req.Body = body
+	if len(body) == 0 {
+		// The check request carried no body; for a method that normally has
+		// one we cannot tell "empty" from "not forwarded": never trust it.
+		switch req.Method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+			req.BodyUnavailable = true
+		}
+	}
+	return true
+}
+
+func (s *server) decide(w http.ResponseWriter, r *http.Request, req *decision.Request) {
+	eng := s.engines.Load()
+	if eng == nil {
+		writeDenial(w, &decision.Decision{Status: http.StatusServiceUnavailable, Body: `{"detail":"Service unavailable"}`,
+			ResponseHeaders: []decision.Header{{Name: "content-type", Value: "application/json"}}})
+		return
+	}
+	d := eng.Decide(r.Context(), req)
+	w.Header().Set("X-Langgate-Decision-Id", d.ID)
+	if !d.Allow() {
+		writeDenial(w, d)
+		return
+	}
+	for _, name := range ownedHeaders {
+		w.Header()[http.CanonicalHeaderKey(name)] = []string{""}
+	}
+	for _, hd := range d.Headers {
+		w.Header().Set(hd.Name, hd.Value)
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func writeDenial(w http.ResponseWriter, d *decision.Decision) {
+	for _, hd := range d.ResponseHeaders {
+		w.Header().Set(hd.Name, hd.Value)
+	}
+	w.WriteHeader(d.Status)
+	_, _ = io.WriteString(w, d.Body)
+}
+
+// misconfigured answers a check request the proxy built wrongly: 403, so
+// that even a proxy that turns unknown statuses into success denies.
+func (s *server) misconfigured(w http.ResponseWriter, why string) {
+	s.log.Error("malformed authorization request from the proxy; denying", "reason", why)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusForbidden)
+	_, _ = io.WriteString(w, `{"detail":"Forbidden"}`)
+}
