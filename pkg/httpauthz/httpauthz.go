@@ -29,6 +29,9 @@ const (
 	EnvoyPrefix = "/envoy"
 	NginxPath   = "/nginx"
 	TraefikPath = "/traefik"
+	// DenialHeader repeats a denial's JSON body, for proxies that cannot
+	// relay the body of an authorization response (nginx).
+	DenialHeader = "X-Langgate-Denial"
 )
 
 // ownedHeaders are every header an allow answers with, always, so that a
@@ -162,6 +165,9 @@ func writeDenial(w http.ResponseWriter, d *decision.Decision) {
 	for _, hd := range d.ResponseHeaders {
 		w.Header().Set(hd.Name, hd.Value)
 	}
+	// nginx drops an auth subrequest's body; it can still return this
+	// header's value (ASCII JSON) as its own error body.
+	w.Header().Set(DenialHeader, d.Body)
 	w.WriteHeader(d.Status)
 	_, _ = io.WriteString(w, d.Body)
 }
