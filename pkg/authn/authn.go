@@ -16,6 +16,7 @@ import (
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/interpreter"
+	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/policy"
@@ -36,51 +37,127 @@ type Options struct {
 	CacheBytes   int64
 }
 
-// Authenticator verifies bearer tokens and builds users.
-type Authenticator struct {
+func (o *Options) defaults() {
+	if o.HTTPClient == nil {
+		o.HTTPClient = NewHTTPClient()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MinRefetch <= 0 {
+		o.MinRefetch = DefaultMinRefetch
+	}
+}
+
+// Registry holds the issuers — discovery and key sets — that every policy
+// of a configuration shares: one background fetcher per issuer URL however
+// many policies trust it.
+type Registry struct {
+	opts    Options
 	issuers map[string]*Issuer
 	order   []*Issuer
-	byCfg   map[string]config.OIDCIssuer
+}
+
+// NewRegistry returns an empty registry; issuers are added by New.
+func NewRegistry(opts Options) *Registry {
+	opts.defaults()
+	return &Registry{opts: opts, issuers: map[string]*Issuer{}}
+}
+
+// issuer returns the registry's issuer for cfg, creating it on first use.
+// Policies may differ in audiences, algorithms and leeway for one issuer,
+// not in where its keys come from.
+func (r *Registry) issuer(file string, cfg config.OIDCIssuer) (*Issuer, error) {
+	if iss := r.issuers[cfg.Issuer]; iss != nil {
+		if iss.cfg.JWKSURL != cfg.JWKSURL || iss.cfg.RefreshInterval.Duration != cfg.RefreshInterval.Duration {
+			return nil, &config.Error{File: file, Pos: cfg.Pos, Msg: fmt.Sprintf("oidc %q: jwks_url and refresh_interval must be the same wherever the issuer is listed (see line %d)", cfg.Issuer, iss.cfg.Pos.Line)}
+		}
+		return iss, nil
+	}
+	iss := newIssuer(cfg, r.opts.HTTPClient, r.opts.Now, r.opts.MinRefetch, r.opts.Logger)
+	r.issuers[cfg.Issuer] = iss
+	r.order = append(r.order, iss)
+	return iss, nil
+}
+
+// Start runs every issuer's discovery and key refresh until ctx ends.
+func (r *Registry) Start(ctx context.Context) {
+	for _, iss := range r.order {
+		go iss.run(ctx)
+	}
+}
+
+// Issuers lists the issuers in the order they were first configured.
+func (r *Registry) Issuers() []*Issuer { return r.order }
+
+// Ready reports whether every issuer has usable keys.
+func (r *Registry) Ready() bool {
+	for _, iss := range r.order {
+		if !iss.Ready() {
+			return false
+		}
+	}
+	return true
+}
+
+// Authenticator verifies bearer tokens and builds users for one policy.
+type Authenticator struct {
+	issuers map[string]*trusted
 	mapping *userMapping
 	cache   *Cache
 	now     func() time.Time
+}
+
+// trusted is an issuer as one policy trusts it: its own audiences, leeway
+// and algorithm pins over the shared key set.
+type trusted struct {
+	iss      *Issuer
+	cfg      config.OIDCIssuer
+	verifier *oidc.IDTokenVerifier
 }
 
 type userMapping struct {
 	identity, displayName, permissions *policy.Program
 }
 
-// New compiles the authentication section of a configuration. Issuers do
-// nothing until Start.
-func New(f *config.File, env *cel.Env, opts Options) (*Authenticator, error) {
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = NewHTTPClient()
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.MinRefetch <= 0 {
-		opts.MinRefetch = DefaultMinRefetch
-	}
-	m, err := compileMapping(env, f.Name, f.Authenticate.User)
+// New compiles one policy's authentication against the shared registry.
+// Problems are config errors located in file.
+func New(file string, ac *config.Authenticate, env *cel.Env, reg *Registry) (*Authenticator, error) {
+	m, err := compileMapping(env, file, ac.User)
 	if err != nil {
 		return nil, err
 	}
 	a := &Authenticator{
-		issuers: map[string]*Issuer{},
-		byCfg:   map[string]config.OIDCIssuer{},
+		issuers: map[string]*trusted{},
 		mapping: m,
-		cache:   NewCache(opts.CacheEntries, opts.CacheBytes, opts.Now),
-		now:     opts.Now,
+		cache:   NewCache(reg.opts.CacheEntries, reg.opts.CacheBytes, reg.opts.Now),
+		now:     reg.opts.Now,
 	}
-	for _, ic := range f.Authenticate.OIDC {
-		iss := newIssuer(ic, opts.HTTPClient, opts.Now, opts.MinRefetch, opts.Logger)
-		a.issuers[ic.Issuer] = iss
-		a.order = append(a.order, iss)
-		a.byCfg[ic.Issuer] = ic
+	var errs config.ErrorList
+	for _, ic := range ac.OIDC {
+		iss, err := reg.issuer(file, ic)
+		if err != nil {
+			var ce *config.Error
+			if errors.As(err, &ce) {
+				errs = append(errs, ce)
+				continue
+			}
+			return nil, err
+		}
+		a.issuers[ic.Issuer] = &trusted{iss: iss, cfg: ic, verifier: oidc.NewVerifier(ic.Issuer, iss.keys, &oidc.Config{
+			// Audiences (several allowed) and time claims (with leeway) are
+			// checked by langgate before verification.
+			SkipClientIDCheck:    true,
+			SkipExpiryCheck:      true,
+			SupportedSigningAlgs: ic.Algorithms,
+			Now:                  reg.opts.Now,
+		})}
+	}
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	return a, nil
 }
@@ -109,26 +186,6 @@ func compileMapping(env *cel.Env, file string, u config.UserMapping) (*userMappi
 	return m, nil
 }
 
-// Start runs every issuer's discovery and key refresh until ctx ends.
-func (a *Authenticator) Start(ctx context.Context) {
-	for _, iss := range a.order {
-		go iss.run(ctx)
-	}
-}
-
-// Issuers lists the configured issuers in configuration order.
-func (a *Authenticator) Issuers() []*Issuer { return a.order }
-
-// Ready reports whether every issuer has usable keys.
-func (a *Authenticator) Ready() bool {
-	for _, iss := range a.order {
-		if !iss.Ready() {
-			return false
-		}
-	}
-	return true
-}
-
 // Cache exposes the verified-token cache (for its counters).
 func (a *Authenticator) Cache() *Cache { return a.cache }
 
@@ -153,20 +210,19 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*policy
 		return nil, invalid("malformed token", fmt.Errorf("claims are not a JSON object: %w", err))
 	}
 	issURL, _ := claims["iss"].(string)
-	iss := a.issuers[issURL]
-	if iss == nil {
+	tr := a.issuers[issURL]
+	if tr == nil {
 		return nil, invalid("untrusted issuer", nil)
 	}
-	exp, err := a.checkClaims(a.byCfg[issURL], claims)
+	exp, err := a.checkClaims(tr.cfg, claims)
 	if err != nil {
 		return nil, err
 	}
-	v, ks := iss.verifier.Load(), iss.keys.Load()
-	if v == nil || ks == nil || !ks.Loaded() {
+	if !tr.iss.keys.Loaded() {
 		// The issuer's background loop is retrying; never fetch on this path.
 		return nil, &Error{Kind: KindUnavailable, Reason: "issuer has no keys yet", Err: errNoKeys}
 	}
-	if _, err := v.Verify(ctx, token); err != nil {
+	if _, err := tr.verifier.Verify(ctx, token); err != nil {
 		return nil, invalid(verifyReason(err), err)
 	}
 	u, err := a.mapping.build(claims)
@@ -174,6 +230,16 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*policy
 		return nil, invalid("user mapping failed", err)
 	}
 	a.cache.Put(key, u, exp, len(payload))
+	return u, nil
+}
+
+// FromClaims builds the user from claims without any verification: for
+// `langgate check --claims`, never for a request.
+func (a *Authenticator) FromClaims(claims map[string]any) (*policy.User, error) {
+	u, err := a.mapping.build(claims)
+	if err != nil {
+		return nil, invalid("user mapping failed", err)
+	}
 	return u, nil
 }
 

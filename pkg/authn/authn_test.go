@@ -18,7 +18,7 @@ import (
 	"github.com/langgate/langgate/pkg/policy"
 )
 
-func newAuthenticator(t testing.TB, issuerURL, audience string, opts authn.Options) *authn.Authenticator {
+func newAuthenticator(t testing.TB, issuerURL, audience string, opts authn.Options) (*authn.Authenticator, *authn.Registry) {
 	t.Helper()
 	f, err := config.Parse("t.yaml", []byte(`authenticate:
   oidc:
@@ -39,17 +39,18 @@ func newAuthenticator(t testing.TB, issuerURL, audience string, opts authn.Optio
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	a, err := authn.New(f, env, opts)
+	reg := authn.NewRegistry(opts)
+	a, err := authn.New(f.Name, f.Authenticate, env, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	a.Start(ctx)
-	return a
+	reg.Start(ctx)
+	return a, reg
 }
 
-func waitReady(t testing.TB, a *authn.Authenticator, within time.Duration) {
+func waitReady(t testing.TB, a *authn.Registry, within time.Duration) {
 	t.Helper()
 	for start := time.Now(); !a.Ready(); time.Sleep(5 * time.Millisecond) {
 		if time.Since(start) > within {
@@ -75,7 +76,7 @@ func TestIssuerDownAtStart(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	a := newAuthenticator(t, "http://"+addr, "langgate-dev", authn.Options{})
+	a, reg := newAuthenticator(t, "http://"+addr, "langgate-dev", authn.Options{})
 
 	// A token signed by a key the provider will serve later.
 	key, err := devissuer.NewKey(jose.RS256, "dev-1")
@@ -94,7 +95,7 @@ func TestIssuerDownAtStart(t *testing.T) {
 	if took := time.Since(start); took > 50*time.Millisecond {
 		t.Errorf("refusal took %s: the request path must not wait for the provider", took)
 	}
-	if a.Ready() {
+	if reg.Ready() {
 		t.Error("ready without keys")
 	}
 
@@ -104,7 +105,7 @@ func TestIssuerDownAtStart(t *testing.T) {
 	}
 	defer is.Close()
 	is.SetKeys(key)
-	waitReady(t, a, 10*time.Second)
+	waitReady(t, reg, 10*time.Second)
 	u, err := a.Authenticate(context.Background(), tok)
 	if err != nil || u.Identity != "alice" {
 		t.Fatalf("after recovery: %v %v", u, err)
@@ -120,13 +121,13 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer is.Close()
-	a := newAuthenticator(t, is.URL, is.Audience, authn.Options{MinRefetch: time.Hour})
-	waitReady(t, a, 5*time.Second)
+	a, reg := newAuthenticator(t, is.URL, is.Audience, authn.Options{MinRefetch: time.Hour})
+	waitReady(t, reg, 5*time.Second)
 	oldTok, _ := is.Token("alice", time.Hour, nil)
 	if _, err := a.Authenticate(context.Background(), oldTok); err != nil {
 		t.Fatal(err)
 	}
-	fetches := a.Issuers()[0].KeySet().Fetches()
+	fetches := reg.Issuers()[0].KeySet().Fetches()
 
 	// Forged kids: one refetch at most, then rate limited.
 	for i := 0; i < 200; i++ {
@@ -136,7 +137,7 @@ func TestKeyRotation(t *testing.T) {
 			t.Fatalf("forged kid accepted or misclassified: %v", err)
 		}
 	}
-	if got := a.Issuers()[0].KeySet().Fetches() - fetches; got > 1 {
+	if got := reg.Issuers()[0].KeySet().Fetches() - fetches; got > 1 {
 		t.Errorf("200 unknown-kid tokens caused %d fetches, want at most 1", got)
 	}
 }
@@ -147,8 +148,8 @@ func TestKeyRotationPickedUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer is.Close()
-	a := newAuthenticator(t, is.URL, is.Audience, authn.Options{MinRefetch: time.Millisecond})
-	waitReady(t, a, 5*time.Second)
+	a, reg := newAuthenticator(t, is.URL, is.Audience, authn.Options{MinRefetch: time.Millisecond})
+	waitReady(t, reg, 5*time.Second)
 	old := is.SigningKey()
 	oldTok, _ := is.Token("alice", time.Hour, map[string]any{"jti": "old"})
 	next, _ := devissuer.NewKey(jose.ES256, "dev-2")
@@ -223,8 +224,8 @@ func FuzzAuthenticate(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer is.Close()
-	a := newAuthenticator(f, is.URL, is.Audience, authn.Options{})
-	waitReady(f, a, 5*time.Second)
+	a, reg := newAuthenticator(f, is.URL, is.Audience, authn.Options{})
+	waitReady(f, reg, 5*time.Second)
 	good, _ := is.Token("alice", time.Hour, nil)
 	f.Add(good)
 	f.Add(good[:len(good)-2])

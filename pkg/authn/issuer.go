@@ -10,10 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"sync/atomic"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/langgate/langgate/pkg/config"
@@ -60,25 +58,35 @@ type Issuer struct {
 	log        *slog.Logger
 	minRefetch time.Duration
 
-	keys     atomic.Pointer[KeySet]
-	verifier atomic.Pointer[oidc.IDTokenVerifier]
+	// keys exists from the start (verifiers hold it); its URL is known once
+	// discovery succeeds.
+	keys *KeySet
 }
 
+// verifyAlgs are the algorithms the shared key set parses; each policy's
+// verifier narrows them to its own pins before the key set is asked.
+var verifyAlgs = func() []jose.SignatureAlgorithm {
+	out := make([]jose.SignatureAlgorithm, len(config.AsymmetricAlgorithms))
+	for i, a := range config.AsymmetricAlgorithms {
+		out[i] = jose.SignatureAlgorithm(a)
+	}
+	return out
+}()
+
 func newIssuer(cfg config.OIDCIssuer, client *http.Client, now func() time.Time, minRefetch time.Duration, log *slog.Logger) *Issuer {
-	return &Issuer{cfg: cfg, client: client, now: now, minRefetch: minRefetch, log: log.With("issuer", cfg.Issuer)}
+	log = log.With("issuer", cfg.Issuer)
+	return &Issuer{cfg: cfg, client: client, now: now, minRefetch: minRefetch, log: log,
+		keys: newKeySet(client, verifyAlgs, minRefetch, now, log)}
 }
 
 // URL is the issuer's exact `iss`.
 func (i *Issuer) URL() string { return i.cfg.Issuer }
 
 // Ready reports whether the issuer has usable keys.
-func (i *Issuer) Ready() bool {
-	ks := i.keys.Load()
-	return ks != nil && ks.Loaded() && i.verifier.Load() != nil
-}
+func (i *Issuer) Ready() bool { return i.keys.Loaded() }
 
-// KeySet returns the issuer's key set once discovery has found it.
-func (i *Issuer) KeySet() *KeySet { return i.keys.Load() }
+// KeySet returns the issuer's key set.
+func (i *Issuer) KeySet() *KeySet { return i.keys }
 
 // run discovers the issuer (retrying with backoff while it is unreachable),
 // fetches its keys, then refreshes them on schedule until ctx ends.
@@ -95,20 +103,8 @@ func (i *Issuer) run(ctx context.Context) {
 			return
 		}
 	}
-	algs := make([]jose.SignatureAlgorithm, len(i.cfg.Algorithms))
-	for n, a := range i.cfg.Algorithms {
-		algs[n] = jose.SignatureAlgorithm(a)
-	}
-	ks := newKeySet(jwksURL, i.client, algs, i.minRefetch, i.now, i.log)
-	i.keys.Store(ks)
-	i.verifier.Store(oidc.NewVerifier(i.cfg.Issuer, ks, &oidc.Config{
-		// Audiences (several allowed) and time claims (with leeway) are
-		// checked by langgate after verification.
-		SkipClientIDCheck:    true,
-		SkipExpiryCheck:      true,
-		SupportedSigningAlgs: i.cfg.Algorithms,
-		Now:                  i.now,
-	}))
+	ks := i.keys
+	ks.setURL(jwksURL)
 	for backoff := minBackoff; ; backoff = min(backoff*2, maxBackoff) {
 		err := ks.refresh(ctx, true)
 		if err == nil {

@@ -36,7 +36,7 @@ var (
 // in the background by its issuer, and refetched on an unknown kid at most
 // once per MinRefetch. It implements go-oidc's KeySet interface.
 type KeySet struct {
-	url        string
+	url        atomic.Pointer[string]
 	client     *http.Client
 	algs       []jose.SignatureAlgorithm
 	minRefetch time.Duration
@@ -52,9 +52,12 @@ type KeySet struct {
 	fetches   atomic.Uint64
 }
 
-func newKeySet(url string, client *http.Client, algs []jose.SignatureAlgorithm, minRefetch time.Duration, now func() time.Time, log *slog.Logger) *KeySet {
-	return &KeySet{url: url, client: client, algs: algs, minRefetch: minRefetch, now: now, log: log}
+func newKeySet(client *http.Client, algs []jose.SignatureAlgorithm, minRefetch time.Duration, now func() time.Time, log *slog.Logger) *KeySet {
+	return &KeySet{client: client, algs: algs, minRefetch: minRefetch, now: now, log: log}
 }
+
+// setURL tells the key set where its keys are (once discovery found them).
+func (k *KeySet) setURL(u string) { k.url.Store(&u) }
 
 // Fetches reports how many times the key set was fetched.
 func (k *KeySet) Fetches() uint64 { return k.fetches.Load() }
@@ -153,16 +156,21 @@ func (k *KeySet) refresh(ctx context.Context, force bool) error {
 	k.mu.Unlock()
 	if err == nil {
 		k.keys.Store(&keys)
-		k.log.Debug("key set fetched", "url", k.url, "keys", len(keys))
+		k.log.Debug("key set fetched", "keys", len(keys))
 	} else {
-		k.log.Warn("key set fetch failed; keeping the previous keys", "url", k.url, "error", err, "have_keys", k.Loaded())
+		k.log.Warn("key set fetch failed; keeping the previous keys", "error", err, "have_keys", k.Loaded())
 	}
 	close(ch)
 	return err
 }
 
 func (k *KeySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+	up := k.url.Load()
+	if up == nil {
+		return nil, errors.New("the key set URL is not known yet (discovery pending)")
+	}
+	url := *up
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -173,14 +181,14 @@ func (k *KeySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: HTTP %d", k.url, resp.StatusCode)
+		return nil, fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxJWKSBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", k.url, err)
+		return nil, fmt.Errorf("reading %s: %w", url, err)
 	}
 	if len(data) > MaxJWKSBytes {
-		return nil, fmt.Errorf("key set at %s is larger than %d bytes", k.url, MaxJWKSBytes)
+		return nil, fmt.Errorf("key set at %s is larger than %d bytes", url, MaxJWKSBytes)
 	}
 	return parseJWKS(data)
 }

@@ -20,19 +20,60 @@ import (
 // MaxFileSize bounds a configuration file; a larger one is refused unread.
 const MaxFileSize = 4 << 20
 
-// File is a whole langgate configuration.
+// File is a whole langgate configuration: either one policy (top-level
+// authenticate and authorize) or several named policies, selected per
+// request.
 type File struct {
 	// Name is the path the configuration was read from (or a label for an
 	// embedded one); errors are reported against it.
 	Name string `yaml:"-"`
 
-	Authenticate Authenticate `yaml:"authenticate"`
-	Authorize    Authorize    `yaml:"authorize"`
+	// Authenticate is the single policy's authentication, or, with
+	// Policies, the default for policies that have none of their own.
+	Authenticate *Authenticate `yaml:"authenticate"`
+	// Authorize is the single policy's authorization (not with Policies).
+	Authorize *Authorize `yaml:"authorize"`
+	// Policies are named policies, selected per request by Envoy's
+	// context_extensions `policy`, else by host, else DefaultPolicy.
+	Policies map[string]*Policy `yaml:"policies"`
+	// DefaultPolicy serves requests that select no policy.
+	DefaultPolicy string `yaml:"default_policy"`
+	// Explain controls what denials tell the client.
+	Explain Explain `yaml:"explain"`
+
+	policies []*Policy
 }
+
+// DefaultPolicyName names the policy of a single-policy configuration.
+const DefaultPolicyName = "default"
+
+// Policy is one route table with its handlers and authentication.
+type Policy struct {
+	Pos  Pos    `yaml:"-"`
+	Name string `yaml:"-"`
+	// Hosts are the :authority values (exact, or "*.example.com") that
+	// select this policy when no context extension does.
+	Hosts        []string      `yaml:"hosts"`
+	Authenticate *Authenticate `yaml:"authenticate"`
+	Authorize    *Authorize    `yaml:"authorize"`
+}
+
+// Explain controls denial explanations.
+type Explain struct {
+	// ReasonHeader adds a short `x-langgate-reason` header to denials
+	// (which handler or check refused; never a credential).
+	ReasonHeader bool `yaml:"reason_header"`
+}
+
+// PolicyList returns the policies in name order, a single-policy
+// configuration as one policy named "default".
+func (f *File) PolicyList() []*Policy { return f.policies }
 
 // Authenticate says how callers prove who they are and how the user is built
 // from what they prove.
 type Authenticate struct {
+	Pos Pos `yaml:"-"`
+
 	// OIDC lists the trusted token issuers.
 	OIDC []OIDCIssuer `yaml:"oidc"`
 	// User maps verified claims to the user handlers see.
@@ -66,8 +107,10 @@ type UserMapping struct {
 
 // Authorize holds the route table and the handlers.
 type Authorize struct {
-	// Routes names the route table: "langgraph" (the default) or "none".
-	Routes string `yaml:"routes"`
+	Pos Pos `yaml:"-"`
+	// Routes is the route table: "langgraph" (the default), "none", or a
+	// list of routes (which may include the langgraph table).
+	Routes RouteSpec `yaml:"routes"`
 	// Unmatched decides requests whose path maps to no event: "allow"
 	// (LangGraph's behaviour, the default) or "deny".
 	Unmatched string `yaml:"unmatched"`
@@ -91,6 +134,59 @@ type Handler struct {
 	Filters ValueMap `yaml:"filters"`
 	// Metadata maps a metadata key to a CEL value stamped on writes.
 	Metadata ValueMap `yaml:"metadata"`
+}
+
+// RouteSpec is a route table: a built-in one by name, or a list.
+type RouteSpec struct {
+	// Table names a built-in table ("langgraph", "none"); empty with List.
+	Table string
+	List  []RouteEntry
+	Pos   Pos
+}
+
+// UnmarshalYAML accepts a table name or a list of routes.
+func (r *RouteSpec) UnmarshalYAML(n *yaml.Node) error {
+	r.Pos = Pos{Line: n.Line, Column: n.Column}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		r.Table = n.Value
+		return nil
+	case yaml.SequenceNode:
+		return n.Decode(&r.List)
+	default:
+		return posErrorf(n, "routes: expected a table name (langgraph, none) or a list of routes, got %s", kindName(n))
+	}
+}
+
+// yamlAlternative tells the strict checker which schema a node follows.
+func (r *RouteSpec) yamlAlternative(n *yaml.Node) (reflect.Type, reflect.Value) {
+	if n.Kind == yaml.SequenceNode {
+		return reflect.TypeOf([]RouteEntry(nil)), reflect.ValueOf(&r.List).Elem()
+	}
+	return nil, reflect.Value{}
+}
+
+// RouteEntry is one route of a custom table, or an include of a built-in
+// table.
+type RouteEntry struct {
+	Pos Pos `yaml:"-"`
+	// Include inserts a built-in table ("langgraph") at this point.
+	Include string `yaml:"include"`
+	// Method or Methods the route answers.
+	Method  string   `yaml:"method"`
+	Methods []string `yaml:"methods"`
+	// Path is a template: literal segments, {param} segments, and an
+	// optional final {name...} that matches the rest of the path.
+	Path string `yaml:"path"`
+	// Resource and Action name the event the route fires.
+	Resource string `yaml:"resource"`
+	Action   string `yaml:"action"`
+	// Public routes need no credential and fire no event.
+	Public bool `yaml:"public"`
+	// Value maps a field of `value` to its source: path.NAME, query.NAME,
+	// query.NAME.dotted (split on "."), body.NAME. Empty: every path
+	// parameter under its own name.
+	Value map[string]string `yaml:"value"`
 }
 
 // Expr is a CEL expression together with where it was written.

@@ -47,8 +47,8 @@ func TestParseGood(t *testing.T) {
 	if iss.Pos.Line != 3 {
 		t.Errorf("issuer position %+v, want line 3", iss.Pos)
 	}
-	if f.Authorize.Routes != RoutesLangGraph || f.Authorize.Unmatched != UnmatchedAllow {
-		t.Errorf("defaults: routes %q unmatched %q", f.Authorize.Routes, f.Authorize.Unmatched)
+	if f.Authorize.Routes.Table != RoutesLangGraph || f.Authorize.Unmatched != UnmatchedAllow {
+		t.Errorf("defaults: routes %q unmatched %q", f.Authorize.Routes.Table, f.Authorize.Unmatched)
 	}
 	h := f.Authorize.Handlers[0]
 	if h.Pos.Line != 10 || len(h.Filters.Entries) != 2 || h.Filters.Entries[1].Op != "$contains" {
@@ -72,7 +72,7 @@ func TestParseErrors(t *testing.T) {
 		yaml string
 		want []string
 	}{
-		{"unknown top-level field", good + "authorise: {}\n", []string{`p.yaml:16:1: unknown field "authorise" (known fields: authenticate, authorize)`}},
+		{"unknown top-level field", good + "authorise: {}\n", []string{`p.yaml:16:1: unknown field "authorise" (known fields: authenticate, authorize, default_policy, explain, policies)`}},
 		{"unknown nested field", strings.Replace(good, "leeway: 10s", "leway: 10s", 1),
 			[]string{`p.yaml:5:7: unknown field "leway" (known fields: algorithms, audiences, issuer, jwks_url, leeway, refresh_interval)`}},
 		{"unset variable", strings.Replace(good, "${ISS}", "${NOPE}", 1),
@@ -90,7 +90,7 @@ func TestParseErrors(t *testing.T) {
 		{"leeway too large", strings.Replace(good, "leeway: 10s", "leeway: 1h", 1),
 			[]string{`p.yaml:5:15: oidc "https://idp.example.com": leeway 1h0m0s is larger than the maximum 5m0s`}},
 		{"no identity", strings.Replace(good, "    identity: claims.sub\n", "    display_name: claims.name\n", 1),
-			[]string{"p.yaml:1: authenticate.user.identity: a CEL expression is required (e.g. claims.sub)"}},
+			[]string{"p.yaml:2:3: authenticate.user.identity: a CEL expression is required (e.g. claims.sub)"}},
 		{"expression is a list", strings.Replace(good, "identity: claims.sub", "identity: [a]", 1),
 			[]string{"p.yaml:7:15: expected a CEL expression (a string), got a list"}},
 		{"filters not a mapping", base("    - on: threads\n      filters: [owner]\n"),
@@ -103,7 +103,7 @@ func TestParseErrors(t *testing.T) {
 			[]string{`p.yaml:13:7: handler "threads": message and status apply only with allow`}},
 		{"missing on", base("    - allow: 'true'\n"), []string{"p.yaml:13:7: handler: `on` is required (\"*\", \"threads\", \"threads.create\", \"*.create\", ...)"}},
 		{"unknown routes", strings.Replace(good, "authorize:\n", "authorize:\n  routes: openapi\n", 1),
-			[]string{`p.yaml:1: authorize.routes: unknown route table "openapi" (want "langgraph" or "none")`}},
+			[]string{`p.yaml:9:11: authorize.routes: unknown route table "openapi" (want "langgraph", "none" or a list of routes)`}},
 		{"bad YAML", "authenticate: [\n", []string{"p.yaml:1: did not find expected node content"}},
 		{"duplicate key", good + "authorize: {}\n", []string{`p.yaml:16: mapping key "authorize" already defined at line 8`}},
 		{"empty", "", []string{"p.yaml:1: configuration is empty"}},
@@ -126,6 +126,80 @@ func TestParseErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+const multi = `authenticate:
+  oidc: [{issuer: "https://idp.example.com", audiences: [api]}]
+  user: {identity: claims.sub}
+default_policy: lg
+explain: {reason_header: true}
+policies:
+  lg:
+    hosts: [lg.example.com]
+    authorize:
+      routes: langgraph
+  billing:
+    hosts: ["*.billing.example.com"]
+    authenticate:
+      oidc: [{issuer: "https://other.example.com", audiences: [billing]}]
+      user: {identity: claims.email}
+    authorize:
+      unmatched: deny
+      routes:
+        - {method: GET, path: "/invoices/{invoice_id}", resource: invoices, action: read}
+        - methods: [PUT, PATCH]
+          path: "/invoices/{invoice_id}"
+          resource: invoices
+          action: update
+          value: {invoice_id: path.invoice_id, amount: body.amount, tags: query.tags.dotted}
+        - {method: GET, path: /health, public: true}
+        - {include: langgraph}
+`
+
+func TestParseMultiPolicy(t *testing.T) {
+	f, err := Parse("m.yaml", []byte(multi), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := f.PolicyList()
+	if len(ps) != 2 || ps[0].Name != "billing" || ps[1].Name != "lg" {
+		t.Fatalf("policies %+v", ps)
+	}
+	if ps[1].Authenticate != f.Authenticate || ps[0].Authenticate.User.Identity.Source != "claims.email" {
+		t.Error("authenticate not inherited / overridden")
+	}
+	rl := ps[0].Authorize.Routes.List
+	if len(rl) != 4 || rl[0].Pos.Line != 19 || rl[1].Methods[1] != "PATCH" || rl[1].Value["tags"] != "query.tags.dotted" || rl[3].Include != "langgraph" {
+		t.Errorf("routes %+v", rl)
+	}
+	if ps[0].Pos.Line != 12 || !f.Explain.ReasonHeader {
+		t.Errorf("policy pos %+v, explain %+v", ps[0].Pos, f.Explain)
+	}
+	if ps[0].Authorize.Unmatched != UnmatchedDeny || ps[1].Authorize.Routes.Table != RoutesLangGraph {
+		t.Error("authorize fields")
+	}
+}
+
+func TestParseMultiPolicyErrors(t *testing.T) {
+	tests := []struct{ edit, want string }{
+		{strings.Replace(multi, "default_policy: lg", "default_policy: nope", 1), `m.yaml:1: default_policy: no policy named "nope"`},
+		{strings.Replace(multi, "hosts: [lg.example.com]", "hosts: [\"*.billing.example.com\"]", 1), `m.yaml:8:5: policy "lg": host "*.billing.example.com" is already claimed by policy "billing"`},
+		{strings.Replace(multi, "hosts: [lg.example.com]", "hosts: [\"lg.example.com:443\"]", 1), `m.yaml:8:5: policy "lg": host "lg.example.com:443" must be a host name or *.suffix`},
+		{strings.Replace(multi, "resource: invoices, action: read}", "resource: invoices}", 1), `m.yaml:19:11: route /invoices/{invoice_id}: resource and action are required`},
+		{strings.Replace(multi, "{method: GET, path: \"/invoices", "{method: FETCH, path: \"/invoices", 1), `m.yaml:19:11: route /invoices/{invoice_id}: method "FETCH" is not one of`},
+		{strings.Replace(multi, "amount: body.amount", "amount: header.amount", 1), `m.yaml:20:11: route /invoices/{invoice_id}: value.amount: unknown source "header"`},
+		{strings.Replace(multi, "{include: langgraph}", "{include: openapi}", 1), `m.yaml:26:11: routes: unknown table "openapi" to include`},
+		{strings.Replace(multi, "{method: GET, path: /health, public: true}", "{method: GET, path: /health, public: true, resource: x}", 1), `m.yaml:25:11: route /health: a public route fires no event`},
+		{strings.Replace(multi, "      unmatched: deny\n", "      unmatched: deny\n      routez: []\n", 1), `m.yaml:18:7: unknown field "routez"`},
+		{strings.Replace(multi, "action: update\n", "action: update\n          verb: x\n", 1), `m.yaml:24:11: unknown field "verb"`},
+		{multi + "authorize: {}\n", "m.yaml:27:12: authorize: not allowed beside policies"},
+	}
+	for _, tc := range tests {
+		_, err := Parse("m.yaml", []byte(tc.edit), env(nil))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("error:\n got %v\nwant %s", err, tc.want)
+		}
 	}
 }
 

@@ -11,7 +11,16 @@ import (
 var (
 	posType       = reflect.TypeOf(Pos{})
 	unmarshalType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+	altType       = reflect.TypeOf((*alternative)(nil)).Elem()
 )
+
+// alternative is implemented by types whose YAML takes several shapes (a
+// name or a list): for a given node it returns the schema to check the node
+// against and where the decoded value lives, or a nil type when the shape
+// needs no checking.
+type alternative interface {
+	yamlAlternative(n *yaml.Node) (reflect.Type, reflect.Value)
+}
 
 // expandEnv replaces ${NAME} and ${NAME:-default} in every scalar value (not
 // in keys); "$${" stands for a literal "${". An unset variable without a
@@ -106,6 +115,13 @@ func checkKnownFields(n *yaml.Node, t reflect.Type, sink *errorSink) {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
+	if reflect.PointerTo(t).Implements(altType) {
+		alt, _ := reflect.New(t).Interface().(alternative).yamlAlternative(n)
+		if alt != nil {
+			checkKnownFields(n, alt, sink)
+		}
+		return
+	}
 	if reflect.PointerTo(t).Implements(unmarshalType) {
 		return // the type validates its own shape
 	}
@@ -174,7 +190,22 @@ func fillPositions(n *yaml.Node, v reflect.Value) {
 		}
 		v = v.Elem()
 	}
+	if v.CanAddr() && v.Addr().Type().Implements(altType) {
+		if _, inner := v.Addr().Interface().(alternative).yamlAlternative(n); inner.IsValid() {
+			fillPositions(n, inner)
+		}
+		return
+	}
 	switch v.Kind() {
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode || v.Type().Elem().Kind() != reflect.Pointer {
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if e := v.MapIndex(reflect.ValueOf(n.Content[i].Value)); e.IsValid() {
+				fillPositions(n.Content[i+1], e)
+			}
+		}
 	case reflect.Struct:
 		if v.Type().Implements(unmarshalType) || reflect.PointerTo(v.Type()).Implements(unmarshalType) {
 			return

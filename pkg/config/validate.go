@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 )
@@ -32,34 +33,115 @@ const (
 var AsymmetricAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
 // validate checks what decoding cannot: required fields, enumerations, URL
-// shapes, and it fills defaults.
+// shapes, and it fills defaults and the resolved policy list.
 func validate(f *File, sink *errorSink) {
-	a := &f.Authenticate
+	if len(f.Policies) == 0 {
+		if f.DefaultPolicy != "" {
+			sink.add(Pos{Line: 1}, "default_policy: only meaningful with policies")
+		}
+		if f.Authenticate == nil {
+			sink.add(Pos{Line: 1}, "authenticate: required (the issuers that sign callers' tokens and how the user is built)")
+			return
+		}
+		if f.Authorize == nil {
+			f.Authorize = &Authorize{}
+		}
+		f.policies = []*Policy{{Name: DefaultPolicyName, Authenticate: f.Authenticate, Authorize: f.Authorize}}
+	} else {
+		if f.Authorize != nil {
+			sink.add(f.Authorize.Pos, "authorize: not allowed beside policies; each policy has its own")
+		}
+		names := make([]string, 0, len(f.Policies))
+		for name := range f.Policies {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		hosts := map[string]string{}
+		for _, name := range names {
+			p := f.Policies[name]
+			if p == nil {
+				sink.add(Pos{Line: 1}, "policy %q: empty", name)
+				continue
+			}
+			p.Name = name
+			if !validName(name) {
+				sink.add(p.Pos, "policy %q: names are letters, digits, '-', '_' and '.'", name)
+			}
+			if p.Authenticate == nil {
+				p.Authenticate = f.Authenticate
+			}
+			if p.Authenticate == nil {
+				sink.add(p.Pos, "policy %q: authenticate is required (in the policy or at the top level)", name)
+			}
+			if p.Authorize == nil {
+				p.Authorize = &Authorize{Pos: p.Pos}
+			}
+			for _, h := range p.Hosts {
+				switch {
+				case h == "" || strings.ContainsAny(h, " /:") || strings.Contains(h[min(1, len(h)):], "*") || (strings.HasPrefix(h, "*") && !strings.HasPrefix(h, "*.")):
+					sink.add(p.Pos, "policy %q: host %q must be a host name or *.suffix (no port, no path)", name, h)
+				case hosts[strings.ToLower(h)] != "":
+					sink.add(p.Pos, "policy %q: host %q is already claimed by policy %q", name, h, hosts[strings.ToLower(h)])
+				default:
+					hosts[strings.ToLower(h)] = name
+				}
+			}
+			f.policies = append(f.policies, p)
+		}
+		if f.DefaultPolicy != "" && f.Policies[f.DefaultPolicy] == nil {
+			sink.add(Pos{Line: 1}, "default_policy: no policy named %q", f.DefaultPolicy)
+		}
+	}
+	done := map[*Authenticate]bool{}
+	for _, p := range f.policies {
+		if a := p.Authenticate; a != nil && !done[a] {
+			done[a] = true
+			validateAuthenticate(a, sink)
+		}
+		validateAuthorize(p.Authorize, sink)
+	}
+}
+
+func validName(s string) bool {
+	for _, c := range s {
+		if !(c == '-' || c == '_' || c == '.' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func validateAuthenticate(a *Authenticate, sink *errorSink) {
 	if len(a.OIDC) == 0 {
-		sink.add(Pos{Line: 1}, "authenticate.oidc: at least one issuer is required")
+		sink.add(a.Pos, "authenticate.oidc: at least one issuer is required")
 	}
 	seen := map[string]bool{}
 	for i := range a.OIDC {
 		validateIssuer(&a.OIDC[i], seen, sink)
 	}
 	if a.User.Identity.Source == "" {
-		sink.add(Pos{Line: 1}, "authenticate.user.identity: a CEL expression is required (e.g. claims.sub)")
+		sink.add(a.Pos, "authenticate.user.identity: a CEL expression is required (e.g. claims.sub)")
 	}
+}
 
-	z := &f.Authorize
-	switch z.Routes {
-	case "":
-		z.Routes = RoutesLangGraph
-	case RoutesLangGraph, RoutesNone:
+func validateAuthorize(z *Authorize, sink *errorSink) {
+	switch {
+	case z.Routes.List != nil:
+		for i := range z.Routes.List {
+			validateRoute(&z.Routes.List[i], sink)
+		}
+	case z.Routes.Table == "":
+		z.Routes.Table = RoutesLangGraph
+	case z.Routes.Table == RoutesLangGraph, z.Routes.Table == RoutesNone:
 	default:
-		sink.add(Pos{Line: 1}, "authorize.routes: unknown route table %q (want %q or %q)", z.Routes, RoutesLangGraph, RoutesNone)
+		sink.add(z.Routes.Pos, "authorize.routes: unknown route table %q (want %q, %q or a list of routes)", z.Routes.Table, RoutesLangGraph, RoutesNone)
 	}
 	switch z.Unmatched {
 	case "":
 		z.Unmatched = UnmatchedAllow
 	case UnmatchedAllow, UnmatchedDeny:
 	default:
-		sink.add(Pos{Line: 1}, "authorize.unmatched: must be %q or %q, got %q", UnmatchedAllow, UnmatchedDeny, z.Unmatched)
+		sink.add(z.Pos, "authorize.unmatched: must be %q or %q, got %q", UnmatchedAllow, UnmatchedDeny, z.Unmatched)
 	}
 	for i := range z.Handlers {
 		h := &z.Handlers[i]
@@ -72,6 +154,65 @@ func validate(f *File, sink *errorSink) {
 		if h.Allow.IsZero() && (h.Message != "" || h.Status != 0) {
 			sink.add(h.Pos, "handler %q: message and status apply only with allow", h.On)
 		}
+	}
+}
+
+// httpMethods are the methods a route may name.
+var httpMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+func validateRoute(r *RouteEntry, sink *errorSink) {
+	if r.Include != "" {
+		if r.Include != RoutesLangGraph {
+			sink.add(r.Pos, "routes: unknown table %q to include (want %q)", r.Include, RoutesLangGraph)
+		}
+		if r.Method != "" || r.Methods != nil || r.Path != "" || r.Resource != "" || r.Action != "" || r.Public || r.Value != nil {
+			sink.add(r.Pos, "routes: an include entry has no other fields")
+		}
+		return
+	}
+	if r.Method != "" {
+		if r.Methods != nil {
+			sink.add(r.Pos, "route %s: give method or methods, not both", r.Path)
+		}
+		r.Methods = []string{r.Method}
+	}
+	if len(r.Methods) == 0 {
+		sink.add(r.Pos, "route %s: method (or methods) is required", r.Path)
+	}
+	for _, m := range r.Methods {
+		if !slices.Contains(httpMethods, m) {
+			sink.add(r.Pos, "route %s: method %q is not one of %s", r.Path, m, strings.Join(httpMethods, ", "))
+		}
+	}
+	if !strings.HasPrefix(r.Path, "/") {
+		sink.add(r.Pos, "route: path %q must start with /", r.Path)
+	}
+	switch {
+	case r.Public && (r.Resource != "" || r.Action != "" || r.Value != nil):
+		sink.add(r.Pos, "route %s: a public route fires no event (no resource, action or value)", r.Path)
+	case !r.Public && (!validName(r.Resource) || !validName(r.Action) || strings.ContainsAny(r.Resource+r.Action, ".*")):
+		sink.add(r.Pos, "route %s: resource and action are required (letters, digits, '-', '_'), got %q and %q", r.Path, r.Resource, r.Action)
+	}
+	for field, src := range r.Value {
+		if msg := checkValueSource(src); msg != "" {
+			sink.add(r.Pos, "route %s: value.%s: %s", r.Path, field, msg)
+		}
+	}
+}
+
+// checkValueSource checks "path.NAME", "query.NAME", "query.NAME.dotted",
+// "body.NAME".
+func checkValueSource(src string) string {
+	kind, name, ok := strings.Cut(src, ".")
+	switch {
+	case !ok || name == "":
+		return "source " + quote(src) + " must be path.NAME, query.NAME, query.NAME.dotted or body.NAME"
+	case kind == "path", kind == "body":
+		return ""
+	case kind == "query":
+		return ""
+	default:
+		return "unknown source " + quote(kind) + " (path, query or body)"
 	}
 }
 

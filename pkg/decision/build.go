@@ -2,9 +2,14 @@ package decision
 
 import (
 	"context"
+
+	"cel.dev/cel-go/cel"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sort"
+	"strings"
 	"sync/atomic"
 
 	"github.com/langgate/langgate/pkg/authn"
@@ -15,16 +20,16 @@ import (
 
 // Options tune Build.
 type Options struct {
-	// Authn configures key fetching, the clock and the token cache.
+	// Authn configures key fetching, the clock and the token caches.
 	Authn authn.Options
 	// Logger receives decision logs (slog.Default()).
 	Logger *slog.Logger
 }
 
-// Build compiles a loaded configuration into an Engine: route table, user
-// mapping and handlers, every CEL expression type-checked. All problems are
-// returned together as a config.ErrorList. Background work (discovery, key
-// refresh) starts with Engine.Start.
+// Build compiles a loaded configuration into an Engine: route tables, user
+// mappings and handlers of every policy, every CEL expression type-checked.
+// All problems are returned together as a config.ErrorList. Background work
+// (OIDC discovery, key refresh) starts with Engine.Start.
 func Build(f *config.File, opts Options) (*Engine, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -36,48 +41,178 @@ func Build(f *config.File, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the CEL environment: %w", err)
 	}
-	var rs []routes.Route
-	var strip []string
-	if f.Authorize.Routes == config.RoutesLangGraph {
-		rs, strip = routes.LangGraph(), routes.LangGraphStripHeaders
-	}
-	table, err := routes.NewTable(rs)
-	if err != nil {
-		return nil, fmt.Errorf("%s: route table: %w", f.Name, err)
+	e := &Engine{
+		byName:       map[string]*Policy{},
+		hosts:        map[string]*Policy{},
+		registry:     authn.NewRegistry(opts.Authn),
+		reasonHeader: f.Explain.ReasonHeader,
+		log:          opts.Logger,
+		ids:          newIDSource(),
 	}
 	var errs config.ErrorList
 	collect := func(err error) {
 		var list config.ErrorList
-		if errors.As(err, &list) {
+		var one *config.Error
+		switch {
+		case errors.As(err, &list):
 			errs = append(errs, list...)
-		} else if err != nil {
+		case errors.As(err, &one):
+			errs = append(errs, one)
+		case err != nil:
 			errs = append(errs, &config.Error{File: f.Name, Msg: err.Error()})
 		}
 	}
-	auth, err := authn.New(f, env, opts.Authn)
+	for _, pc := range f.PolicyList() {
+		p, err := buildPolicy(f.Name, pc, env, e.registry)
+		if err != nil {
+			collect(err)
+			continue
+		}
+		e.policies = append(e.policies, p)
+		e.byName[p.Name] = p
+		for _, h := range pc.Hosts {
+			h = strings.ToLower(h)
+			if suffix, ok := strings.CutPrefix(h, "*"); ok {
+				e.suffixes = append(e.suffixes, hostSuffix{suffix: suffix, policy: p})
+			} else {
+				e.hosts[h] = p
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	sort.Slice(e.suffixes, func(i, j int) bool { return len(e.suffixes[i].suffix) > len(e.suffixes[j].suffix) })
+	switch {
+	case f.DefaultPolicy != "":
+		e.defaultPolicy = e.byName[f.DefaultPolicy]
+	case len(e.policies) == 1:
+		e.defaultPolicy = e.policies[0]
+	}
+	return e, nil
+}
+
+func buildPolicy(file string, pc *config.Policy, env *cel.Env, reg *authn.Registry) (*Policy, error) {
+	rs, strip, err := routeTable(file, pc.Authorize.Routes)
+	if err != nil {
+		return nil, err
+	}
+	table, err := routes.NewTable(rs)
+	if err != nil {
+		return nil, &config.Error{File: file, Pos: pc.Authorize.Routes.Pos, Msg: fmt.Sprintf("policy %q: %v", pc.Name, err)}
+	}
+	var errs config.ErrorList
+	collect := func(err error) {
+		var list config.ErrorList
+		var one *config.Error
+		switch {
+		case errors.As(err, &list):
+			errs = append(errs, list...)
+		case errors.As(err, &one):
+			errs = append(errs, one)
+		case err != nil:
+			errs = append(errs, &config.Error{File: file, Pos: pc.Pos, Msg: err.Error()})
+		}
+	}
+	auth, err := authn.New(file, pc.Authenticate, env, reg)
 	collect(err)
-	pol, err := policy.Compile(env, f.Name, f.Authorize.Handlers, policy.VocabularyOf(rs))
+	vocab := policy.VocabularyOf(rs)
+	handlers, err := policy.Compile(env, file, pc.Authorize.Handlers, vocab)
 	collect(err)
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	return &Engine{
-		table:         table,
-		auth:          auth,
-		policy:        pol,
-		unmatchedDeny: f.Authorize.Unmatched == config.UnmatchedDeny,
+	return &Policy{
+		Name:          pc.Name,
+		Table:         table,
+		Auth:          auth,
+		Handlers:      handlers,
+		Vocabulary:    vocab,
+		unmatchedDeny: pc.Authorize.Unmatched == config.UnmatchedDeny,
 		strip:         strip,
-		log:           opts.Logger,
-		ids:           newIDSource(),
 	}, nil
+}
+
+// routeTable assembles a policy's routes: a built-in table, or a list of
+// custom routes and included built-in tables.
+func routeTable(file string, spec config.RouteSpec) ([]routes.Route, []string, error) {
+	if spec.List == nil {
+		if spec.Table == config.RoutesLangGraph {
+			return routes.LangGraph(), routes.LangGraphStripHeaders, nil
+		}
+		return nil, nil, nil
+	}
+	var rs []routes.Route
+	var strip []string
+	for _, entry := range spec.List {
+		if entry.Include == config.RoutesLangGraph {
+			rs = append(rs, routes.LangGraph()...)
+			strip = routes.LangGraphStripHeaders
+			continue
+		}
+		fields, err := valueFields(entry)
+		if err != nil {
+			return nil, nil, &config.Error{File: file, Pos: entry.Pos, Msg: err.Error()}
+		}
+		for _, m := range entry.Methods {
+			r := routes.Route{Method: m, Pattern: entry.Path, Public: entry.Public}
+			if !entry.Public {
+				r.Events = []routes.EventSpec{{Resource: entry.Resource, Action: entry.Action, Fields: fields}}
+			}
+			rs = append(rs, r)
+		}
+	}
+	return rs, strip, nil
+}
+
+// valueFields turns a route's `value` map into fields; with none, every
+// path parameter is a field of the same name.
+func valueFields(entry config.RouteEntry) ([]routes.Field, error) {
+	if len(entry.Value) == 0 {
+		var out []routes.Field
+		for _, p := range routes.TemplateParams(entry.Path) {
+			out = append(out, routes.Field{Name: p, From: routes.FromPath})
+		}
+		return out, nil
+	}
+	names := make([]string, 0, len(entry.Value))
+	for n := range entry.Value {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	params := routes.TemplateParams(entry.Path)
+	var out []routes.Field
+	for _, name := range names {
+		src := entry.Value[name]
+		kind, key, _ := strings.Cut(src, ".")
+		f := routes.Field{Name: name, Key: key}
+		switch kind {
+		case "path":
+			f.From = routes.FromPath
+			if !slices.Contains(params, key) {
+				return nil, fmt.Errorf("route %s: value.%s: the path template has no parameter {%s}", entry.Path, name, key)
+			}
+		case "query":
+			f.From = routes.FromQuery
+			if k, ok := strings.CutSuffix(key, ".dotted"); ok {
+				f.From, f.Key = routes.FromQueryDotted, k
+			}
+		case "body":
+			f.From = routes.FromBody
+		default:
+			return nil, fmt.Errorf("route %s: value.%s: unknown source %q", entry.Path, name, src)
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }
 
 // Start begins the engine's background work (OIDC discovery and key
 // refresh) until ctx ends.
-func (e *Engine) Start(ctx context.Context) { e.auth.Start(ctx) }
+func (e *Engine) Start(ctx context.Context) { e.registry.Start(ctx) }
 
 // Ready reports whether the engine can authenticate: every issuer has keys.
-func (e *Engine) Ready() bool { return e.auth.Ready() }
+func (e *Engine) Ready() bool { return e.registry.Ready() }
 
 // Holder holds the engine in service, swapped atomically on reload, so a
 // request always sees one whole configuration.

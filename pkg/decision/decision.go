@@ -72,6 +72,8 @@ type Decision struct {
 	User    *policy.User
 	Events  []routes.Event
 	Handler string
+	// Policy names the policy that decided ("" when none was selected).
+	Policy string
 	// Path is the normalized path.
 	Path     string
 	Filters  map[string]any
@@ -105,60 +107,150 @@ func (d *Decision) Action() string {
 	return d.Events[0].Action
 }
 
-// Engine decides requests for one compiled configuration.
+// Engine decides requests for one compiled configuration: one or more
+// policies and the issuers they share.
 type Engine struct {
-	table         *routes.Table
-	auth          *authn.Authenticator
-	policy        *policy.Policy
+	policies []*Policy
+	byName   map[string]*Policy
+	// hosts maps an exact host to its policy; suffixes are "*.x" hosts,
+	// longest first.
+	hosts         map[string]*Policy
+	suffixes      []hostSuffix
+	defaultPolicy *Policy
+	registry      *authn.Registry
+	reasonHeader  bool
+	log           *slog.Logger
+	ids           idSource
+}
+
+type hostSuffix struct {
+	suffix string // ".example.com"
+	policy *Policy
+}
+
+// Policy is one compiled policy: route table, authentication, handlers.
+type Policy struct {
+	Name          string
+	Table         *routes.Table
+	Auth          *authn.Authenticator
+	Handlers      *policy.Policy
+	Vocabulary    policy.Vocabulary
 	unmatchedDeny bool
 	// strip lists client headers removed from every request (lower case).
 	strip []string
-	log   *slog.Logger
-	ids   idSource
 }
 
-// Authenticator returns the engine's authenticator.
-func (e *Engine) Authenticator() *authn.Authenticator { return e.auth }
+// Policies lists the compiled policies in name order.
+func (e *Engine) Policies() []*Policy { return e.policies }
 
-// Policy returns the engine's compiled handlers.
-func (e *Engine) Policy() *policy.Policy { return e.policy }
+// Registry returns the issuers the policies share.
+func (e *Engine) Registry() *authn.Registry { return e.registry }
 
-// Table returns the engine's route table.
-func (e *Engine) Table() *routes.Table { return e.table }
+// PolicyContextKey is the context extension that selects a policy.
+const PolicyContextKey = "policy"
+
+// Options for one decision beyond the request itself.
+type DecideOptions struct {
+	// Trace, when not nil, receives every step of the decision.
+	Trace *Trace
+	// Claims, when not nil, stand in for a verified token: authentication
+	// is skipped and the user is built from them (langgate check --claims).
+	Claims map[string]any
+}
 
 // Decide runs the pipeline. It never panics and never returns an allow on
 // an error: every failure becomes an explicit denial with a reason.
 func (e *Engine) Decide(ctx context.Context, req *Request) *Decision {
+	return e.DecideWith(ctx, req, DecideOptions{})
+}
+
+// DecideWith is Decide with a trace or substitute claims.
+func (e *Engine) DecideWith(ctx context.Context, req *Request, opts DecideOptions) *Decision {
 	start := time.Now()
-	d := e.decide(ctx, req)
+	d := e.decide(ctx, req, opts)
 	d.ID = e.ids.next()
+	if e.reasonHeader && !d.Allow() && d.Reason != "" {
+		d.ResponseHeaders = append(d.ResponseHeaders, Header{Name: HeaderReason, Value: shortReason(d.Reason)})
+	}
+	if opts.Trace != nil {
+		opts.Trace.finish(d)
+	}
 	e.logDecision(ctx, req, d, time.Since(start))
 	return d
 }
 
-func (e *Engine) decide(ctx context.Context, req *Request) *Decision {
+// selectPolicy picks the policy for a request: the context extension
+// `policy`, else the :authority host, else the default. A selector that
+// names no policy is an error, never a fallback to something looser.
+func (e *Engine) selectPolicy(req *Request) (*Policy, string, error) {
+	if name, ok := req.Context[PolicyContextKey]; ok {
+		if p := e.byName[name]; p != nil {
+			return p, "context extension policy=" + name, nil
+		}
+		return nil, "", fmt.Errorf("context extension policy=%q names no policy", name)
+	}
+	host := req.Headers[":authority"]
+	if host == "" {
+		host = req.Headers["host"]
+	}
+	host = strings.ToLower(stripPort(host))
+	if p := e.hosts[host]; p != nil {
+		return p, "host " + host, nil
+	}
+	for _, s := range e.suffixes {
+		if strings.HasSuffix(host, s.suffix) && len(host) > len(s.suffix) {
+			return s.policy, "host " + host + " matches *" + s.suffix, nil
+		}
+	}
+	if e.defaultPolicy != nil {
+		return e.defaultPolicy, "default policy", nil
+	}
+	return nil, "", fmt.Errorf("no policy for host %q and no default_policy", host)
+}
+
+func stripPort(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
+		return host[:i]
+	}
+	return strings.Trim(host, "[]")
+}
+
+func (e *Engine) decide(ctx context.Context, req *Request, opts DecideOptions) *Decision {
+	tr := opts.Trace
+	pol, why, err := e.selectPolicy(req)
+	if err != nil {
+		return deny(Forbidden, 403, "Forbidden", err.Error())
+	}
+	tr.policy(pol.Name, why)
+
 	// Phase 1: normalize.
 	target, err := routes.Normalize(req.Path)
 	if err != nil {
 		return deny(BadRequest, 400, "Invalid request path", err.Error())
 	}
-	route, params := e.table.Match(req.Method, target.Segments)
+	route, params := pol.Table.Match(req.Method, target.Segments)
+	tr.route(target.Path, route)
 	if route != nil && route.Public {
-		d := &Decision{Outcome: Public, Status: 200, Path: target.Path, Reason: "public route " + route.Method + " " + route.Pattern}
-		d.RemoveHeaders = e.headersToRemove(req.Headers, nil)
+		d := &Decision{Outcome: Public, Status: 200, Path: target.Path, Policy: pol.Name, Reason: "public route " + route.Method + " " + route.Pattern}
+		d.RemoveHeaders = pol.headersToRemove(req.Headers, nil)
 		return d
 	}
 	if route != nil && route.Blocked {
 		d := deny(Forbidden, 403, "Forbidden", "route "+route.Method+" "+route.Pattern+" is blocked by the route table")
-		d.Path = target.Path
+		d.Path, d.Policy = target.Path, pol.Name
 		return d
 	}
 
 	// Phase 2: authenticate.
-	token, err := authn.BearerToken(req.Headers["authorization"])
 	var user *policy.User
-	if err == nil {
-		user, err = e.auth.Authenticate(ctx, token)
+	if opts.Claims != nil {
+		user, err = pol.Auth.FromClaims(opts.Claims)
+	} else {
+		var token string
+		token, err = authn.BearerToken(req.Headers["authorization"])
+		if err == nil {
+			user, err = pol.Auth.Authenticate(ctx, token)
+		}
 	}
 	if err != nil {
 		ae, ok := authn.AsError(err)
@@ -167,7 +259,7 @@ func (e *Engine) decide(ctx context.Context, req *Request) *Decision {
 		}
 		d := deny(Unauthorized, 401, ae.Detail(), ae.Error())
 		d.AuthFailure = ae.Kind
-		d.Path = target.Path
+		d.Path, d.Policy = target.Path, pol.Name
 		// RFC 6750 §3.1: no error code when the request had no credential.
 		challenge := `Bearer realm="langgate"`
 		if ae.Kind != authn.KindMissing {
@@ -186,16 +278,16 @@ func (e *Engine) decide(ctx context.Context, req *Request) *Decision {
 	}
 
 	// Phase 3: resolve events.
-	d := &Decision{User: user, Path: target.Path}
+	d := &Decision{User: user, Path: target.Path, Policy: pol.Name}
 	if route == nil {
-		if e.unmatchedDeny {
+		if pol.unmatchedDeny {
 			d.Outcome, d.Status, d.Detail = Forbidden, 403, "Forbidden"
 			d.Reason = "no route matches " + req.Method + " " + target.Path + " and authorize.unmatched is deny"
 			d.ResponseHeaders, d.Body = denialBody(d.Detail)
 			return d
 		}
 		d.Reason = "no route matches; authenticated and allowed (authorize.unmatched: allow)"
-		return e.respond(req, d)
+		return pol.respond(req, d)
 	}
 	body := &routes.Body{Data: req.Body, State: bodyState(req)}
 	d.Events = route.Fire(params, target.Query, body)
@@ -205,7 +297,11 @@ func (e *Engine) decide(ctx context.Context, req *Request) *Decision {
 	var reasons []string
 	for i := range d.Events {
 		ev := &d.Events[i]
-		res := e.policy.Evaluate(&policy.Input{User: user, Request: preq, Context: req.Context, Event: ev})
+		in := &policy.Input{User: user, Request: preq, Context: req.Context, Event: ev}
+		if tr != nil {
+			in.Trace = tr.event(ev, pol.Handlers)
+		}
+		res := pol.Handlers.Evaluate(in)
 		if i == 0 && res.Handler != nil {
 			d.Handler = res.Handler.Key
 		}
@@ -230,11 +326,11 @@ func (e *Engine) decide(ctx context.Context, req *Request) *Decision {
 			return deny(Forbidden, 403, "Forbidden", "metadata of "+ev.Resource+":"+ev.Action+": "+err.Error())
 		}
 	}
-	return e.respond(req, d)
+	return pol.respond(req, d)
 }
 
 // respond builds the upstream headers of an allowed decision.
-func (e *Engine) respond(req *Request, d *Decision) *Decision {
+func (p *Policy) respond(req *Request, d *Decision) *Decision {
 	u := d.User
 	userJSON, perms, err2 := u.HeaderJSON(asciiJSON)
 	filters, err3 := asciiJSON(orEmpty(d.Filters))
@@ -253,7 +349,7 @@ func (e *Engine) respond(req *Request, d *Decision) *Decision {
 	if len(d.Events) > 0 {
 		d.Headers = append(d.Headers, Header{HeaderResource, d.Events[0].Resource}, Header{HeaderAction, d.Events[0].Action})
 	}
-	d.RemoveHeaders = e.headersToRemove(req.Headers, d.Headers)
+	d.RemoveHeaders = p.headersToRemove(req.Headers, d.Headers)
 	return d
 }
 
@@ -269,11 +365,11 @@ func orEmpty(m map[string]any) map[string]any {
 // they are removed, so nothing langgate did not write reaches the upstream
 // under its prefix. Headers langgate sets are overwritten instead (Envoy
 // applies removals after sets, so a header must never be in both lists).
-func (e *Engine) headersToRemove(h map[string]string, set []Header) []string {
+func (p *Policy) headersToRemove(h map[string]string, set []Header) []string {
 	var out []string
 	for name := range h {
 		if !strings.HasPrefix(name, HeaderPrefix) {
-			if slices.Contains(e.strip, name) {
+			if slices.Contains(p.strip, name) {
 				out = append(out, name)
 			}
 			continue
@@ -382,6 +478,7 @@ func (e *Engine) logDecision(ctx context.Context, req *Request, d *Decision, too
 		slog.String("method", req.Method),
 		slog.String("path", d.Path),
 		slog.String("outcome", string(d.Outcome)),
+		slog.String("policy", d.Policy),
 		slog.Int("status", d.Status),
 		slog.String("reason", d.Reason),
 		slog.Duration("latency", took),

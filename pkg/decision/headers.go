@@ -17,11 +17,31 @@ const (
 	HeaderAction      = "x-langgate-action"
 	HeaderFilters     = "x-langgate-filters"
 	HeaderMetadata    = "x-langgate-metadata"
+	// HeaderReason carries a short denial reason to the client when
+	// explain.reason_header is on.
+	HeaderReason = "x-langgate-reason"
 )
+
+// maxReasonHeader bounds the x-langgate-reason value.
+const maxReasonHeader = 256
+
+// shortReason makes a reason fit a response header: printable ASCII, bounded.
+func shortReason(r string) string {
+	b := make([]byte, 0, min(len(r), maxReasonHeader))
+	for i := 0; i < len(r) && len(b) < maxReasonHeader; i++ {
+		if c := r[i]; c >= 0x20 && c <= 0x7e {
+			b = append(b, c)
+		} else {
+			b = append(b, '?')
+		}
+	}
+	return string(b)
+}
 
 // Header is one header name and value.
 type Header struct {
-	Name, Value string
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 // asciiJSON encodes v as JSON with every non-ASCII character escaped as

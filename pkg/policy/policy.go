@@ -101,6 +101,33 @@ type Input struct {
 	Request *Request
 	Context map[string]string
 	Event   *routes.Event
+	// Trace, when not nil, records each expression and its value.
+	Trace *EvalTrace
+}
+
+// EvalTrace records the expressions one event's handler evaluated.
+type EvalTrace struct {
+	Steps []Step
+}
+
+// Step is one evaluated expression.
+type Step struct {
+	// Part is "allow", "filters.<key>" or "metadata.<key>".
+	Part   string `json:"part"`
+	Expr   string `json:"expr"`
+	Result any    `json:"result,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+func (t *EvalTrace) record(part, expr string, result any, err error) {
+	if t == nil {
+		return
+	}
+	s := Step{Part: part, Expr: expr, Result: result}
+	if err != nil {
+		s.Error = err.Error()
+	}
+	t.Steps = append(t.Steps, s)
 }
 
 // activation resolves CEL variables from an Input without building a map
@@ -350,6 +377,24 @@ func (p *Policy) Select(resource, action string) *Handler {
 	return nil
 }
 
+// Explain returns the handler Select picks and which precedence rule
+// picked it.
+func (p *Policy) Explain(resource, action string) (*Handler, string) {
+	h := p.Select(resource, action)
+	switch {
+	case h == nil:
+		return nil, "no handler matches " + resource + ":" + action + ": allowed with no filter"
+	case h.Resource == resource && h.Action == action:
+		return h, "exact handler for " + resource + "." + action
+	case h.Resource == resource:
+		return h, "resource handler " + resource + " (no " + resource + "." + action + ")"
+	case h.Action == action:
+		return h, "action handler *." + action + " (no " + resource + "." + action + " or " + resource + ")"
+	default:
+		return h, "global handler * (no " + resource + "." + action + ", " + resource + " or *." + action + ")"
+	}
+}
+
 // Result is the outcome of one event.
 type Result struct {
 	// Handler is the handler that ran; nil when none matched.
@@ -376,9 +421,11 @@ func (p *Policy) Evaluate(in *Input) Result {
 	if h.allow != nil {
 		v, err := h.allow.Eval(act)
 		if err != nil {
+			in.Trace.record("allow", h.allow.Source, nil, err)
 			return h.failed("allow", err)
 		}
 		ok, isBool := v.(types.Bool)
+		in.Trace.record("allow", h.allow.Source, bool(ok), nil)
 		if !isBool {
 			return h.failed("allow", fmt.Errorf("%s: produced %s, not a bool", h.allow.Source, v.Type().TypeName()))
 		}
@@ -395,10 +442,10 @@ func (p *Policy) Evaluate(in *Input) Result {
 		}
 	}
 	var err error
-	if r.Filters, err = evalEntries(h.filters, act, true); err != nil {
+	if r.Filters, err = evalEntries(h.filters, act, true, in.Trace); err != nil {
 		return h.failed("filters", err)
 	}
-	if r.Metadata, err = evalEntries(h.metadata, act, false); err != nil {
+	if r.Metadata, err = evalEntries(h.metadata, act, false, in.Trace); err != nil {
 		return h.failed("metadata", err)
 	}
 	r.Allowed = true
@@ -410,17 +457,23 @@ func (h *Handler) failed(part string, err error) Result {
 	return Result{Handler: h, Status: 403, Detail: "Forbidden", Reason: fmt.Sprintf("handler %q: %s failed: %v", h.Key, part, err)}
 }
 
-func evalEntries(es []entry, act *activation, filters bool) (map[string]any, error) {
+func evalEntries(es []entry, act *activation, filters bool, tr *EvalTrace) (map[string]any, error) {
 	if len(es) == 0 {
 		return nil, nil
+	}
+	part := "metadata."
+	if filters {
+		part = "filters."
 	}
 	out := make(map[string]any, len(es))
 	for _, e := range es {
 		v, err := e.prg.Eval(act)
 		if err != nil {
+			tr.record(part+e.key, e.prg.Source, nil, err)
 			return nil, err
 		}
 		j, err := ToJSON(v)
+		tr.record(part+e.key, e.prg.Source, j, err)
 		if err != nil {
 			return nil, fmt.Errorf("%s %q: %w", e.prg.Source, e.key, err)
 		}

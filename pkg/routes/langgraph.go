@@ -126,5 +126,8 @@ func LangGraph() []Route {
 		Field{Name: "namespace", From: FromBody, Key: "prefix"},
 		Field{Name: "suffix", From: FromBody}, Field{Name: "max_depth", From: FromBody},
 		Field{Name: "limit", From: FromBody}, Field{Name: "offset", From: FromBody}))
+	for i := range rs {
+		rs[i].Builtin = true
+	}
 	return rs
 }

@@ -177,14 +177,64 @@ func TestNewTableConflicts(t *testing.T) {
 		routes []Route
 		want   string
 	}{
-		{[]Route{{Method: "GET", Pattern: "/a/{x}"}, {Method: "GET", Pattern: "/a/{x}"}}, "conflicts with GET /a/{x}"},
+		{[]Route{{Method: "GET", Pattern: "/a/{x}"}, {Method: "GET", Pattern: "/a/{x}"}}, "duplicates GET /a/{x}"},
+		{[]Route{{Method: "GET", Pattern: "/a/{x}"}, {Method: "GET", Pattern: "/{y}/b"}}, "routes GET /a/{x} and GET /{y}/b overlap (both match /a/b) and neither is more specific"},
+		{[]Route{{Method: "GET", Pattern: "/a/{x}/c"}, {Method: "GET", Pattern: "/a/b/{y...}"}}, "overlap (both match /a/b/c)"},
+		{[]Route{{Method: "GET", Pattern: "/f/{p...}"}, {Method: "GET", Pattern: "/f/{q...}"}}, "duplicates"},
+		{[]Route{{Method: "GET", Pattern: "/f/{p...}/x"}}, "must be the last segment"},
+		{[]Route{{Method: "GET", Pattern: "/a//b"}}, "empty segment"},
+		{[]Route{{Method: "GET", Pattern: "/a/../b"}}, "dot segments"},
+		{[]Route{{Method: "GET", Pattern: "/a/{x-y}"}}, "invalid"},
 		{[]Route{{Method: "GET", Pattern: "/a/{x}"}, {Method: "POST", Pattern: "/a/{y}"}}, "parameter {y} conflicts with {x}"},
-		{[]Route{{Method: "GET", Pattern: "/a/{x}/{x}"}}, "empty or repeated"},
+		{[]Route{{Method: "GET", Pattern: "/a/{x}/{x}"}}, "empty, invalid or repeated"},
 		{[]Route{{Method: "GET", Pattern: "/a/b{x}"}}, "mixes a parameter with text"},
-		{[]Route{{Method: "GET", Pattern: "a"}}, "absolute path template"},
+		{[]Route{{Method: "GET", Pattern: "a"}}, "must start with /"},
 	} {
 		if _, err := NewTable(tc.routes); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want %q", tc.routes, err, tc.want)
+		}
+	}
+}
+
+// TestSpecificity: overlapping routes are fine when one is strictly more
+// specific, and the most specific one matches.
+func TestSpecificity(t *testing.T) {
+	table, err := NewTable([]Route{
+		{Method: "GET", Pattern: "/files/{path...}"},
+		{Method: "GET", Pattern: "/files/{id}"},
+		{Method: "GET", Pattern: "/files/{id}/meta"},
+		{Method: "GET", Pattern: "/files/special"},
+		{Method: "GET", Pattern: "/files/special/meta"},
+		{Method: "POST", Pattern: "/{tenant}/orders"},
+		{Method: "POST", Pattern: "/{tenant}/orders/{id}"},
+		{Method: "GET", Pattern: "/"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"/files/a":             "/files/{id} id=a",
+		"/files/a/meta":        "/files/{id}/meta id=a",
+		"/files/special":       "/files/special ",
+		"/files/special/meta":  "/files/special/meta ",
+		"/files/a/b/c":         "/files/{path...} path=a/b/c",
+		"/files/special/other": "/files/{path...} path=special/other",
+		"/files":               "",
+		"/acme/orders":         "",
+		"/":                    "/ ",
+	} {
+		tg, _ := Normalize(path)
+		r, ps := table.Match("GET", tg.Segments)
+		got := ""
+		if r != nil {
+			var kv []string
+			for _, p := range ps {
+				kv = append(kv, p.Name+"="+p.Value)
+			}
+			got = r.Pattern + " " + strings.Join(kv, " ")
+		}
+		if got != want {
+			t.Errorf("GET %s matched %q, want %q", path, got, want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package routes
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -76,12 +77,18 @@ func (e EventSpec) needsBody() bool {
 // Route maps a method and a path template to events.
 type Route struct {
 	Method string
-	// Pattern is a path template: literal segments and {param} segments.
+	// Pattern is a path template: literal segments, {param} segments and
+	// an optional final {name...} matching one or more segments.
 	Pattern string
 	// Public routes need no credential and fire no event.
 	Public bool
 	// Blocked routes are refused (403) for every caller.
 	Blocked bool
+	// Builtin marks the routes of a built-in table. Two built-in routes
+	// may overlap: the literal segment wins, as in LangGraph's own router
+	// (its ids are UUIDs, so GET /runs/crons/{cron_id} never meets a run
+	// whose id is "crons"). Any other overlap is a configuration error.
+	Builtin bool
 	Events  []EventSpec
 }
 
@@ -102,8 +109,10 @@ func (p Params) Get(name string) (string, bool) {
 }
 
 // Table is a compiled route table: a segment trie in which literal segments
-// take precedence over parameters, so matching costs one step per path
-// segment however many routes there are.
+// take precedence over parameters and parameters over a trailing wildcard,
+// so matching costs one step per path segment however many routes there
+// are. NewTable refuses ambiguous tables, so the match is always the single
+// most specific route.
 type Table struct {
 	root   *node
 	routes []*Route
@@ -113,62 +122,271 @@ type node struct {
 	literal   map[string]*node
 	param     *node
 	paramName string
-	methods   map[string]*Route
+	// wildcard is a final {name...} segment matching one or more segments.
+	wildcard *node
+	methods  map[string]*Route
 }
 
-// NewTable compiles routes. Two routes with the same method and the same
-// template shape (parameter names aside) are a conflict.
+// segKind classifies a template segment.
+type segKind int
+
+const (
+	segLiteral segKind = iota
+	segParam
+	segWildcard
+)
+
+type segment struct {
+	kind segKind
+	text string // literal text or parameter name
+}
+
+// parseTemplate splits a path template into segments.
+func parseTemplate(pattern string) ([]segment, error) {
+	if !strings.HasPrefix(pattern, "/") {
+		return nil, fmt.Errorf("path template %q must start with /", pattern)
+	}
+	var segs []segment
+	seen := map[string]bool{}
+	parts := strings.Split(strings.Trim(pattern, "/"), "/")
+	for i, p := range parts {
+		if p == "" {
+			if len(parts) == 1 {
+				break // the root
+			}
+			return nil, fmt.Errorf("path template %q has an empty segment", pattern)
+		}
+		if !strings.HasPrefix(p, "{") || !strings.HasSuffix(p, "}") {
+			if strings.ContainsAny(p, "{}") {
+				return nil, fmt.Errorf("path template %q: segment %q mixes a parameter with text", pattern, p)
+			}
+			if p == "." || p == ".." {
+				return nil, fmt.Errorf("path template %q: dot segments never match a normalized path", pattern)
+			}
+			segs = append(segs, segment{kind: segLiteral, text: p})
+			continue
+		}
+		name, kind := p[1:len(p)-1], segParam
+		if n, ok := strings.CutSuffix(name, "..."); ok {
+			if i != len(parts)-1 {
+				return nil, fmt.Errorf("path template %q: {%s} must be the last segment", pattern, name)
+			}
+			name, kind = n, segWildcard
+		}
+		if !validParam(name) || seen[name] {
+			return nil, fmt.Errorf("path template %q: parameter {%s} is empty, invalid or repeated", pattern, name)
+		}
+		seen[name] = true
+		segs = append(segs, segment{kind: kind, text: name})
+	}
+	return segs, nil
+}
+
+func validParam(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+			return false
+		}
+	}
+	return true
+}
+
+// NewTable compiles routes. Two routes for one method conflict when some
+// path matches both and neither template is strictly more specific than
+// the other (e.g. /a/{x} and /{y}/b); the error names both and a path they
+// share.
 func NewTable(routes []Route) (*Table, error) {
 	t := &Table{root: &node{}}
+	parsed := make([][]segment, len(routes))
 	for i := range routes {
 		r := &routes[i]
-		if err := t.add(r); err != nil {
+		if r.Method == "" {
+			return nil, fmt.Errorf("route %q: a method is required", r.Pattern)
+		}
+		segs, err := parseTemplate(r.Pattern)
+		if err != nil {
+			return nil, fmt.Errorf("route %s %s: %w", r.Method, r.Pattern, err)
+		}
+		parsed[i] = segs
+	}
+	if err := checkOverlaps(routes, parsed); err != nil {
+		return nil, err
+	}
+	for i := range routes {
+		if err := t.add(&routes[i], parsed[i]); err != nil {
 			return nil, err
 		}
-		t.routes = append(t.routes, r)
+		t.routes = append(t.routes, &routes[i])
 	}
 	return t, nil
+}
+
+// checkOverlaps refuses ambiguous pairs. Routes are grouped by method and
+// by first literal segment, so a large table costs far less than all pairs.
+func checkOverlaps(routes []Route, parsed [][]segment) error {
+	type key struct{ method, first string }
+	groups := map[key][]int{}
+	var open []int // routes whose first segment is not a literal
+	for i, segs := range parsed {
+		if len(segs) > 0 && segs[0].kind == segLiteral {
+			k := key{routes[i].Method, segs[0].text}
+			groups[k] = append(groups[k], i)
+		} else {
+			open = append(open, i)
+		}
+	}
+	check := func(i, j int) error {
+		if i > j {
+			i, j = j, i
+		}
+		if routes[i].Method != routes[j].Method || (routes[i].Builtin && routes[j].Builtin) {
+			return nil
+		}
+		a, b := parsed[i], parsed[j]
+		example, overlap := overlaps(a, b)
+		if !overlap {
+			return nil
+		}
+		ab, ba := covers(b, a), covers(a, b)
+		switch {
+		case ab && ba:
+			return fmt.Errorf("route %s %s duplicates %s %s", routes[j].Method, routes[j].Pattern, routes[i].Method, routes[i].Pattern)
+		case ab || ba:
+			return nil
+		}
+		return fmt.Errorf("routes %s %s and %s %s overlap (both match %s) and neither is more specific",
+			routes[i].Method, routes[i].Pattern, routes[j].Method, routes[j].Pattern, example)
+	}
+	for _, idx := range groups {
+		for x := 0; x < len(idx); x++ {
+			for y := x + 1; y < len(idx); y++ {
+				if err := check(idx[x], idx[y]); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for x, i := range open {
+		for j := range routes {
+			if j == i || (slices.Contains(open[:x+1], j)) {
+				continue
+			}
+			if err := check(i, j); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// overlaps reports whether some path matches both templates, with one.
+func overlaps(a, b []segment) (string, bool) {
+	var ex []string
+	for i := 0; ; i++ {
+		switch {
+		case i == len(a) && i == len(b):
+			return "/" + strings.Join(ex, "/"), true
+		case i < len(a) && a[i].kind == segWildcard:
+			if i < len(b) {
+				ex = append(ex, exampleSeg(b[i:])...)
+			} else {
+				return "", false // a needs at least one more segment than b has
+			}
+			return "/" + strings.Join(ex, "/"), true
+		case i < len(b) && b[i].kind == segWildcard:
+			if i < len(a) {
+				ex = append(ex, exampleSeg(a[i:])...)
+			} else {
+				return "", false
+			}
+			return "/" + strings.Join(ex, "/"), true
+		case i == len(a) || i == len(b):
+			return "", false
+		}
+		x, y := a[i], b[i]
+		switch {
+		case x.kind == segLiteral && y.kind == segLiteral:
+			if x.text != y.text {
+				return "", false
+			}
+			ex = append(ex, x.text)
+		case x.kind == segLiteral:
+			ex = append(ex, x.text)
+		case y.kind == segLiteral:
+			ex = append(ex, y.text)
+		default:
+			ex = append(ex, "x")
+		}
+	}
+}
+
+func exampleSeg(segs []segment) []string {
+	out := make([]string, 0, len(segs))
+	for _, s := range segs {
+		if s.kind == segLiteral {
+			out = append(out, s.text)
+		} else {
+			out = append(out, "x")
+		}
+	}
+	return out
+}
+
+// covers reports whether every path matching b also matches a.
+func covers(a, b []segment) bool {
+	for i := 0; ; i++ {
+		switch {
+		case i == len(a) && i == len(b):
+			return true
+		case i < len(a) && a[i].kind == segWildcard:
+			return i < len(b) // a's wildcard takes b's remaining (non-empty) segments
+		case i == len(a) || i == len(b):
+			return false
+		case b[i].kind == segWildcard:
+			return false // b matches arbitrarily long paths a does not
+		case a[i].kind == segParam:
+			continue
+		case b[i].kind != segLiteral || a[i].text != b[i].text:
+			return false
+		}
+	}
 }
 
 // Routes lists the table's routes in the order they were given.
 func (t *Table) Routes() []*Route { return t.routes }
 
-func (t *Table) add(r *Route) error {
-	if r.Method == "" || !strings.HasPrefix(r.Pattern, "/") {
-		return fmt.Errorf("route %s %q: method and an absolute path template are required", r.Method, r.Pattern)
-	}
+func (t *Table) add(r *Route, segs []segment) error {
 	n := t.root
-	seen := map[string]bool{}
-	for _, seg := range strings.Split(strings.Trim(r.Pattern, "/"), "/") {
-		if seg == "" {
-			continue
-		}
-		if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
-			name := seg[1 : len(seg)-1]
-			if name == "" || seen[name] {
-				return fmt.Errorf("route %s %s: parameter {%s} is empty or repeated", r.Method, r.Pattern, name)
-			}
-			seen[name] = true
+	for _, seg := range segs {
+		switch seg.kind {
+		case segParam:
 			if n.param == nil {
-				n.param = &node{paramName: name}
-			} else if n.param.paramName != name {
-				return fmt.Errorf("route %s %s: parameter {%s} conflicts with {%s} at the same position", r.Method, r.Pattern, name, n.param.paramName)
+				n.param = &node{paramName: seg.text}
+			} else if n.param.paramName != seg.text {
+				return fmt.Errorf("route %s %s: parameter {%s} conflicts with {%s} at the same position (use one name)", r.Method, r.Pattern, seg.text, n.param.paramName)
 			}
 			n = n.param
-			continue
+		case segWildcard:
+			if n.wildcard == nil {
+				n.wildcard = &node{paramName: seg.text}
+			} else if n.wildcard.paramName != seg.text {
+				return fmt.Errorf("route %s %s: wildcard {%s...} conflicts with {%s...} at the same position", r.Method, r.Pattern, seg.text, n.wildcard.paramName)
+			}
+			n = n.wildcard
+		default:
+			if n.literal == nil {
+				n.literal = map[string]*node{}
+			}
+			child := n.literal[seg.text]
+			if child == nil {
+				child = &node{}
+				n.literal[seg.text] = child
+			}
+			n = child
 		}
-		if strings.ContainsAny(seg, "{}") {
-			return fmt.Errorf("route %s %s: segment %q mixes a parameter with text", r.Method, r.Pattern, seg)
-		}
-		if n.literal == nil {
-			n.literal = map[string]*node{}
-		}
-		child := n.literal[seg]
-		if child == nil {
-			child = &node{}
-			n.literal[seg] = child
-		}
-		n = child
 	}
 	if n.methods == nil {
 		n.methods = map[string]*Route{}
@@ -181,9 +399,9 @@ func (t *Table) add(r *Route) error {
 }
 
 // Match finds the route for a method and normalized path segments. Literal
-// segments win over parameters; when a literal branch has no route for the
-// method, the parameter branch is tried (GET /threads/search is a read of
-// the thread "search", as the LangGraph server routes it).
+// segments win over parameters, parameters over a wildcard; when a branch
+// has no route for the method the next is tried (GET /threads/search is a
+// read of the thread "search", as the LangGraph server routes it).
 func (t *Table) Match(method string, segs []string) (*Route, Params) {
 	var params Params
 	r := t.root.match(method, segs, &params)
@@ -210,6 +428,12 @@ func (n *node) match(method string, segs []string, params *Params) *Route {
 		}
 		*params = (*params)[:mark]
 	}
+	if n.wildcard != nil {
+		if r := n.wildcard.methods[method]; r != nil {
+			*params = append(*params, Param{Name: n.wildcard.paramName, Value: strings.Join(segs, "/")})
+			return r
+		}
+	}
 	return nil
 }
 
@@ -232,5 +456,20 @@ func (t *Table) Describe() []string {
 		out = append(out, fmt.Sprintf("%-6s %-45s -> %s", r.Method, r.Pattern, target))
 	}
 	sort.Strings(out)
+	return out
+}
+
+// TemplateParams lists the parameter names of a path template, in order.
+func TemplateParams(pattern string) []string {
+	segs, err := parseTemplate(pattern)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, s := range segs {
+		if s.kind != segLiteral {
+			out = append(out, s.text)
+		}
+	}
 	return out
 }
