@@ -4,6 +4,7 @@
 //	langgate serve --config FILE [--grpc-addr :9001] [--admin-addr :9090]
 //	langgate serve --dev
 //	langgate validate --config FILE
+//	langgate check --config FILE (--token JWT | --claims JSON) METHOD PATH
 package main
 
 import (
@@ -41,6 +42,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stdout, stderr)
 	case "validate":
 		err = validate(args[1:], stdout, stderr)
+	case "check":
+		err = check(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "langgate", version())
 		return exitOK
@@ -58,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.Is(err, errDenied):
+		return exitFail
 	case errors.As(err, &ue):
 		fmt.Fprintln(stderr, "langgate:", err)
 		return exitUsage
@@ -79,6 +84,8 @@ Usage:
   langgate serve --config FILE [--grpc-addr :9001] [--admin-addr :9090]
   langgate serve --dev          built-in dev OIDC issuer + the LangGraph example policy
   langgate validate --config FILE
+  langgate check --config FILE (--token JWT | --claims JSON) METHOD PATH [--body JSON]
+                 [--header K=V]... [--context K=V]... [--output text|json]
   langgate version
 
 Run "langgate COMMAND -h" for a command's flags.

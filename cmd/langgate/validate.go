@@ -26,9 +26,21 @@ func validate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := decision.Build(f, decision.Options{Logger: slog.New(slog.DiscardHandler)}); err != nil {
+	eng, err := decision.Build(f, decision.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: ok\n", *path)
+	warnings := 0
+	for _, p := range eng.Policies() {
+		for _, w := range p.Handlers.Lint(p.Vocabulary) {
+			warnings++
+			where := &config.Error{File: *path, Pos: w.Pos, Msg: "warning: " + w.Msg}
+			if len(eng.Policies()) > 1 {
+				where.Msg = fmt.Sprintf("warning: policy %q: %s", p.Name, w.Msg)
+			}
+			fmt.Fprintln(stdout, where.Error())
+		}
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d policies, %d warnings)\n", *path, len(eng.Policies()), warnings)
 	return nil
 }

@@ -229,10 +229,13 @@ func (e *Expr) UnmarshalYAML(n *yaml.Node) error {
 
 // ValueMap is an ordered map from a key to a CEL expression, optionally under
 // one filter operator: `{owner: user.identity}` or
-// `{tags: {$contains: "'x'"}}`.
+// `{tags: {$contains: "'x'"}}`; or one CEL expression that computes the
+// whole map: `"'admin' in user.permissions ? {} : {'owner': user.identity}"`.
 type ValueMap struct {
 	Pos     Pos
 	Entries []ValueEntry
+	// Whole is set when the map is one expression.
+	Whole *Expr
 }
 
 // ValueEntry is one key of a ValueMap.
@@ -247,8 +250,13 @@ type ValueEntry struct {
 
 // UnmarshalYAML decodes a mapping of key → expression | {operator: expression}.
 func (m *ValueMap) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		m.Pos = Pos{Line: n.Line, Column: n.Column}
+		m.Whole = &Expr{}
+		return m.Whole.UnmarshalYAML(n)
+	}
 	if n.Kind != yaml.MappingNode {
-		return posErrorf(n, "expected a mapping of key to CEL expression, got %s", kindName(n))
+		return posErrorf(n, "expected a mapping of key to CEL expression (or one CEL expression producing a map), got %s", kindName(n))
 	}
 	m.Pos = Pos{Line: n.Line, Column: n.Column}
 	for i := 0; i+1 < len(n.Content); i += 2 {

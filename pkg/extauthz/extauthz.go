@@ -171,6 +171,9 @@ func metadata(d *decision.Decision) *structpb.Struct {
 	if d.Handler != "" {
 		f["handler"] = structpb.NewStringValue(d.Handler)
 	}
+	if d.Policy != "" {
+		f["policy"] = structpb.NewStringValue(d.Policy)
+	}
 	if d.User != nil {
 		f["user_id"] = structpb.NewStringValue(d.User.Identity)
 	}

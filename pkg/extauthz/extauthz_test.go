@@ -601,3 +601,76 @@ func BenchmarkCheckGRPC(b *testing.B) {
 		}
 	})
 }
+
+// TestPolicySelection: Envoy's per-route context_extensions select the
+// policy, then the :authority host, then the default; an unknown selector
+// is a denial, never a fallback.
+func TestPolicySelection(t *testing.T) {
+	text, err := os.ReadFile("../../examples/policies/rest-api.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := start(t, testengine.Options{Policy: string(text)})
+	alice := h.env.Token(t, "alice", nil)
+	check := func(ctxExt map[string]string, authority, method, path string) *authv3.CheckResponse {
+		t.Helper()
+		resp, err := h.client.Check(context.Background(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			ContextExtensions: ctxExt,
+			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: path,
+				Headers: map[string]string{":authority": authority, "authorization": "Bearer " + alice}}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	policyOf := func(resp *authv3.CheckResponse) string {
+		return resp.GetDynamicMetadata().GetFields()["policy"].GetStringValue()
+	}
+	// By context extension, whatever the host.
+	resp := check(map[string]string{"policy": "billing"}, "agents.example.com", "GET", "/customers/alice/invoices/1")
+	if hs := okHeaders(t, resp); hs["x-langgate-resource"] != "invoices" || policyOf(resp) != "billing" {
+		t.Errorf("context extension: %v %s", hs, policyOf(resp))
+	}
+	// By host, port ignored, wildcard suffix.
+	resp = check(nil, "eu.billing.example.com:8443", "GET", "/customers/alice/invoices")
+	if hs := okHeaders(t, resp); hs["x-langgate-action"] != "search" || policyOf(resp) != "billing" {
+		t.Errorf("wildcard host: %v", hs)
+	}
+	resp = check(nil, "agents.example.com", "POST", "/threads")
+	if okHeaders(t, resp)["x-langgate-metadata"] != `{"owner":"alice"}` || policyOf(resp) != "langgraph" {
+		t.Errorf("exact host: %v", resp)
+	}
+	// Default.
+	if resp = check(nil, "unknown.example.org", "POST", "/threads"); policyOf(resp) != "langgraph" {
+		t.Errorf("default policy: %v", resp)
+	}
+	// Unknown selector: denied, no fallback.
+	resp = check(map[string]string{"policy": "billing-v2"}, "billing.example.com", "GET", "/healthz")
+	denial(t, resp, code.Code_PERMISSION_DENIED, 403, "Forbidden")
+	if !strings.Contains(reason(resp), `policy="billing-v2" names no policy`) {
+		t.Errorf("reason %q", reason(resp))
+	}
+	// The billing policy denies what it does not list.
+	denial(t, check(map[string]string{"policy": "billing"}, "", "GET", "/threads/1"), code.Code_PERMISSION_DENIED, 403, "Forbidden")
+}
+
+// TestReasonHeader: with explain.reason_header, a denial tells the client
+// why in x-langgate-reason, and never echoes the credential.
+func TestReasonHeader(t *testing.T) {
+	h := start(t, testengine.Options{Policy: policyText + "explain: {reason_header: true}\n"})
+	bob := h.env.Token(t, "bob", nil)
+	resp := h.check(t, call{method: "PUT", path: "/store/items", token: bob, body: `{"namespace":["alice"],"key":"k","value":{}}`})
+	got := respHeader(resp.GetDeniedResponse().GetHeaders(), "x-langgate-reason")
+	if !strings.Contains(got, `handler "store": allow "value.namespace[0] == user.identity" is false`) {
+		t.Errorf("x-langgate-reason %q", got)
+	}
+	resp = h.check(t, call{method: "GET", path: "/threads/1", token: bob + "x"})
+	got = respHeader(resp.GetDeniedResponse().GetHeaders(), "x-langgate-reason")
+	if got == "" || strings.Contains(got, bob[:20]) {
+		t.Errorf("x-langgate-reason on a bad token %q", got)
+	}
+	if ok := okHeaders(t, h.check(t, call{method: "GET", path: "/threads/1", token: bob})); ok["x-langgate-reason"] != "" {
+		t.Error("reason header on an allow")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path"
 	"strings"
 
 	"cel.dev/cel-go/cel"
@@ -46,6 +47,17 @@ func NewEnv() (*cel.Env, error) {
 		ext.Lists(),
 		ext.Sets(),
 		cel.CrossTypeNumericComparisons(true),
+		// s.glob(pattern): shell-style match of s against pattern ("*" and
+		// "?" never cross "/"; "[a-z]" classes), as Go's path.Match.
+		cel.Function("glob", cel.MemberOverload("string_glob_string",
+			[]*cel.Type{cel.StringType, cel.StringType}, cel.BoolType,
+			cel.BinaryBinding(func(s, pattern ref.Val) ref.Val {
+				ok, err := path.Match(string(pattern.(types.String)), string(s.(types.String)))
+				if err != nil {
+					return types.NewErr("glob: bad pattern %q: %v", pattern, err)
+				}
+				return types.Bool(ok)
+			}))),
 	)
 }
 

@@ -203,6 +203,10 @@ type Handler struct {
 	status   int
 	filters  []entry
 	metadata []entry
+	// wholeFilters and wholeMetadata compute the whole map in one
+	// expression (instead of filters/metadata entries).
+	wholeFilters  *Program
+	wholeMetadata *Program
 }
 
 type entry struct {
@@ -347,6 +351,17 @@ func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabula
 	h.allowed = fmt.Sprintf("handler %q allowed", h.Key)
 	h.filters = compileMap("filter", c.Filters, true)
 	h.metadata = compileMap("metadata", c.Metadata, false)
+	mapType := cel.MapType(cel.StringType, cel.DynType)
+	if c.Filters.Whole != nil {
+		prg, err := CompileExpr(env, file, *c.Filters.Whole, mapType)
+		collect(err)
+		h.wholeFilters = prg
+	}
+	if c.Metadata.Whole != nil {
+		prg, err := CompileExpr(env, file, *c.Metadata.Whole, mapType)
+		collect(err)
+		h.wholeMetadata = prg
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -385,14 +400,45 @@ func (p *Policy) Explain(resource, action string) (*Handler, string) {
 	case h == nil:
 		return nil, "no handler matches " + resource + ":" + action + ": allowed with no filter"
 	case h.Resource == resource && h.Action == action:
-		return h, "exact handler for " + resource + "." + action
+		return h, "exact match"
 	case h.Resource == resource:
-		return h, "resource handler " + resource + " (no " + resource + "." + action + ")"
+		return h, "resource handler; there is no " + resource + "." + action
 	case h.Action == action:
-		return h, "action handler *." + action + " (no " + resource + "." + action + " or " + resource + ")"
+		return h, "action handler; there is no " + resource + "." + action + " or " + resource
 	default:
-		return h, "global handler * (no " + resource + "." + action + ", " + resource + " or *." + action + ")"
+		return h, "global handler; there is no " + resource + "." + action + ", " + resource + " or *." + action
 	}
+}
+
+// Warning is a policy problem that is not an error: a handler that can
+// never run, an event no handler covers.
+type Warning struct {
+	Pos config.Pos
+	Msg string
+}
+
+// Lint reports handlers that no event of the vocabulary selects (a more
+// specific handler always takes their events) and events no handler
+// covers (allowed with no filter), as LangGraph's server warns too.
+func (p *Policy) Lint(vocab Vocabulary) []Warning {
+	var out []Warning
+	used := map[*Handler]bool{}
+	for _, res := range vocab.resources() {
+		for _, act := range vocab[res] {
+			h := p.Select(res, act)
+			if h == nil {
+				out = append(out, Warning{Msg: fmt.Sprintf("no handler covers %s:%s: it is allowed with no filter", res, act)})
+				continue
+			}
+			used[h] = true
+		}
+	}
+	for _, h := range p.handlers {
+		if !used[h] {
+			out = append(out, Warning{Pos: h.Pos, Msg: fmt.Sprintf("handler %q can never run: a more specific handler takes every event it matches", h.Key)})
+		}
+	}
+	return out
 }
 
 // Result is the outcome of one event.
@@ -442,10 +488,20 @@ func (p *Policy) Evaluate(in *Input) Result {
 		}
 	}
 	var err error
-	if r.Filters, err = evalEntries(h.filters, act, true, in.Trace); err != nil {
+	if h.wholeFilters != nil {
+		r.Filters, err = evalWhole(h.wholeFilters, act, true, in.Trace)
+	} else {
+		r.Filters, err = evalEntries(h.filters, act, true, in.Trace)
+	}
+	if err != nil {
 		return h.failed("filters", err)
 	}
-	if r.Metadata, err = evalEntries(h.metadata, act, false, in.Trace); err != nil {
+	if h.wholeMetadata != nil {
+		r.Metadata, err = evalWhole(h.wholeMetadata, act, false, in.Trace)
+	} else {
+		r.Metadata, err = evalEntries(h.metadata, act, false, in.Trace)
+	}
+	if err != nil {
 		return h.failed("metadata", err)
 	}
 	r.Allowed = true
@@ -487,6 +543,40 @@ func evalEntries(es []entry, act *activation, filters bool, tr *EvalTrace) (map[
 		out[e.key] = j
 	}
 	return out, nil
+}
+
+// evalWhole runs an expression that computes a whole filter or metadata
+// map, and checks each computed filter value like a written one.
+func evalWhole(p *Program, act *activation, filters bool, tr *EvalTrace) (map[string]any, error) {
+	part := "metadata"
+	if filters {
+		part = "filters"
+	}
+	v, err := p.Eval(act)
+	if err != nil {
+		tr.record(part, p.Source, nil, err)
+		return nil, err
+	}
+	j, err := ToJSON(v)
+	tr.record(part, p.Source, j, err)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := j.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%s: produced %T, not a map", p.Source, j)
+	}
+	if filters {
+		for k, fv := range m {
+			if err := checkFilterValue(fv); err != nil {
+				return nil, fmt.Errorf("filter %q: %w", k, err)
+			}
+		}
+	}
+	if len(m) == 0 {
+		return nil, nil
+	}
+	return m, nil
 }
 
 // checkFilterValue refuses a computed filter value that is an object with

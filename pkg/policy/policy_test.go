@@ -94,6 +94,8 @@ func TestEvaluate(t *testing.T) {
       filters: {x: "{'$in': [1]}"}
     - on: store
       allow: value.namespace[0] == user.identity
+    - on: store.search
+      allow: "value.query.glob('reports/*') && !value.query.glob('reports/secret*')"
 `)
 	alice := NewUser("alice", "", []string{"read"}, map[string]any{"org": "acme"})
 	ev := func(res, act string, value map[string]any) *Input {
@@ -121,6 +123,11 @@ func TestEvaluate(t *testing.T) {
 	// A computed filter with an unknown operator fails closed.
 	if r := p.Evaluate(ev("crons", "read", nil)); r.Allowed || !strings.Contains(r.Reason, `unknown filter operator "$in"`) {
 		t.Errorf("unknown computed operator: %+v", r)
+	}
+	for q, want := range map[string]bool{"reports/q1": true, "reports/secret-q1": false, "reports/a/b": false, "other": false} {
+		if r := p.Evaluate(ev("store", "search", map[string]any{"query": q})); r.Allowed != want {
+			t.Errorf("glob on %q: allowed %v, want %v (%s)", q, r.Allowed, want, r.Reason)
+		}
 	}
 	// An unusable value (truncated body) denies the rule that reads it.
 	in := ev("store", "put", nil)
