@@ -50,7 +50,7 @@ func Readiness(h *decision.Holder) Status {
 		return Status{NotReadyCause: "no configuration loaded"}
 	}
 	st := Status{ConfigLoaded: true, Ready: true}
-	for _, iss := range eng.Registry().Issuers() {
+	for _, iss := range eng.Issuers() {
 		ok := iss.Ready()
 		st.Issuers = append(st.Issuers, IssuerState{Issuer: iss.URL(), Ready: ok})
 		if !ok {

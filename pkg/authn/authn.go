@@ -52,60 +52,10 @@ func (o *Options) defaults() {
 	}
 }
 
-// Registry holds the issuers — discovery and key sets — that every policy
-// of a configuration shares: one background fetcher per issuer URL however
-// many policies trust it.
-type Registry struct {
-	opts    Options
-	issuers map[string]*Issuer
-	order   []*Issuer
-}
-
-// NewRegistry returns an empty registry; issuers are added by New.
-func NewRegistry(opts Options) *Registry {
-	opts.defaults()
-	return &Registry{opts: opts, issuers: map[string]*Issuer{}}
-}
-
-// issuer returns the registry's issuer for cfg, creating it on first use.
-// Policies may differ in audiences, algorithms and leeway for one issuer,
-// not in where its keys come from.
-func (r *Registry) issuer(file string, cfg config.OIDCIssuer) (*Issuer, error) {
-	if iss := r.issuers[cfg.Issuer]; iss != nil {
-		if iss.cfg.JWKSURL != cfg.JWKSURL || iss.cfg.RefreshInterval.Duration != cfg.RefreshInterval.Duration {
-			return nil, &config.Error{File: file, Pos: cfg.Pos, Msg: fmt.Sprintf("oidc %q: jwks_url and refresh_interval must be the same wherever the issuer is listed (see line %d)", cfg.Issuer, iss.cfg.Pos.Line)}
-		}
-		return iss, nil
-	}
-	iss := newIssuer(cfg, r.opts.HTTPClient, r.opts.Now, r.opts.MinRefetch, r.opts.Logger)
-	r.issuers[cfg.Issuer] = iss
-	r.order = append(r.order, iss)
-	return iss, nil
-}
-
-// Start runs every issuer's discovery and key refresh until ctx ends.
-func (r *Registry) Start(ctx context.Context) {
-	for _, iss := range r.order {
-		go iss.run(ctx)
-	}
-}
-
-// Issuers lists the issuers in the order they were first configured.
-func (r *Registry) Issuers() []*Issuer { return r.order }
-
-// Ready reports whether every issuer has usable keys.
-func (r *Registry) Ready() bool {
-	for _, iss := range r.order {
-		if !iss.Ready() {
-			return false
-		}
-	}
-	return true
-}
-
 // Authenticator verifies bearer tokens and builds users for one policy.
 type Authenticator struct {
 	issuers map[string]*trusted
+	used    []*Issuer
 	mapping *userMapping
 	cache   *Cache
 	now     func() time.Time
@@ -133,20 +83,12 @@ func New(file string, ac *config.Authenticate, env *cel.Env, reg *Registry) (*Au
 	a := &Authenticator{
 		issuers: map[string]*trusted{},
 		mapping: m,
-		cache:   NewCache(reg.opts.CacheEntries, reg.opts.CacheBytes, reg.opts.Now),
+		cache:   reg.cacheFor(fingerprint(ac)),
 		now:     reg.opts.Now,
 	}
-	var errs config.ErrorList
 	for _, ic := range ac.OIDC {
-		iss, err := reg.issuer(file, ic)
-		if err != nil {
-			var ce *config.Error
-			if errors.As(err, &ce) {
-				errs = append(errs, ce)
-				continue
-			}
-			return nil, err
-		}
+		iss := reg.issuer(ic)
+		a.used = append(a.used, iss)
 		a.issuers[ic.Issuer] = &trusted{iss: iss, cfg: ic, verifier: oidc.NewVerifier(ic.Issuer, iss.keys, &oidc.Config{
 			// Audiences (several allowed) and time claims (with leeway) are
 			// checked by langgate before verification.
@@ -156,11 +98,11 @@ func New(file string, ac *config.Authenticate, env *cel.Env, reg *Registry) (*Au
 			Now:                  reg.opts.Now,
 		})}
 	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
 	return a, nil
 }
+
+// Issuers lists the issuers this policy trusts.
+func (a *Authenticator) Issuers() []*Issuer { return a.used }
 
 func compileMapping(env *cel.Env, file string, u config.UserMapping) (*userMapping, error) {
 	var errs config.ErrorList

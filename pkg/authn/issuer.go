@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -61,6 +62,25 @@ type Issuer struct {
 	// keys exists from the start (verifiers hold it); its URL is known once
 	// discovery succeeds.
 	keys *KeySet
+
+	once   sync.Once
+	cancel context.CancelFunc
+}
+
+// start runs the issuer's background loop once, until ctx ends or stop.
+func (i *Issuer) start(ctx context.Context) {
+	i.once.Do(func() {
+		ctx, i.cancel = context.WithCancel(ctx)
+		go i.run(ctx)
+	})
+}
+
+// stop ends the background loop (a reload dropped the issuer).
+func (i *Issuer) stop() {
+	i.once.Do(func() {}) // never start after a stop
+	if i.cancel != nil {
+		i.cancel()
+	}
 }
 
 // verifyAlgs are the algorithms the shared key set parses; each policy's

@@ -94,7 +94,7 @@ func TestParseErrors(t *testing.T) {
 		{"expression is a list", strings.Replace(good, "identity: claims.sub", "identity: [a]", 1),
 			[]string{"p.yaml:7:15: expected a CEL expression (a string), got a list"}},
 		{"filters not a mapping", base("    - on: threads\n      filters: [owner]\n"),
-			[]string{"p.yaml:14:16: expected a mapping of key to CEL expression, got a list"}},
+			[]string{"p.yaml:14:16: expected a mapping of key to CEL expression (or one CEL expression producing a map), got a list"}},
 		{"two operators", base("    - on: threads\n      filters: {a: {$eq: x, $contains: y}}\n"),
 			[]string{`p.yaml:14:20: key "a": an operator mapping has exactly one operator, e.g. {$contains: expr}`}},
 		{"bad status", base("    - on: threads\n      allow: 'false'\n      status: 200\n"),

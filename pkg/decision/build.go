@@ -20,8 +20,12 @@ import (
 
 // Options tune Build.
 type Options struct {
-	// Authn configures key fetching, the clock and the token caches.
+	// Authn configures key fetching, the clock and the token caches of a
+	// new registry (ignored with Registry).
 	Authn authn.Options
+	// Registry, when set, is the registry of the engine being replaced: a
+	// reload keeps the key sets and token caches it can.
+	Registry *authn.Registry
 	// Logger receives decision logs (slog.Default()).
 	Logger *slog.Logger
 }
@@ -44,10 +48,13 @@ func Build(f *config.File, opts Options) (*Engine, error) {
 	e := &Engine{
 		byName:       map[string]*Policy{},
 		hosts:        map[string]*Policy{},
-		registry:     authn.NewRegistry(opts.Authn),
+		registry:     opts.Registry,
 		reasonHeader: f.Explain.ReasonHeader,
 		log:          opts.Logger,
 		ids:          newIDSource(),
+	}
+	if e.registry == nil {
+		e.registry = authn.NewRegistry(opts.Authn)
 	}
 	var errs config.ErrorList
 	collect := func(err error) {
@@ -62,6 +69,7 @@ func Build(f *config.File, opts Options) (*Engine, error) {
 			errs = append(errs, &config.Error{File: f.Name, Msg: err.Error()})
 		}
 	}
+	collect(checkIssuers(f))
 	for _, pc := range f.PolicyList() {
 		p, err := buildPolicy(f.Name, pc, env, e.registry)
 		if err != nil {
@@ -83,6 +91,15 @@ func Build(f *config.File, opts Options) (*Engine, error) {
 		return nil, errs
 	}
 	sort.Slice(e.suffixes, func(i, j int) bool { return len(e.suffixes[i].suffix) > len(e.suffixes[j].suffix) })
+	seen := map[*authn.Issuer]bool{}
+	for _, p := range e.policies {
+		for _, iss := range p.Auth.Issuers() {
+			if !seen[iss] {
+				seen[iss] = true
+				e.issuers = append(e.issuers, iss)
+			}
+		}
+	}
 	switch {
 	case f.DefaultPolicy != "":
 		e.defaultPolicy = e.byName[f.DefaultPolicy]
@@ -131,6 +148,34 @@ func buildPolicy(file string, pc *config.Policy, env *cel.Env, reg *authn.Regist
 		unmatchedDeny: pc.Authorize.Unmatched == config.UnmatchedDeny,
 		strip:         strip,
 	}, nil
+}
+
+// checkIssuers refuses one issuer listed with different key sources: the
+// policies share one key set per issuer.
+func checkIssuers(f *config.File) error {
+	first := map[string]config.OIDCIssuer{}
+	var errs config.ErrorList
+	done := map[*config.Authenticate]bool{}
+	for _, p := range f.PolicyList() {
+		if p.Authenticate == nil || done[p.Authenticate] {
+			continue
+		}
+		done[p.Authenticate] = true
+		for _, ic := range p.Authenticate.OIDC {
+			prev, ok := first[ic.Issuer]
+			if !ok {
+				first[ic.Issuer] = ic
+				continue
+			}
+			if prev.JWKSURL != ic.JWKSURL || prev.RefreshInterval.Duration != ic.RefreshInterval.Duration {
+				errs = append(errs, &config.Error{File: f.Name, Pos: ic.Pos, Msg: fmt.Sprintf("oidc %q: jwks_url and refresh_interval must be the same wherever the issuer is listed (see line %d)", ic.Issuer, prev.Pos.Line)})
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
 }
 
 // routeTable assembles a policy's routes: a built-in table, or a list of
@@ -208,11 +253,36 @@ func valueFields(entry config.RouteEntry) ([]routes.Field, error) {
 }
 
 // Start begins the engine's background work (OIDC discovery and key
-// refresh) until ctx ends.
+// refresh) until ctx ends. Starting a registry that already runs (a
+// reload) only starts the issuers that are new.
 func (e *Engine) Start(ctx context.Context) { e.registry.Start(ctx) }
 
-// Ready reports whether the engine can authenticate: every issuer has keys.
-func (e *Engine) Ready() bool { return e.registry.Ready() }
+// Ready reports whether the engine can authenticate: every issuer it uses
+// has keys.
+func (e *Engine) Ready() bool {
+	for _, iss := range e.issuers {
+		if !iss.Ready() {
+			return false
+		}
+	}
+	return true
+}
+
+// Issuers lists the issuers the engine's policies trust.
+func (e *Engine) Issuers() []*authn.Issuer { return e.issuers }
+
+// Retire stops what this engine uses and next does not (after next has
+// been swapped in): issuers' refresh loops, token caches.
+func (e *Engine) Retire(next *Engine) {
+	if e.registry != next.registry {
+		return
+	}
+	auths := make([]*authn.Authenticator, 0, len(next.policies))
+	for _, p := range next.policies {
+		auths = append(auths, p.Auth)
+	}
+	e.registry.Retain(auths)
+}
 
 // Holder holds the engine in service, swapped atomically on reload, so a
 // request always sees one whole configuration.

@@ -118,6 +118,7 @@ type Engine struct {
 	suffixes      []hostSuffix
 	defaultPolicy *Policy
 	registry      *authn.Registry
+	issuers       []*authn.Issuer
 	reasonHeader  bool
 	log           *slog.Logger
 	ids           idSource
