@@ -50,6 +50,7 @@ type KeySet struct {
 	lastFetch time.Time
 	lastErr   error
 	fetches   atomic.Uint64
+	failures  atomic.Uint64
 }
 
 func newKeySet(client *http.Client, algs []jose.SignatureAlgorithm, minRefetch time.Duration, now func() time.Time, log *slog.Logger) *KeySet {
@@ -61,6 +62,12 @@ func (k *KeySet) setURL(u string) { k.url.Store(&u) }
 
 // Fetches reports how many times the key set was fetched.
 func (k *KeySet) Fetches() uint64 { return k.fetches.Load() }
+
+// FetchResults reports how many fetches succeeded and failed.
+func (k *KeySet) FetchResults() (ok, failed uint64) {
+	f := k.failures.Load()
+	return k.fetches.Load() - f, f
+}
 
 // Loaded reports whether keys have been fetched at least once.
 func (k *KeySet) Loaded() bool { return k.keys.Load() != nil }
@@ -148,6 +155,9 @@ func (k *KeySet) refresh(ctx context.Context, force bool) error {
 
 	// The fetch outlives any one caller's context: it serves them all.
 	keys, err := k.fetch(context.WithoutCancel(ctx))
+	if err != nil {
+		k.failures.Add(1)
+	}
 	k.fetches.Add(1)
 
 	k.mu.Lock()

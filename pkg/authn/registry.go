@@ -22,6 +22,9 @@ type Registry struct {
 	ctx     context.Context // set by Start: issuers added later start at once
 	issuers map[string]*Issuer
 	caches  map[string]*Cache
+	// retired accumulates the counters of caches a reload dropped, so
+	// totals never go backwards.
+	retired CacheStats
 }
 
 // NewRegistry returns an empty registry.
@@ -102,12 +105,16 @@ func (r *Registry) Retain(keep []*Authenticator) {
 	}
 	for k, c := range r.caches {
 		if !usedCache[c] {
+			st := c.Stats()
+			r.retired.Hits += st.Hits
+			r.retired.Misses += st.Misses
+			r.retired.Evictions += st.Evictions
 			delete(r.caches, k)
 		}
 	}
 }
 
-// Caches lists the live token caches (for their counters).
+// Caches lists the live token caches.
 func (r *Registry) Caches() []*Cache {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -116,6 +123,21 @@ func (r *Registry) Caches() []*Cache {
 		out = append(out, c)
 	}
 	return out
+}
+
+// CacheTotals sums the live caches' state and every counter since the
+// registry was made (caches dropped by reloads included).
+func (r *Registry) CacheTotals() CacheStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.retired
+	for _, c := range r.caches {
+		st := c.Stats()
+		t.Hits, t.Misses, t.Evictions = t.Hits+st.Hits, t.Misses+st.Misses, t.Evictions+st.Evictions
+		t.Entries += st.Entries
+		t.Bytes += st.Bytes
+	}
+	return t
 }
 
 // fingerprint identifies an authentication section by its meaning (issuer
