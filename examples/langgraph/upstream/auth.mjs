@@ -1,0 +1,156 @@
+// langgate adapter for the LangGraph JS server (@langchain/langgraph-api).
+//
+// langgate (in front of this server, as an Envoy ext_authz service or behind
+// nginx/Traefik auth_request) authenticates every request and runs the
+// authorization handlers of its policy. On allow, the proxy hands the decision
+// to this server as request headers (docs/headers.md):
+//
+//   x-langgate-user-id      the identity
+//   x-langgate-user         {"identity","display_name","is_authenticated","permissions"}
+//   x-langgate-filters      filter object in LangGraph syntax, {} when none
+//   x-langgate-metadata     object to merge into the metadata of what is written
+//
+// This file does not decide anything: it trusts ONLY those headers and makes the
+// server enforce them, with the server's own machinery (filters → 404 / left
+// out of searches, metadata → stamped on what is created or updated).
+//
+// SECURITY: the headers are not signed. Whoever can reach this server without
+// going through the proxy can claim to be anyone. The server MUST only be
+// reachable through the proxy: bind it to loopback or a private network, or
+// restrict it with a NetworkPolicy / security group that admits the proxy only.
+// Also set "disable_studio_auth": true in langgraph.json, otherwise a request
+// carrying `x-auth-scheme: langsmith` skips authenticate() altogether (the
+// proxy strips that header, and the "*" handler below refuses such requests,
+// but routes that fire no event would still be served).
+//
+// Load it from langgraph.json:  "auth": {"path": "./auth.mjs:auth", "disable_studio_auth": true}
+import { Auth, HTTPException } from "@langchain/langgraph-sdk/auth";
+
+// Where authenticate() leaves the decision on the user object. Handlers read
+// `user.langgate_filters` / `user.langgate_metadata`; graph code sees them in
+// config.configurable.langgraph_auth_user.
+export const FILTERS = "langgate_filters";
+export const METADATA = "langgate_metadata";
+
+// Events whose `value.metadata` the JS server writes: threads:create (also the
+// create of /copy), assistants:create, threads:create_run (the metadata of a
+// thread the run creates, and of the run), threads:update and
+// assistants:update (merged into the stored metadata).
+const WRITES = new Set(["create", "update", "create_run"]);
+
+// Routes LangGraph JS (@langchain/langgraph-api 1.5.1) serves without
+// applying an authorization decision to them; whatever langgate decided, the
+// server would not enforce it, so they are refused (403):
+//   - the streaming protocol: /threads/{id}/commands runs every command with
+//     the identity of the thread's FIRST caller (cached per thread), and
+//     /threads/{id}/stream/events fires no event at all: bob could read
+//     alice's state and follow her runs live;
+//   - GET /runs/{run_id}/stream: the join applies no filter without a thread
+//     id, so anyone holding a run id could follow that run;
+//   - /internal/truncate: wipes every thread, assistant and store item.
+// (The SDK streams runs over the legacy routes by default; those are enforced.)
+const UNENFORCED = [
+  [/^\/threads\/[^/]+\/commands\/?$/, "the streaming protocol"],
+  [/^\/threads\/[^/]+\/stream\/events\/?$/, "the streaming protocol"],
+  [/^\/runs\/[^/]+\/stream\/?$/, "joining a run without its thread"],
+  [/^\/internal\//, "internal routes"],
+];
+
+function unenforced(url) {
+  // Decode at least as much as the server's router (it decodes once; this
+  // repeats), but never %2F, %3F, %23: an escaped "/" stays inside its segment
+  // for the router too. Then collapse repeated slashes.
+  let path = new URL(url).pathname;
+  for (let i = 0; i < 4; i++) {
+    const next = path.replace(/%([0-9A-Fa-f]{2})/g, (m, hex) => {
+      const c = String.fromCharCode(Number.parseInt(hex, 16));
+      return "/?#".includes(c) ? m : c;
+    });
+    if (next === path) break;
+    path = next;
+  }
+  path = path.replace(/\/{2,}/g, "/");
+  return UNENFORCED.find(([re]) => re.test(path))?.[1];
+}
+
+const isObject = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
+
+function refuse(detail, status = 401) {
+  return new HTTPException(status, {
+    message: JSON.stringify({ detail }),
+    headers: { "content-type": "application/json" },
+  });
+}
+
+function jsonHeader(headers, name) {
+  const raw = headers.get(name);
+  if (!raw) throw refuse(`Missing ${name}`);
+  try {
+    return JSON.parse(raw);
+  } catch {
+    throw refuse(`Malformed ${name}`);
+  }
+}
+
+export const auth = new Auth()
+  .authenticate(async (request) => {
+    const h = request.headers;
+    const route = unenforced(request.url);
+    if (route) throw refuse(`Not available behind langgate: ${route}`, 403);
+    // The proxy sends no langgate headers on its public routes. The server
+    // still authenticates GET /ok (a health check); let exactly that through
+    // as an anonymous user without a decision, which every handler refuses.
+    if (!h.get("x-langgate-user") && request.method === "GET" && new URL(request.url).pathname === "/ok") {
+      return { identity: "anonymous", is_authenticated: false, permissions: [] };
+    }
+    const id = h.get("x-langgate-user-id");
+    const user = jsonHeader(h, "x-langgate-user");
+    if (!isObject(user) || typeof user.identity !== "string" || user.identity === "") {
+      throw refuse("Malformed x-langgate-user");
+    }
+    if (id == null || id !== user.identity) throw refuse("x-langgate-user-id does not match x-langgate-user");
+    const permissions = user.permissions ?? [];
+    if (!Array.isArray(permissions) || !permissions.every((p) => typeof p === "string")) {
+      throw refuse("Malformed permissions in x-langgate-user");
+    }
+    if (user.display_name != null && typeof user.display_name !== "string") {
+      throw refuse("Malformed display_name in x-langgate-user");
+    }
+    if (user.is_authenticated != null && typeof user.is_authenticated !== "boolean") {
+      throw refuse("Malformed is_authenticated in x-langgate-user");
+    }
+    // Both are always sent on an allowed request ({} when empty): a missing
+    // one means the request did not come through langgate. Fail closed.
+    const filters = jsonHeader(h, "x-langgate-filters");
+    const metadata = jsonHeader(h, "x-langgate-metadata");
+    if (!isObject(filters)) throw refuse("Malformed x-langgate-filters");
+    if (!isObject(metadata)) throw refuse("Malformed x-langgate-metadata");
+    return {
+      identity: user.identity,
+      display_name: user.display_name ?? user.identity,
+      is_authenticated: user.is_authenticated ?? true,
+      permissions,
+      [FILTERS]: filters,
+      [METADATA]: metadata,
+    };
+  })
+  // The only handler: langgate already allowed the request; apply its result.
+  .on("*", ({ action, value, user }) => {
+    const filters = user?.[FILTERS];
+    const metadata = user?.[METADATA];
+    // Not authenticated by the function above (the studio user of
+    // `x-auth-scheme: langsmith`, or the anonymous /ok user): refuse.
+    if (!isObject(filters) || !isObject(metadata)) {
+      throw refuse("Request did not come through langgate");
+    }
+    if (WRITES.has(action) && isObject(value) && Object.keys(metadata).length > 0) {
+      if (isObject(value.metadata)) {
+        // In place (the copy route only keeps in-place changes), and
+        // langgate's keys last: a client cannot override them.
+        Object.assign(value.metadata, metadata);
+      } else {
+        value.metadata = { ...metadata };
+      }
+    }
+    return Object.keys(filters).length > 0 ? filters : undefined;
+  });

@@ -1,0 +1,144 @@
+"""langgate adapter for the LangGraph Python server (langgraph-api).
+
+The Python twin of auth.mjs: the same headers, checks and handler. (auth.mjs
+also refuses a few routes that the JS server serves without enforcing a
+decision; that list is specific to the JS server's code and is not repeated
+here: see docs/langgraph.md, "Known gaps".)
+
+langgate (in front of this server, as an Envoy ext_authz service or behind
+nginx/Traefik auth_request) authenticates every request and runs the
+authorization handlers of its policy. On allow, the proxy hands the decision to
+this server as request headers (docs/headers.md):
+
+    x-langgate-user-id      the identity
+    x-langgate-user         {"identity","display_name","is_authenticated","permissions"}
+    x-langgate-filters      filter object in LangGraph syntax, {} when none
+    x-langgate-metadata     object to merge into the metadata of what is written
+
+This file does not decide anything: it trusts ONLY those headers and makes the
+server enforce them with its own machinery (filters: 404 / left out of
+searches; metadata: stamped on what is created or updated).
+
+SECURITY: the headers are not signed. Whoever can reach this server without
+going through the proxy can claim to be anyone. The server MUST only be
+reachable through the proxy: bind it to loopback or a private network, or
+restrict it with a NetworkPolicy / security group that admits the proxy only.
+Also set "disable_studio_auth": true in langgraph.json, otherwise a request
+carrying `x-auth-scheme: langsmith` skips authenticate() altogether (the proxy
+strips that header, and the handler below refuses such requests, but routes
+that fire no event would still be served).
+
+Load it from langgraph.json:
+    "auth": {"path": "./auth.py:auth", "disable_studio_auth": true}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from langgraph_sdk import Auth
+
+# Where authenticate() leaves the decision on the user object; graph code sees
+# them in config["configurable"]["langgraph_auth_user"].
+FILTERS = "langgate_filters"
+METADATA = "langgate_metadata"
+
+# Events whose value["metadata"] the server writes: threads/assistants create,
+# threads create_run (a thread the run creates, and the run), threads and
+# assistants update (merged into the stored metadata).
+WRITES = frozenset({"create", "update", "create_run"})
+
+auth = Auth()
+
+
+def _refuse(detail: str) -> Exception:
+    return Auth.exceptions.HTTPException(status_code=401, detail=detail)
+
+
+def _header(headers: Any, name: str) -> str | None:
+    # The server passes headers as a dict of lower-case bytes names to bytes
+    # values; accept str keys and values too.
+    value = headers.get(name.encode("latin-1"))
+    if value is None:
+        value = headers.get(name)
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return value or None
+
+
+def _json_header(headers: Any, name: str) -> Any:
+    raw = _header(headers, name)
+    if raw is None:
+        raise _refuse(f"Missing {name}")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise _refuse(f"Malformed {name}") from None
+
+
+def _user_field(user: Any, name: str) -> Any:
+    try:
+        return user[name]
+    except (KeyError, TypeError, AttributeError):
+        return getattr(user, name, None)
+
+
+@auth.authenticate
+async def authenticate(method: str, path: str, headers: dict) -> dict[str, Any]:
+    # The proxy sends no langgate headers on its public routes; GET /ok is a
+    # health check: an anonymous user without a decision, which the handler
+    # below refuses.
+    if _header(headers, "x-langgate-user") is None and method == "GET" and path == "/ok":
+        return {"identity": "anonymous", "is_authenticated": False, "permissions": []}
+    user = _json_header(headers, "x-langgate-user")
+    if not isinstance(user, dict) or not isinstance(user.get("identity"), str) or not user["identity"]:
+        raise _refuse("Malformed x-langgate-user")
+    if _header(headers, "x-langgate-user-id") != user["identity"]:
+        raise _refuse("x-langgate-user-id does not match x-langgate-user")
+    permissions = user.get("permissions")
+    if permissions is None:
+        permissions = []
+    if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
+        raise _refuse("Malformed permissions in x-langgate-user")
+    display_name = user.get("display_name")
+    if display_name is not None and not isinstance(display_name, str):
+        raise _refuse("Malformed display_name in x-langgate-user")
+    is_authenticated = user.get("is_authenticated")
+    if is_authenticated is not None and not isinstance(is_authenticated, bool):
+        raise _refuse("Malformed is_authenticated in x-langgate-user")
+    # Both are always sent on an allowed request ({} when empty): a missing one
+    # means the request did not come through langgate. Fail closed.
+    filters = _json_header(headers, "x-langgate-filters")
+    metadata = _json_header(headers, "x-langgate-metadata")
+    if not isinstance(filters, dict):
+        raise _refuse("Malformed x-langgate-filters")
+    if not isinstance(metadata, dict):
+        raise _refuse("Malformed x-langgate-metadata")
+    return {
+        "identity": user["identity"],
+        "display_name": display_name if display_name is not None else user["identity"],
+        "is_authenticated": True if is_authenticated is None else is_authenticated,
+        "permissions": permissions,
+        FILTERS: filters,
+        METADATA: metadata,
+    }
+
+
+# The only handler: langgate already allowed the request; apply its result.
+@auth.on
+async def enforce(ctx: Auth.types.AuthContext, value: Any) -> dict[str, Any] | None:
+    filters = _user_field(ctx.user, FILTERS)
+    metadata = _user_field(ctx.user, METADATA)
+    # Not authenticated by the function above (the studio user of
+    # `x-auth-scheme: langsmith`, or the anonymous /ok user): refuse.
+    if not isinstance(filters, dict) or not isinstance(metadata, dict):
+        raise _refuse("Request did not come through langgate")
+    if ctx.action in WRITES and isinstance(value, dict) and metadata:
+        current = value.get("metadata")
+        if isinstance(current, dict):
+            # In place, and langgate's keys last: a client cannot override them.
+            current.update(metadata)
+        else:
+            value["metadata"] = dict(metadata)
+    return filters or None

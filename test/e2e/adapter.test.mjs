@@ -1,0 +1,320 @@
+// The adapter on its own, without langgate or a proxy: server.mjs is started
+// here and sent the headers langgate would send (and broken ones), to check
+// what examples/langgraph/upstream/auth.mjs accepts, refuses and enforces.
+// Also: server.mjs's contract (READY line, SIGTERM), the langgraph.json files
+// against the CLI's own schema, and examples/langgraph/upstream/auth.py
+// (py_compile, then its logic against a minimal stand-in for langgraph_sdk,
+// since the real Python server cannot be installed here).
+//
+//   node --test test/e2e/adapter.test.mjs
+//
+// The end-to-end scenarios through langgate are in scenarios.mjs.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Client } from "@langchain/langgraph-sdk";
+import { getConfig } from "@langchain/langgraph-cli/dist/utils/config.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const upstream = resolve(here, "../../examples/langgraph/upstream");
+
+let server; // child process
+let url;
+let stdoutText = "";
+
+before(async () => {
+  server = spawn(process.execPath, [join(here, "server.mjs")], {
+    env: { ...process.env, PORT: "0", LOG_LEVEL: "warn" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  server.stderr.on("data", (d) => (stderr += d));
+  url = await new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`no READY line in 20s; stderr:\n${stderr}`)), 20_000);
+    server.stdout.on("data", (d) => {
+      stdoutText += d;
+      const m = /^READY (http:\/\/127\.0\.0\.1:\d+)\n/.exec(stdoutText);
+      if (m) {
+        clearTimeout(timer);
+        ok(m[1]);
+      }
+    });
+    server.on("exit", (code) => fail(new Error(`server exited with ${code} before READY; stderr:\n${stderr}`)));
+  });
+});
+
+after(() => {
+  if (server && server.exitCode === null) server.kill("SIGKILL");
+});
+
+// The headers langgate sends on an allowed request.
+function lg(identity, { filters = { owner: identity }, metadata = { owner: identity }, permissions = [] } = {}) {
+  return {
+    "x-langgate-user-id": identity,
+    "x-langgate-user": JSON.stringify({ identity, display_name: identity, is_authenticated: true, permissions }),
+    "x-langgate-permissions": JSON.stringify(permissions),
+    "x-langgate-filters": JSON.stringify(filters),
+    "x-langgate-metadata": JSON.stringify(metadata),
+  };
+}
+
+async function call(method, path, headers = {}, body) {
+  const h = { ...headers };
+  if (body !== undefined) h["content-type"] = "application/json";
+  const res = await fetch(url + path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  return { status: res.status, type: res.headers.get("content-type"), text, json: () => JSON.parse(text) };
+}
+
+const sdk = (headers) => new Client({ apiUrl: url, apiKey: null, defaultHeaders: headers, callerOptions: { maxRetries: 0 } });
+
+test("server.mjs prints exactly one READY line on stdout", () => {
+  assert.match(stdoutText, /^READY http:\/\/127\.0\.0\.1:\d+\n$/);
+});
+
+test("refuses requests without langgate's headers, or with broken ones (401 JSON)", async () => {
+  const good = lg("alice");
+  const cases = {
+    "no headers": {},
+    "x-auth-scheme: langsmith (studio auth is disabled)": { "x-auth-scheme": "langsmith" },
+    "x-langgate-user-id only": { "x-langgate-user-id": "alice" },
+    "no x-langgate-user": { ...good, "x-langgate-user": "" },
+    "malformed x-langgate-user": { ...good, "x-langgate-user": "{not json" },
+    "x-langgate-user not an object": { ...good, "x-langgate-user": '"alice"' },
+    "empty identity": { ...good, "x-langgate-user": '{"identity":""}', "x-langgate-user-id": "" },
+    "user id disagrees": { ...good, "x-langgate-user-id": "bob" },
+    "no user id": (({ "x-langgate-user-id": _, ...rest }) => rest)(good),
+    "permissions not strings": { ...good, "x-langgate-user": '{"identity":"alice","permissions":[1]}' },
+    "is_authenticated not a boolean": { ...good, "x-langgate-user": '{"identity":"alice","is_authenticated":"yes"}' },
+    "no filters": (({ "x-langgate-filters": _, ...rest }) => rest)(good),
+    "filters an array": { ...good, "x-langgate-filters": "[]" },
+    "filters malformed": { ...good, "x-langgate-filters": "{" },
+    "no metadata": (({ "x-langgate-metadata": _, ...rest }) => rest)(good),
+    "metadata null": { ...good, "x-langgate-metadata": "null" },
+  };
+  for (const [name, headers] of Object.entries(cases)) {
+    const r = await call("POST", "/threads/search", headers, {});
+    assert.equal(r.status, 401, `${name}: ${r.status} ${r.text}`);
+    assert.equal(r.type, "application/json", name);
+    assert.equal(typeof r.json().detail, "string", name);
+  }
+  // Authenticated routes that fire no event are refused too (truncate: always).
+  assert.equal((await call("POST", "/internal/truncate", {}, {})).status, 403);
+  assert.equal((await call("GET", "/threads/00000000-0000-0000-0000-000000000000", {})).status, 401);
+  // The proxy's public routes.
+  assert.equal((await call("GET", "/info")).status, 200);
+  const ok = await call("GET", "/ok");
+  assert.equal(ok.status, 200);
+  assert.deepEqual(ok.json(), { ok: true });
+});
+
+test("applies langgate's metadata on writes and its filters on reads", async () => {
+  const alice = sdk(lg("alice"));
+  const bob = sdk(lg("bob"));
+  const t = await alice.threads.create({ metadata: { owner: "bob", topic: "x" } });
+  assert.deepEqual(t.metadata, { owner: "alice", topic: "x" }, "langgate's keys win over the client's");
+  assert.equal((await alice.threads.get(t.thread_id)).metadata.owner, "alice");
+  await assert.rejects(bob.threads.get(t.thread_id), (e) => e.status === 404);
+  assert.ok(!(await bob.threads.search({ limit: 1000 })).some((x) => x.thread_id === t.thread_id));
+  assert.ok((await alice.threads.search({ limit: 1000 })).some((x) => x.thread_id === t.thread_id));
+  // {} filters restrict nothing; {} metadata stamps nothing.
+  const open = sdk(lg("carol", { filters: {}, metadata: {} }));
+  assert.equal((await open.threads.get(t.thread_id)).thread_id, t.thread_id);
+  const c = await open.threads.create({ metadata: { topic: "carol's" } });
+  assert.deepEqual(c.metadata, { topic: "carol's" });
+  // Metadata is created when the client sends none; updates are re-stamped.
+  const r = await call("POST", "/threads", lg("alice"), {});
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json().metadata.owner, "alice");
+  const u = await alice.threads.update(t.thread_id, { metadata: { owner: "mallory" } });
+  assert.equal(u.metadata.owner, "alice");
+  // The copy route keeps the owner; bob cannot copy alice's thread.
+  const copy = await alice.threads.copy(t.thread_id);
+  assert.equal(copy.metadata.owner, "alice");
+  await assert.rejects(bob.threads.copy(t.thread_id), (e) => e.status === 409);
+  // Assistants and runs.
+  const a = await alice.assistants.create({ graphId: "agent", metadata: { owner: "bob" } });
+  assert.equal(a.metadata.owner, "alice");
+  await assert.rejects(bob.assistants.get(a.assistant_id), (e) => e.status === 404);
+  const out = await alice.runs.wait(t.thread_id, a.assistant_id, { input: { messages: [{ role: "user", content: "hi" }] } });
+  assert.equal(out.messages.at(-1).content, "echo: hi");
+  assert.equal(out.user, "alice");
+  await assert.rejects(bob.runs.wait(t.thread_id, "agent", { input: {} }), (e) => e.status === 404);
+  // A stateless run creates a thread stamped with the owner.
+  await alice.runs.wait(null, "agent", { input: { messages: [{ role: "user", content: "tmp" }] }, onCompletion: "keep" });
+  const mine = await alice.threads.search({ metadata: { graph_id: "agent" }, limit: 1000 });
+  assert.ok(mine.length >= 1 && mine.every((x) => x.metadata.owner === "alice"));
+  // Operators pass through to the server.
+  const tagged = sdk(lg("dave", { filters: { tags: { $contains: "blue" } }, metadata: { tags: ["blue", "red"] } }));
+  const d = await tagged.threads.create({});
+  assert.deepEqual(d.metadata.tags, ["blue", "red"]);
+  assert.equal((await tagged.threads.get(d.thread_id)).thread_id, d.thread_id);
+  const green = sdk(lg("dave", { filters: { tags: { $contains: "green" } }, metadata: {} }));
+  await assert.rejects(green.threads.get(d.thread_id), (e) => e.status === 404);
+});
+
+test("refuses the routes LangGraph JS 1.5.1 serves without enforcing a decision (403)", async () => {
+  const alice = sdk(lg("alice"));
+  const t = await alice.threads.create({});
+  const run = "01a21bea-dacb-76f4-afde-ef33bda4ea35";
+  for (const [method, path, body] of [
+    ["POST", `/threads/${t.thread_id}/commands`, { id: 1, method: "state.get", params: {} }],
+    ["POST", `/threads/${t.thread_id}/%63ommands`, { id: 1, method: "state.get", params: {} }],
+    ["POST", `//threads/${t.thread_id}/commands`, { id: 1, method: "state.get", params: {} }],
+    ["POST", `/threads/${t.thread_id}/stream/events`, { channels: ["values"] }],
+    ["GET", `/threads/${t.thread_id}/stream/events`],
+    ["GET", `/runs/${run}/stream`],
+    ["POST", "/internal/truncate", { threads: true }],
+  ]) {
+    const r = await call(method, path, lg("alice"), body);
+    assert.equal(r.status, 403, `${method} ${path}: ${r.status} ${r.text.slice(0, 200)}`);
+    assert.match(r.json().detail, /^Not available behind langgate/);
+  }
+  assert.equal((await alice.threads.get(t.thread_id)).thread_id, t.thread_id, "nothing was truncated");
+  // The legacy streaming routes the SDK uses by default are enforced, and served.
+  const chunks = [];
+  for await (const c of alice.runs.stream(t.thread_id, "agent", { input: { messages: [{ role: "user", content: "s" }] } })) {
+    chunks.push(c.event);
+  }
+  assert.ok(chunks.includes("values"), chunks.join(","));
+});
+
+test("SIGTERM stops the server with exit code 0", async () => {
+  const code = await new Promise((ok) => {
+    server.on("exit", (c) => ok(c));
+    server.kill("SIGTERM");
+  });
+  assert.equal(code, 0);
+});
+
+test("langgraph.json files pass the CLI's schema and point at the adapter", () => {
+  for (const [file, lang] of [
+    [join(here, "langgraph.json"), "js"],
+    [join(upstream, "langgraph.json"), "js"],
+    [join(upstream, "langgraph.python.json"), "python"],
+  ]) {
+    const cfg = getConfig(readFileSync(file, "utf8"));
+    assert.equal(cfg.auth.disable_studio_auth, true, file);
+    assert.equal("python_version" in cfg, lang === "python", file);
+    const adapter = resolve(dirname(file), cfg.auth.path.split(":")[0]);
+    assert.equal(adapter, join(upstream, lang === "js" ? "auth.mjs" : "auth.py"), file);
+    assert.equal(cfg.auth.path.split(":")[1], "auth", file);
+  }
+});
+
+const python = spawnSync("python3", ["--version"]).status === 0;
+
+test("auth.py compiles", { skip: !python && "python3 not found" }, () => {
+  const cache = mkdtempSync(join(tmpdir(), "langgate-pycache-"));
+  try {
+    const r = spawnSync("python3", ["-m", "py_compile", join(upstream, "auth.py")], {
+      env: { ...process.env, PYTHONPYCACHEPREFIX: cache },
+      encoding: "utf8",
+    });
+    assert.equal(r.status, 0, r.stderr);
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
+});
+
+// A minimal stand-in for langgraph_sdk: only what auth.py touches (Auth,
+// Auth.exceptions.HTTPException, the two decorators). It checks auth.py's own
+// logic, not its integration with the Python server.
+const STUB = `
+class HTTPException(Exception):
+    def __init__(self, status_code=500, detail=None, headers=None):
+        super().__init__(detail)
+        self.status_code, self.detail = status_code, detail
+class _exceptions:
+    HTTPException = HTTPException
+class _types:
+    AuthContext = object
+class Auth:
+    exceptions = _exceptions
+    types = _types
+    def __init__(self):
+        self.authn = self.handler = None
+    def authenticate(self, fn):
+        self.authn = fn
+        return fn
+    def on(self, fn):
+        self.handler = fn
+        return fn
+`;
+const DRIVER = `
+import asyncio, importlib.util, json, sys, types
+spec = importlib.util.spec_from_file_location("lgauth", sys.argv[1])
+m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+HE = sys.modules["langgraph_sdk"].HTTPException
+def h(**kw):
+    return {k.replace("_", "-").encode(): v.encode() for k, v in kw.items()}
+def good(identity="alice", filters=None, metadata=None):
+    return h(x_langgate_user_id=identity,
+             x_langgate_user=json.dumps({"identity": identity, "display_name": identity.title(), "is_authenticated": True, "permissions": ["p"]}),
+             x_langgate_filters=json.dumps({"owner": identity} if filters is None else filters),
+             x_langgate_metadata=json.dumps({"owner": identity} if metadata is None else metadata))
+async def refused(headers, method="POST", path="/threads/search"):
+    try:
+        await m.authenticate(method=method, path=path, headers=headers)
+    except HE as e:
+        assert e.status_code == 401, e.status_code
+        return
+    raise AssertionError(f"accepted {headers}")
+async def main():
+    u = await m.authenticate(method="POST", path="/threads", headers=good())
+    assert u["identity"] == "alice" and u["display_name"] == "Alice" and u["permissions"] == ["p"], u
+    assert u["langgate_filters"] == {"owner": "alice"} and u["langgate_metadata"] == {"owner": "alice"}, u
+    g = good(); del g[b"x-langgate-filters"]; await refused(g)
+    g = good(); del g[b"x-langgate-metadata"]; await refused(g)
+    g = good(); g[b"x-langgate-user-id"] = b"bob"; await refused(g)
+    g = good(); g[b"x-langgate-user"] = b"{"; await refused(g)
+    g = good(); g[b"x-langgate-filters"] = b"[]"; await refused(g)
+    await refused({})
+    await refused({b"x-auth-scheme": b"langsmith"})
+    anon = await m.authenticate(method="GET", path="/ok", headers={})
+    assert anon["is_authenticated"] is False
+    ctx = lambda user, action: types.SimpleNamespace(user=user, action=action, resource="threads", permissions=[])
+    v = {"metadata": {"owner": "bob", "topic": "x"}}
+    md = v["metadata"]
+    assert await m.enforce(ctx=ctx(u, "create"), value=v) == {"owner": "alice"}
+    assert v["metadata"] is md and md == {"owner": "alice", "topic": "x"}, v
+    v = {}
+    await m.enforce(ctx=ctx(u, "create_run"), value=v)
+    assert v == {"metadata": {"owner": "alice"}}, v
+    v = {"metadata": {"owner": "bob"}}
+    await m.enforce(ctx=ctx(u, "search"), value=v)
+    assert v == {"metadata": {"owner": "bob"}}, "reads are not stamped"
+    u2 = await m.authenticate(method="GET", path="/threads", headers=good("carol", {}, {}))
+    assert await m.enforce(ctx=ctx(u2, "read"), value={}) is None
+    for stranger in (anon, {"identity": "langgraph-studio-user", "kind": "StudioUser"}):
+        try:
+            await m.enforce(ctx=ctx(stranger, "read"), value={})
+        except HE as e:
+            assert e.status_code == 401
+        else:
+            raise AssertionError("handler accepted a user langgate did not decide on")
+    print("OK")
+asyncio.run(main())
+`;
+
+test("auth.py logic, against a minimal langgraph_sdk stand-in", { skip: !python && "python3 not found" }, () => {
+  const dir = mkdtempSync(join(tmpdir(), "langgate-pystub-"));
+  try {
+    mkdirSync(join(dir, "langgraph_sdk"));
+    writeFileSync(join(dir, "langgraph_sdk", "__init__.py"), STUB);
+    writeFileSync(join(dir, "driver.py"), DRIVER);
+    const r = spawnSync("python3", [join(dir, "driver.py"), join(upstream, "auth.py")], {
+      env: { ...process.env, PYTHONPATH: dir, PYTHONPYCACHEPREFIX: join(dir, "cache") },
+      encoding: "utf8",
+    });
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    assert.equal(r.stdout.trim(), "OK");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.ok(!existsSync(join(upstream, "__pycache__")), "no __pycache__ left in examples/");
+});
