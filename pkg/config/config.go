@@ -28,6 +28,9 @@ type File struct {
 	// embedded one); errors are reported against it.
 	Name string `yaml:"-"`
 
+	// PolicyName names the single policy (default "default"): the name
+	// Envoy's context extension `policy` selects it by.
+	PolicyName string `yaml:"name"`
 	// Authenticate is the single policy's authentication, or, with
 	// Policies, the default for policies that have none of their own.
 	Authenticate *Authenticate `yaml:"authenticate"`

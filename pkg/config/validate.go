@@ -46,10 +46,19 @@ func validate(f *File, sink *errorSink) {
 		if f.Authorize == nil {
 			f.Authorize = &Authorize{}
 		}
-		f.policies = []*Policy{{Name: DefaultPolicyName, Authenticate: f.Authenticate, Authorize: f.Authorize}}
+		name := f.PolicyName
+		if name == "" {
+			name = DefaultPolicyName
+		} else if !validName(name) {
+			sink.add(Pos{Line: 1}, "name %q: letters, digits, '-', '_' and '.'", name)
+		}
+		f.policies = []*Policy{{Name: name, Authenticate: f.Authenticate, Authorize: f.Authorize}}
 	} else {
 		if f.Authorize != nil {
 			sink.add(f.Authorize.Pos, "authorize: not allowed beside policies; each policy has its own")
+		}
+		if f.PolicyName != "" {
+			sink.add(Pos{Line: 1}, "name: names the single policy; with policies, each is named by its key")
 		}
 		names := make([]string, 0, len(f.Policies))
 		for name := range f.Policies {

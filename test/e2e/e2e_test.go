@@ -239,14 +239,20 @@ http {
 	}
 }
 
-// TestAdaptersCompile checks the upstream adapters users copy: the JS one
-// with node --check (the end-to-end test runs it for real), the Python one
-// with py_compile (PyPI is unreachable here, so it cannot run).
-func TestAdaptersCompile(t *testing.T) {
+// TestAdapters checks the upstream adapters users copy: the JS one with
+// its own unit tests (adapter.test.mjs; the end-to-end test runs it inside
+// the real server too), the Python one with py_compile (PyPI is
+// unreachable here, so it cannot run).
+func TestAdapters(t *testing.T) {
 	node := requireTool(t, "node", "Node.js")
 	python := requireTool(t, "python3", "Python 3")
-	if out, err := exec.Command(node, "--check", "../../examples/langgraph/upstream/auth.mjs").CombinedOutput(); err != nil {
-		t.Errorf("auth.mjs: %v\n%s", err, out)
+	if _, err := os.Stat("node_modules/@langchain/langgraph-sdk"); err != nil {
+		t.Fatal("test/e2e/node_modules is missing: run `make e2e-deps` (make test does)")
+	}
+	out, err := exec.Command(node, "--test", "--test-reporter=spec", "adapter.test.mjs").CombinedOutput()
+	t.Logf("node --test adapter.test.mjs:\n%s", out)
+	if err != nil {
+		t.Errorf("adapter.test.mjs: %v", err)
 	}
 	cmd := exec.Command(python, "-c", "import sys, py_compile; py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)",
 		"../../examples/langgraph/upstream/auth.py", filepath.Join(t.TempDir(), "auth.pyc"))
