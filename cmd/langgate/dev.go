@@ -36,7 +36,7 @@ type devExample struct {
 // commands that show an allowed and a denied decision for two users.
 func printDevHelp(ctx context.Context, w io.Writer, dev *devissuer.Issuer, engines *decision.Holder, grpcAddr, adminAddr string) {
 	deadline := time.Now().Add(30 * time.Second)
-	for !admin.Readiness(engines).Ready {
+	for !admin.Readiness(engines, nil).Ready {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			fmt.Fprintln(w, "langgate --dev: the embedded issuer's keys did not load; see the log")
 			return

@@ -10,10 +10,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -21,11 +24,12 @@ import (
 
 	"github.com/langgate/langgate/examples/langgraph"
 	"github.com/langgate/langgate/pkg/admin"
-	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/decision"
 	"github.com/langgate/langgate/pkg/devissuer"
 	"github.com/langgate/langgate/pkg/extauthz"
 	"github.com/langgate/langgate/pkg/httpauthz"
+	"github.com/langgate/langgate/pkg/metrics"
+	"github.com/langgate/langgate/pkg/reload"
 )
 
 type serveFlags struct {
@@ -37,7 +41,12 @@ type serveFlags struct {
 	devIssuerAddr string
 	logLevel      string
 	logFormat     string
+	logAllows     bool
+	allowSample   float64
+	watch         time.Duration
+	drainDelay    time.Duration
 	shutdownGrace time.Duration
+	pprof         bool
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -46,13 +55,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var sf serveFlags
 	fs.StringVar(&sf.config, "config", "", "configuration file (with --dev, defaults to the embedded LangGraph example)")
 	fs.StringVar(&sf.grpcAddr, "grpc-addr", ":9001", "gRPC listen address (ext_authz Check, health, reflection)")
-	fs.StringVar(&sf.adminAddr, "admin-addr", ":9090", "admin HTTP listen address (/healthz, /readyz)")
+	fs.StringVar(&sf.adminAddr, "admin-addr", ":9090", "admin HTTP listen address (/healthz, /readyz, /metrics)")
 	fs.StringVar(&sf.httpAddr, "http-addr", "", "HTTP authorization listen address for Envoy http_service (/envoy/...), nginx auth_request (/nginx) and Traefik forwardAuth (/traefik); off when empty")
 	fs.BoolVar(&sf.dev, "dev", false, "development mode: start an embedded OIDC issuer on loopback and point the policy at it")
 	fs.StringVar(&sf.devIssuerAddr, "dev-issuer-addr", "127.0.0.1:0", "listen address of the --dev issuer (loopback only)")
 	fs.StringVar(&sf.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&sf.logFormat, "log-format", "json", "log format: json or text")
-	fs.DurationVar(&sf.shutdownGrace, "shutdown-grace", 10*time.Second, "how long in-flight checks may run after SIGTERM")
+	fs.BoolVar(&sf.logAllows, "log-allows", false, "log allowed decisions at info level too (denials always are)")
+	fs.Float64Var(&sf.allowSample, "log-allow-sample", 1, "with --log-allows, the fraction of allows logged (0..1)")
+	fs.DurationVar(&sf.watch, "watch-interval", time.Second, "how often the configuration file is checked for changes (0: only on SIGHUP)")
+	fs.DurationVar(&sf.drainDelay, "drain-delay", 0, "after SIGTERM, how long to keep serving while reporting not ready (let load balancers move away)")
+	fs.DurationVar(&sf.shutdownGrace, "shutdown-grace", 10*time.Second, "after the drain delay, how long in-flight checks may run")
+	fs.BoolVar(&sf.pprof, "pprof", false, "serve net/http/pprof on the admin port under /debug/pprof/")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -61,6 +75,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if sf.config == "" && !sf.dev {
 		return usageError{"serve: --config is required (or --dev for the built-in example)"}
+	}
+	if sf.allowSample < 0 || sf.allowSample > 1 {
+		return usageError{"serve: --log-allow-sample must be between 0 and 1"}
 	}
 	log, err := newLogger(stderr, sf.logLevel, sf.logFormat)
 	if err != nil {
@@ -84,73 +101,86 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return os.LookupEnv(name)
 		}
 	}
-	var f *config.File
-	if sf.config != "" {
-		data, err := os.ReadFile(sf.config)
-		if err != nil {
-			return fmt.Errorf("config: %w", err)
-		}
-		f, err = config.Parse(sf.config, data, lookup)
-		if err != nil {
-			return err
-		}
-	} else if f, err = config.Parse(langgraph.PolicyName, langgraph.Policy, lookup); err != nil {
-		return err
+	source := reload.FileSource(sf.config)
+	if sf.config == "" {
+		source = func() (string, []byte, error) { return langgraph.PolicyName, langgraph.Policy, nil }
 	}
-	eng, err := decision.Build(f, decision.Options{Logger: log})
-	if err != nil {
-		return err
-	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var engines decision.Holder
-	engines.Store(eng)
-	eng.Start(ctx)
+	promReg := prometheus.NewRegistry()
+	m := metrics.New(promReg, &engines)
+	reloader := &reload.Reloader{
+		Source:   source,
+		Lookup:   lookup,
+		Holder:   &engines,
+		Build:    decision.Options{Logger: log, Observer: m, Log: decision.LogOptions{LogAllows: sf.logAllows, AllowSampleRate: sf.allowSample}},
+		Recorder: m,
+		Log:      log,
+	}
+	// The first configuration must be valid: there is nothing to fall back on.
+	if err := reloader.Reload(ctx); err != nil {
+		return err
+	}
 
 	grpcLn, err := net.Listen("tcp", sf.grpcAddr)
 	if err != nil {
 		return fmt.Errorf("gRPC listener: %w", err)
 	}
-	errc := make(chan error, 3)
 	adminLn, err := net.Listen("tcp", sf.adminAddr)
 	if err != nil {
 		grpcLn.Close()
 		return fmt.Errorf("admin listener: %w", err)
 	}
-
-	var httpSrv *http.Server
+	var httpLn net.Listener
 	if sf.httpAddr != "" {
-		httpLn, err := net.Listen("tcp", sf.httpAddr)
-		if err != nil {
+		if httpLn, err = net.Listen("tcp", sf.httpAddr); err != nil {
 			grpcLn.Close()
 			adminLn.Close()
 			return fmt.Errorf("HTTP authorization listener: %w", err)
 		}
-		httpSrv = &http.Server{Handler: httpauthz.Handler(&engines, log), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := httpSrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
-				errc <- err
-			}
-		}()
-		log.Info("HTTP authorization serving", "http_addr", httpLn.Addr().String())
 	}
 
+	var state admin.State
 	gs := grpc.NewServer()
 	authv3.RegisterAuthorizationServer(gs, extauthz.New(&engines, log))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
-	adminSrv := &http.Server{Handler: admin.Handler(&engines), ReadHeaderTimeout: 5 * time.Second}
+	adminSrv := &http.Server{Handler: admin.Handler(&engines, &state, admin.Options{Gatherer: promReg, Pprof: sf.pprof}), ReadHeaderTimeout: 5 * time.Second}
 
+	errc := make(chan error, 3)
 	go func() { errc <- gs.Serve(grpcLn) }()
 	go func() {
 		if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 		}
 	}()
-	go trackReadiness(ctx, &engines, hs)
-	log.Info("langgate serving", "grpc_addr", grpcLn.Addr().String(), "admin_addr", adminLn.Addr().String(), "config", f.Name)
+	var httpSrv *http.Server
+	if httpLn != nil {
+		httpSrv = &http.Server{Handler: httpauthz.Handler(&engines, log), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := httpSrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	go trackReadiness(ctx, &engines, &state, hs)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	interval := sf.watch
+	if interval <= 0 || sf.config == "" {
+		interval = 1<<63 - 1 // only SIGHUP (an embedded configuration never changes)
+	}
+	go reloader.Watch(ctx, interval, hup)
+	attrs := []any{"grpc_addr", grpcLn.Addr().String(), "admin_addr", adminLn.Addr().String()}
+	if httpLn != nil {
+		attrs = append(attrs, "http_addr", httpLn.Addr().String())
+	}
+	log.Info("langgate serving", attrs...)
 
 	if dev != nil {
 		go printDevHelp(ctx, stdout, dev, &engines, grpcLn.Addr().String(), adminLn.Addr().String())
@@ -162,38 +192,45 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cancel()
 		return fmt.Errorf("server stopped: %w", err)
 	}
-	log.Info("shutting down", "grace", sf.shutdownGrace)
-	hs.Shutdown() // NOT_SERVING first, so health checks drain traffic
+	// Shutdown: not ready first, so traffic moves away; keep serving for
+	// the drain delay; then stop accepting and let in-flight checks finish.
+	state.Drain()
+	hs.Shutdown() // gRPC health: NOT_SERVING
+	log.Info("shutting down", "drain_delay", sf.drainDelay, "grace", sf.shutdownGrace)
+	time.Sleep(sf.drainDelay)
 	done := make(chan struct{})
 	go func() { gs.GracefulStop(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(sf.shutdownGrace):
+		log.Warn("in-flight checks did not finish within the grace period; stopping")
 		gs.Stop()
 	}
-	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
+	sctx, scancel := context.WithTimeout(context.Background(), sf.shutdownGrace)
 	defer scancel()
-	_ = adminSrv.Shutdown(sctx)
 	if httpSrv != nil {
 		_ = httpSrv.Shutdown(sctx)
 	}
+	_ = adminSrv.Shutdown(sctx)
+	log.Info("stopped")
 	return nil
 }
 
-// trackReadiness mirrors readiness into the gRPC health service.
-func trackReadiness(ctx context.Context, engines *decision.Holder, hs *health.Server) {
-	t := time.NewTicker(250 * time.Millisecond)
+// trackReadiness mirrors readiness into the gRPC health service, so Envoy's
+// gRPC health checks and Kubernetes probes agree.
+func trackReadiness(ctx context.Context, engines *decision.Holder, st *admin.State, hs *health.Server) {
+	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	last := healthpb.HealthCheckResponse_UNKNOWN
 	for {
-		st := healthpb.HealthCheckResponse_NOT_SERVING
-		if admin.Readiness(engines).Ready {
-			st = healthpb.HealthCheckResponse_SERVING
+		s := healthpb.HealthCheckResponse_NOT_SERVING
+		if admin.Readiness(engines, st).Ready {
+			s = healthpb.HealthCheckResponse_SERVING
 		}
-		if st != last {
-			hs.SetServingStatus("", st)
-			hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
-			last = st
+		if s != last && !st.Draining() {
+			hs.SetServingStatus("", s)
+			hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, s)
+			last = s
 		}
 		select {
 		case <-ctx.Done():

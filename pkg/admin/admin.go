@@ -1,30 +1,67 @@
 // Package admin serves langgate's operator endpoints on the admin port:
-// liveness (/healthz) and readiness (/readyz), with room for metrics and
-// profiling beside them.
+// liveness (/healthz), readiness (/readyz), Prometheus metrics (/metrics)
+// and, when enabled, Go's profiler (/debug/pprof/).
 package admin
 
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/langgate/langgate/pkg/decision"
 )
 
-// Handler returns the admin mux for the engines in h.
-func Handler(h *decision.Holder) http.Handler {
+// State is what readiness depends on besides the engine: whether the
+// process is shutting down.
+type State struct {
+	draining atomic.Bool
+}
+
+// Drain marks the process as shutting down: readiness turns false so load
+// balancers and Envoy's health checks move traffic away before the gRPC
+// server stops.
+func (s *State) Drain() { s.draining.Store(true) }
+
+// Draining reports whether Drain was called.
+func (s *State) Draining() bool { return s.draining.Load() }
+
+// Options configure the admin handler.
+type Options struct {
+	// Gatherer serves /metrics (nothing is served when nil).
+	Gatherer prometheus.Gatherer
+	// Pprof mounts net/http/pprof under /debug/pprof/.
+	Pprof bool
+}
+
+// Handler returns the admin mux.
+func Handler(h *decision.Holder, st *State, opts Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		st := Readiness(h)
+		rs := Readiness(h, st)
 		w.Header().Set("Content-Type", "application/json")
-		if !st.Ready {
+		if !rs.Ready {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		_ = json.NewEncoder(w).Encode(st)
+		_ = json.NewEncoder(w).Encode(rs)
 	})
+	if opts.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	}
+	if opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
@@ -32,6 +69,7 @@ func Handler(h *decision.Holder) http.Handler {
 type Status struct {
 	Ready         bool          `json:"ready"`
 	ConfigLoaded  bool          `json:"config_loaded"`
+	Draining      bool          `json:"draining,omitempty"`
 	Issuers       []IssuerState `json:"issuers,omitempty"`
 	NotReadyCause string        `json:"cause,omitempty"`
 }
@@ -42,21 +80,25 @@ type IssuerState struct {
 	Ready  bool   `json:"ready"`
 }
 
-// Readiness reports whether langgate can decide: a configuration is loaded
-// and every issuer has usable keys.
-func Readiness(h *decision.Holder) Status {
+// Readiness reports whether langgate should receive traffic: a
+// configuration is loaded, every issuer it trusts has usable keys, and the
+// process is not shutting down.
+func Readiness(h *decision.Holder, st *State) Status {
 	eng := h.Load()
 	if eng == nil {
 		return Status{NotReadyCause: "no configuration loaded"}
 	}
-	st := Status{ConfigLoaded: true, Ready: true}
+	rs := Status{ConfigLoaded: true, Ready: true}
 	for _, iss := range eng.Issuers() {
 		ok := iss.Ready()
-		st.Issuers = append(st.Issuers, IssuerState{Issuer: iss.URL(), Ready: ok})
-		if !ok {
-			st.Ready = false
-			st.NotReadyCause = "issuer has no keys yet: " + iss.URL()
+		rs.Issuers = append(rs.Issuers, IssuerState{Issuer: iss.URL(), Ready: ok})
+		if !ok && rs.Ready {
+			rs.Ready = false
+			rs.NotReadyCause = "issuer has no keys yet: " + iss.URL()
 		}
 	}
-	return st
+	if st != nil && st.Draining() {
+		rs.Ready, rs.Draining, rs.NotReadyCause = false, true, "shutting down"
+	}
+	return rs
 }

@@ -28,6 +28,10 @@ type Options struct {
 	Registry *authn.Registry
 	// Logger receives decision logs (slog.Default()).
 	Logger *slog.Logger
+	// Log chooses which decisions are logged at info level.
+	Log LogOptions
+	// Observer is told about every decision (metrics).
+	Observer Observer
 }
 
 // Build compiles a loaded configuration into an Engine: route tables, user
@@ -50,6 +54,8 @@ func Build(f *config.File, opts Options) (*Engine, error) {
 		hosts:        map[string]*Policy{},
 		registry:     opts.Registry,
 		reasonHeader: f.Explain.ReasonHeader,
+		observer:     opts.Observer,
+		logOpts:      opts.Log,
 		log:          opts.Logger,
 		ids:          newIDSource(),
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"reflect"
 	"slices"
 	"strconv"
@@ -120,6 +121,8 @@ type Engine struct {
 	registry      *authn.Registry
 	issuers       []*authn.Issuer
 	reasonHeader  bool
+	observer      Observer
+	logOpts       LogOptions
 	log           *slog.Logger
 	ids           idSource
 }
@@ -176,7 +179,11 @@ func (e *Engine) DecideWith(ctx context.Context, req *Request, opts DecideOption
 	if opts.Trace != nil {
 		opts.Trace.finish(d)
 	}
-	e.logDecision(ctx, req, d, time.Since(start))
+	took := time.Since(start)
+	if e.observer != nil {
+		e.observer.Observe(d, took)
+	}
+	e.logDecision(ctx, req, d, took)
 	return d
 }
 
@@ -465,9 +472,43 @@ func (s *idSource) next() string {
 	return s.prefix + "-" + strconv.FormatUint(s.n.Add(1), 36)
 }
 
+// traceID returns the trace id of a W3C traceparent header
+// ("00-<32 hex>-<16 hex>-<2 hex>"), or "" when it is malformed.
+func traceID(tp string) string {
+	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' {
+		return ""
+	}
+	id := tp[3:35]
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return ""
+		}
+	}
+	if id == "00000000000000000000000000000000" {
+		return ""
+	}
+	return id
+}
+
+// Observer is told about every decision (the metrics package is one).
+type Observer interface {
+	Observe(d *Decision, took time.Duration)
+}
+
+// LogOptions choose which decisions are logged at info level: every
+// denial, and allows when LogAllows, sampled at AllowSampleRate (0..1).
+// Decisions not chosen are logged at debug level.
+type LogOptions struct {
+	LogAllows       bool
+	AllowSampleRate float64
+}
+
 func (e *Engine) logDecision(ctx context.Context, req *Request, d *Decision, took time.Duration) {
 	level := slog.LevelDebug
-	if !d.Allow() {
+	switch {
+	case !d.Allow():
+		level = slog.LevelInfo
+	case e.logOpts.LogAllows && (e.logOpts.AllowSampleRate >= 1 || mrand.Float64() < e.logOpts.AllowSampleRate):
 		level = slog.LevelInfo
 	}
 	if !e.log.Enabled(ctx, level) {
@@ -483,6 +524,9 @@ func (e *Engine) logDecision(ctx context.Context, req *Request, d *Decision, too
 		slog.Int("status", d.Status),
 		slog.String("reason", d.Reason),
 		slog.Duration("latency", took),
+	}
+	if tid := traceID(req.Headers["traceparent"]); tid != "" {
+		attrs = append(attrs, slog.String("trace_id", tid))
 	}
 	if d.User != nil {
 		attrs = append(attrs, slog.String("identity", d.User.Identity))

@@ -1,0 +1,174 @@
+// Package reload keeps the engine in service in step with its
+// configuration file: each load is read, parsed, validated and compiled in
+// full into a new engine, which starts its key fetches and is swapped in
+// atomically only then; the old engine's unused issuers and caches are
+// retired afterwards. A configuration that fails at any step is rejected
+// with its errors logged and counted, and the last good one keeps serving.
+// Loads are triggered by Watch: a change of the file's content (polled, so
+// the symlink swap Kubernetes uses for mounted ConfigMaps is seen like any
+// edit) or a SIGHUP.
+package reload
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/langgate/langgate/pkg/config"
+	"github.com/langgate/langgate/pkg/decision"
+)
+
+// Source produces the configuration text and its name (a path, or a label
+// for an embedded configuration).
+type Source func() (name string, data []byte, err error)
+
+// FileSource reads path on every load (following symlinks).
+func FileSource(path string) Source {
+	return func() (string, []byte, error) {
+		data, err := os.ReadFile(path) //nolint:gosec // the operator's own configuration path
+		if err != nil {
+			return path, nil, fmt.Errorf("config: %w", err)
+		}
+		if len(data) > config.MaxFileSize {
+			return path, nil, fmt.Errorf("config: %s is larger than %d bytes", path, config.MaxFileSize)
+		}
+		return path, data, nil
+	}
+}
+
+// Recorder is told the outcome of every load (metrics).
+type Recorder interface {
+	Reloaded(ok bool, hash string, at time.Time)
+}
+
+// Reloader builds engines from a Source into a Holder.
+type Reloader struct {
+	Source Source
+	// Lookup resolves ${NAME} in the configuration (os.LookupEnv).
+	Lookup func(string) (string, bool)
+	Holder *decision.Holder
+	// Build is the template for every build; its Registry is filled with
+	// the current engine's, so unchanged issuers and caches carry over.
+	Build decision.Options
+	// Recorder, when set, counts loads.
+	Recorder Recorder
+	Log      *slog.Logger
+	// ReadyTimeout bounds how long a new engine may take to load the keys
+	// of issuers it adds before it is swapped in anyway (default 10s).
+	ReadyTimeout time.Duration
+
+	mu   sync.Mutex
+	hash string
+}
+
+// ErrUnchanged is returned by Reload when the content has not changed.
+var ErrUnchanged = errors.New("configuration unchanged")
+
+// Reload loads the source once. ctx scopes the engine's background work
+// (the process lifetime, not one request).
+func (r *Reloader) Reload(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	name, data, err := r.Source()
+	if err != nil {
+		r.failed(err)
+		return err
+	}
+	sum := sha256.Sum256(data)
+	hash := hex.EncodeToString(sum[:8])
+	if hash == r.hash {
+		return ErrUnchanged
+	}
+	lookup := r.Lookup
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	f, err := config.Parse(name, data, lookup)
+	if err != nil {
+		r.failed(err)
+		return err
+	}
+	opts := r.Build
+	old := r.Holder.Load()
+	if old != nil {
+		opts.Registry = old.Registry()
+	}
+	eng, err := decision.Build(f, opts)
+	if err != nil {
+		r.failed(err)
+		return err
+	}
+	eng.Start(ctx)
+	if old != nil {
+		// Issuers the old engine already used are ready; new ones get a
+		// moment to fetch their keys, so tokens they sign are not refused
+		// as "unavailable" the instant the new policy takes over.
+		timeout := r.ReadyTimeout
+		if timeout == 0 {
+			timeout = 10 * time.Second
+		}
+		deadline := time.Now().Add(timeout)
+		for !eng.Ready() && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !eng.Ready() {
+			r.log().Warn("swapping in the new configuration before all its issuers have keys", "config", name)
+		}
+	}
+	r.Holder.Store(eng)
+	if old != nil {
+		old.Retire(eng)
+	}
+	r.hash = hash
+	if r.Recorder != nil {
+		r.Recorder.Reloaded(true, hash, time.Now())
+	}
+	r.log().Info("configuration loaded", "config", name, "sha256", hash, "policies", len(eng.Policies()))
+	return nil
+}
+
+func (r *Reloader) failed(err error) {
+	if r.Recorder != nil {
+		r.Recorder.Reloaded(false, "", time.Now())
+	}
+	var list config.ErrorList
+	if errors.As(err, &list) {
+		msgs := make([]string, len(list))
+		for i, e := range list {
+			msgs[i] = e.Error()
+		}
+		r.log().Error("configuration rejected; the last good one keeps serving", "errors", msgs)
+		return
+	}
+	r.log().Error("configuration rejected; the last good one keeps serving", "error", err)
+}
+
+func (r *Reloader) log() *slog.Logger {
+	if r.Log == nil {
+		return slog.Default()
+	}
+	return r.Log
+}
+
+// Watch reloads when the source's content changes (checked every
+// interval) or a signal arrives on hup, until ctx ends.
+func (r *Reloader) Watch(ctx context.Context, interval time.Duration, hup <-chan os.Signal) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-hup:
+			r.log().Info("SIGHUP: reloading the configuration")
+		}
+		_ = r.Reload(ctx) // errors are logged and counted
+	}
+}
