@@ -77,9 +77,20 @@ func (f *File) PolicyList() []*Policy { return f.policies }
 type Authenticate struct {
 	Pos Pos `yaml:"-"`
 
+	// Credentials are the places a credential is looked for, in order; the
+	// first one present is the request's credential. Default: the
+	// Authorization header with the Bearer scheme.
+	Credentials []CredentialSource `yaml:"credentials"`
 	// OIDC lists the trusted token issuers.
 	OIDC []OIDCIssuer `yaml:"oidc"`
-	// User maps verified claims to the user handlers see.
+	// Introspection verifies opaque tokens at an RFC 7662 endpoint.
+	Introspection *Introspection `yaml:"introspection"`
+	// APIKeys are static keys, stored hashed, each mapped to a user.
+	APIKeys *APIKeys `yaml:"api_keys"`
+	// Cache bounds the verified-token cache.
+	Cache *TokenCache `yaml:"cache"`
+	// User maps verified claims to the user handlers see (issuers and
+	// introspection may override it).
 	User UserMapping `yaml:"user"`
 }
 
@@ -97,8 +108,29 @@ type OIDCIssuer struct {
 	Leeway *Duration `yaml:"leeway"`
 	// JWKSURL skips discovery and reads keys from this URL.
 	JWKSURL string `yaml:"jwks_url"`
-	// RefreshInterval is how often the key set is refetched in the background.
+	// RefreshInterval is how often the key set is refetched in the
+	// background when its response carries no Cache-Control max-age.
 	RefreshInterval *Duration `yaml:"refresh_interval"`
+	// MinRefreshInterval and MaxRefreshInterval bound the refresh interval
+	// a Cache-Control max-age asks for.
+	MinRefreshInterval *Duration `yaml:"min_refresh_interval"`
+	MaxRefreshInterval *Duration `yaml:"max_refresh_interval"`
+	// UnknownKidRefetchInterval is the least time between two key set
+	// fetches caused by tokens naming an unknown kid (nil: the registry's
+	// default, 10s).
+	UnknownKidRefetchInterval *Duration `yaml:"unknown_kid_refetch_interval"`
+	// Typ pins the JOSE header `typ` ("at+jwt" for RFC 9068 access tokens).
+	Typ string `yaml:"typ"`
+	// RequiredClaims must be present in every token.
+	RequiredClaims []string `yaml:"required_claims"`
+	// AZP, when set, lists the accepted authorized parties: the token's
+	// `azp` must be one of them.
+	AZP []string `yaml:"azp"`
+	// MaxTokenBytes bounds this issuer's tokens (default 16 KiB).
+	MaxTokenBytes *ByteSize `yaml:"max_token_bytes"`
+	// User, when set, replaces the section's user mapping for this
+	// issuer's tokens.
+	User *UserMapping `yaml:"user"`
 }
 
 // UserMapping holds the CEL expressions that build the user from `claims`.

@@ -74,7 +74,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"unknown top-level field", good + "authorise: {}\n", []string{`p.yaml:16:1: unknown field "authorise" (known fields: authenticate, authorize, default_policy, explain, name, policies)`}},
 		{"unknown nested field", strings.Replace(good, "leeway: 10s", "leway: 10s", 1),
-			[]string{`p.yaml:5:7: unknown field "leway" (known fields: algorithms, audiences, issuer, jwks_url, leeway, refresh_interval)`}},
+			[]string{`p.yaml:5:7: unknown field "leway" (known fields: algorithms, audiences, azp, issuer, jwks_url, leeway, max_refresh_interval, max_token_bytes, min_refresh_interval, refresh_interval, required_claims, typ, unknown_kid_refetch_interval, user)`}},
 		{"unset variable", strings.Replace(good, "${ISS}", "${NOPE}", 1),
 			[]string{"p.yaml:3:15: environment variable NOPE is not set (use ${NOPE:-default} for a default)"}},
 		{"empty variable", strings.Replace(good, "${ISS}", "${EMPTY}", 1), []string{"p.yaml:3:15: environment variable EMPTY is empty"}},
@@ -232,8 +232,22 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("a: &x [*x]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fl, err := Parse("fuzz.yaml", data, env(map[string]string{"ISS": "https://i.example"}))
-		if err == nil && (len(fl.Authenticate.OIDC) == 0 || fl.Authenticate.User.Identity.Source == "") {
-			t.Fatalf("accepted a configuration without issuer or identity")
+		if err != nil {
+			return
+		}
+		for _, p := range fl.PolicyList() {
+			a := p.Authenticate
+			if len(a.OIDC) == 0 && a.Introspection == nil && a.APIKeys == nil {
+				t.Fatalf("accepted a configuration with nothing to authenticate with")
+			}
+			for _, iss := range a.OIDC {
+				if a.User.Identity.Source == "" && (iss.User == nil || iss.User.Identity.Source == "") {
+					t.Fatalf("accepted an issuer without an identity mapping")
+				}
+			}
+			if len(a.Credentials) == 0 {
+				t.Fatalf("accepted a configuration with no credential location")
+			}
 		}
 	})
 }

@@ -6,17 +6,10 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 )
 
 // Defaults applied when a field is left out.
 const (
-	// DefaultLeeway is the clock skew allowed on exp, nbf and iat.
-	DefaultLeeway = 30 * time.Second
-	// MaxLeeway bounds the configurable leeway: more would make expiry meaningless.
-	MaxLeeway = 5 * time.Minute
-	// DefaultRefreshInterval is how often a key set is refetched in the background.
-	DefaultRefreshInterval = 15 * time.Minute
 	// RoutesLangGraph is the built-in LangGraph route table.
 	RoutesLangGraph = "langgraph"
 	// RoutesNone is an empty route table: every path is unmatched.
@@ -109,6 +102,7 @@ func validate(f *File, sink *errorSink) {
 		}
 		validateAuthorize(p.Authorize, sink)
 	}
+	checkSharedIssuers(f.policies, sink)
 }
 
 func validName(s string) bool {
@@ -118,19 +112,6 @@ func validName(s string) bool {
 		}
 	}
 	return s != ""
-}
-
-func validateAuthenticate(a *Authenticate, sink *errorSink) {
-	if len(a.OIDC) == 0 {
-		sink.add(a.Pos, "authenticate.oidc: at least one issuer is required")
-	}
-	seen := map[string]bool{}
-	for i := range a.OIDC {
-		validateIssuer(&a.OIDC[i], seen, sink)
-	}
-	if a.User.Identity.Source == "" {
-		sink.add(a.Pos, "authenticate.user.identity: a CEL expression is required (e.g. claims.sub)")
-	}
 }
 
 func validateAuthorize(z *Authorize, sink *errorSink) {
@@ -222,51 +203,6 @@ func checkValueSource(src string) string {
 		return ""
 	default:
 		return "unknown source " + quote(kind) + " (path, query or body)"
-	}
-}
-
-func validateIssuer(iss *OIDCIssuer, seen map[string]bool, sink *errorSink) {
-	switch {
-	case iss.Issuer == "":
-		sink.add(iss.Pos, "oidc: issuer is required")
-	case seen[iss.Issuer]:
-		sink.add(iss.Pos, "oidc: issuer %q is listed twice", iss.Issuer)
-	default:
-		seen[iss.Issuer] = true
-		if msg := checkURL(iss.Issuer); msg != "" {
-			sink.add(iss.Pos, "oidc: issuer %s", msg)
-		}
-	}
-	if iss.JWKSURL != "" {
-		if msg := checkURL(iss.JWKSURL); msg != "" {
-			sink.add(iss.Pos, "oidc: jwks_url %s", msg)
-		}
-	}
-	if len(iss.Audiences) == 0 {
-		sink.add(iss.Pos, "oidc %q: audiences is required (the token's aud must name this API)", iss.Issuer)
-	}
-	for _, aud := range iss.Audiences {
-		if aud == "" {
-			sink.add(iss.Pos, "oidc %q: an audience is empty", iss.Issuer)
-		}
-	}
-	if len(iss.Algorithms) == 0 {
-		iss.Algorithms = append([]string(nil), AsymmetricAlgorithms...)
-	}
-	for _, alg := range iss.Algorithms {
-		if !slices.Contains(AsymmetricAlgorithms, alg) {
-			sink.add(iss.Pos, "oidc %q: algorithm %q is not allowed (allowed: %s)", iss.Issuer, alg, strings.Join(AsymmetricAlgorithms, ", "))
-		}
-	}
-	if iss.Leeway == nil {
-		iss.Leeway = &Duration{Duration: DefaultLeeway}
-	} else if iss.Leeway.Duration > MaxLeeway {
-		sink.add(iss.Leeway.Pos, "oidc %q: leeway %s is larger than the maximum %s", iss.Issuer, iss.Leeway.Duration, MaxLeeway)
-	}
-	if iss.RefreshInterval == nil {
-		iss.RefreshInterval = &Duration{Duration: DefaultRefreshInterval}
-	} else if iss.RefreshInterval.Duration < time.Second {
-		sink.add(iss.RefreshInterval.Pos, "oidc %q: refresh_interval must be at least 1s", iss.Issuer)
 	}
 }
 
