@@ -35,6 +35,8 @@ type Options struct {
 	Log io.Writer
 	// CacheEntries bounds the verified-token cache (default when zero).
 	CacheEntries int
+	// Observer is told about every decision.
+	Observer decision.Observer
 }
 
 // Start runs an issuer and an engine for the test's lifetime.
@@ -65,7 +67,7 @@ func Start(tb testing.TB, opts Options) *Env {
 	if opts.Log != nil {
 		log = slog.New(slog.NewTextHandler(opts.Log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	eng, err := decision.Build(f, decision.Options{Logger: log, Authn: authn.Options{Now: opts.Now, CacheEntries: opts.CacheEntries}})
+	eng, err := decision.Build(f, decision.Options{Logger: log, Observer: opts.Observer, Authn: authn.Options{Now: opts.Now, CacheEntries: opts.CacheEntries}})
 	if err != nil {
 		tb.Fatal(err)
 	}

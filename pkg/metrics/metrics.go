@@ -79,6 +79,12 @@ func New(reg prometheus.Registerer, engines *decision.Holder) *Metrics {
 	return m
 }
 
+// Decisions is the decision counter (for tests and dashboards' sake).
+func (m *Metrics) Decisions() *prometheus.CounterVec { return m.decisions }
+
+// Latency is the decision latency histogram.
+func (m *Metrics) Latency() *prometheus.HistogramVec { return m.latency }
+
 // Observe counts one decision.
 func (m *Metrics) Observe(d *decision.Decision, took time.Duration) {
 	m.decisions.WithLabelValues(string(d.Outcome), strconv.Itoa(d.Status), d.Policy, d.Resource(), d.Action()).Inc()

@@ -1,0 +1,96 @@
+package admin_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/langgate/langgate/pkg/admin"
+	"github.com/langgate/langgate/pkg/config"
+	"github.com/langgate/langgate/pkg/decision"
+	"github.com/langgate/langgate/pkg/devissuer"
+)
+
+func get(t *testing.T, url string) (int, admin.Status) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st admin.Status
+	_ = json.NewDecoder(resp.Body).Decode(&st)
+	return resp.StatusCode, st
+}
+
+// TestReadinessTransitions: no configuration → issuer down (not ready) →
+// issuer up (ready) → shutting down (not ready); liveness stays up.
+func TestReadinessTransitions(t *testing.T) {
+	var engines decision.Holder
+	var state admin.State
+	srv := httptest.NewServer(admin.Handler(&engines, &state, admin.Options{Gatherer: prometheus.NewRegistry()}))
+	defer srv.Close()
+
+	if code, st := get(t, srv.URL+"/readyz"); code != 503 || st.NotReadyCause != "no configuration loaded" {
+		t.Errorf("no config: %d %+v", code, st)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // the identity provider is down
+	f, err := config.Parse("t.yaml", []byte(`authenticate:
+  oidc: [{issuer: "http://`+addr+`", audiences: [langgate-dev]}]
+  user: {identity: claims.sub}
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := decision.Build(f, decision.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	eng.Start(ctx)
+	engines.Store(eng)
+	if code, st := get(t, srv.URL+"/readyz"); code != 503 || !strings.HasPrefix(st.NotReadyCause, "issuer has no keys yet") || !st.ConfigLoaded {
+		t.Errorf("issuer down: %d %+v", code, st)
+	}
+	if code, _ := get(t, srv.URL+"/healthz"); code != 200 {
+		t.Errorf("liveness while not ready: %d", code)
+	}
+	is, err := devissuer.Start(devissuer.Options{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer is.Close()
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		code, st := get(t, srv.URL+"/readyz")
+		if code == 200 && st.Ready && len(st.Issuers) == 1 && st.Issuers[0].Ready {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("not ready after the issuer came up: %d %+v", code, st)
+		}
+	}
+	state.Drain()
+	if code, st := get(t, srv.URL+"/readyz"); code != 503 || !st.Draining {
+		t.Errorf("draining: %d %+v", code, st)
+	}
+	if code, _ := get(t, srv.URL+"/metrics"); code != 200 {
+		t.Errorf("/metrics: %d", code)
+	}
+	if code, _ := get(t, srv.URL+"/debug/pprof/"); code != 404 {
+		t.Errorf("pprof served without the flag: %d", code)
+	}
+}
