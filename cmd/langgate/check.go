@@ -6,12 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/decision"
 )
 
@@ -70,11 +68,7 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case *output != "text" && *output != "json":
 		return usageError{"check: --output must be text or json"}
 	}
-	f, err := config.LoadFile(*path)
-	if err != nil {
-		return err
-	}
-	eng, err := decision.Build(f, decision.Options{Logger: slog.New(slog.DiscardHandler)})
+	eng, err := buildFromFile(*path)
 	if err != nil {
 		return err
 	}

@@ -22,11 +22,7 @@ func validate(args []string, stdout, stderr io.Writer) error {
 	if *path == "" {
 		return usageError{"validate: --config is required"}
 	}
-	f, err := config.LoadFile(*path)
-	if err != nil {
-		return err
-	}
-	eng, err := decision.Build(f, decision.Options{Logger: slog.New(slog.DiscardHandler)})
+	eng, err := buildFromFile(*path)
 	if err != nil {
 		return err
 	}
@@ -43,4 +39,14 @@ func validate(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d policies, %d warnings)\n", *path, len(eng.Policies()), warnings)
 	return nil
+}
+
+// buildFromFile loads and compiles a configuration for the offline
+// commands (validate, check): nothing is started, nothing is logged.
+func buildFromFile(path string) (*decision.Engine, error) {
+	f, err := config.LoadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return decision.Build(f, decision.Options{Logger: slog.New(slog.DiscardHandler)})
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -76,4 +77,28 @@ func (s *errorSink) err() error {
 		return a.Column < b.Column
 	})
 	return s.errs
+}
+
+// Append adds err to the list: the errors of an ErrorList, one *Error as it
+// is, anything else located at file:pos. A nil err adds nothing.
+func (l *ErrorList) Append(file string, pos Pos, err error) {
+	var list ErrorList
+	var one *Error
+	switch {
+	case err == nil:
+	case errors.As(err, &list):
+		*l = append(*l, list...)
+	case errors.As(err, &one):
+		*l = append(*l, one)
+	default:
+		*l = append(*l, &Error{File: file, Pos: pos, Msg: err.Error()})
+	}
+}
+
+// Err returns the list as an error, or nil when it is empty.
+func (l ErrorList) Err() error {
+	if len(l) == 0 {
+		return nil
+	}
+	return l
 }

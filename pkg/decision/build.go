@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"cel.dev/cel-go/cel"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -63,23 +62,11 @@ func Build(f *config.File, opts Options) (*Engine, error) {
 		e.registry = authn.NewRegistry(opts.Authn)
 	}
 	var errs config.ErrorList
-	collect := func(err error) {
-		var list config.ErrorList
-		var one *config.Error
-		switch {
-		case errors.As(err, &list):
-			errs = append(errs, list...)
-		case errors.As(err, &one):
-			errs = append(errs, one)
-		case err != nil:
-			errs = append(errs, &config.Error{File: f.Name, Msg: err.Error()})
-		}
-	}
-	collect(checkIssuers(f))
+	errs.Append(f.Name, config.Pos{}, checkIssuers(f))
 	for _, pc := range f.PolicyList() {
 		p, err := buildPolicy(f.Name, pc, env, e.registry)
 		if err != nil {
-			collect(err)
+			errs.Append(f.Name, pc.Pos, err)
 			continue
 		}
 		e.policies = append(e.policies, p)
@@ -125,23 +112,11 @@ func buildPolicy(file string, pc *config.Policy, env *cel.Env, reg *authn.Regist
 		return nil, &config.Error{File: file, Pos: pc.Authorize.Routes.Pos, Msg: fmt.Sprintf("policy %q: %v", pc.Name, err)}
 	}
 	var errs config.ErrorList
-	collect := func(err error) {
-		var list config.ErrorList
-		var one *config.Error
-		switch {
-		case errors.As(err, &list):
-			errs = append(errs, list...)
-		case errors.As(err, &one):
-			errs = append(errs, one)
-		case err != nil:
-			errs = append(errs, &config.Error{File: file, Pos: pc.Pos, Msg: err.Error()})
-		}
-	}
 	auth, err := authn.New(file, pc.Authenticate, env, reg)
-	collect(err)
+	errs.Append(file, pc.Pos, err)
 	vocab := policy.VocabularyOf(rs)
 	handlers, err := policy.Compile(env, file, pc.Authorize.Handlers, vocab)
-	collect(err)
+	errs.Append(file, pc.Pos, err)
 	if len(errs) > 0 {
 		return nil, errs
 	}

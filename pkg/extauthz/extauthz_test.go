@@ -35,7 +35,7 @@ type harness struct {
 	client authv3.AuthorizationClient
 }
 
-func start(t *testing.T, opts testengine.Options) *harness {
+func start(t testing.TB, opts testengine.Options) *harness {
 	t.Helper()
 	env := testengine.Start(t, opts)
 	var engines decision.Holder
@@ -566,23 +566,8 @@ func TestMultiEventCopy(t *testing.T) {
 // BenchmarkCheckGRPC measures a whole Check over a real loopback gRPC
 // connection with a cached token: what Envoy waits for, minus the network.
 func BenchmarkCheckGRPC(b *testing.B) {
-	env := testengine.Start(b, testengine.Options{})
-	var engines decision.Holder
-	engines.Store(env.Engine)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, extauthz.New(&engines, nil))
-	go func() { _ = gs.Serve(ln) }()
-	defer gs.Stop()
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	client := authv3.NewAuthorizationClient(conn)
+	h := start(b, testengine.Options{})
+	env, client := h.env, h.client
 	tok := env.Token(b, "alice", nil)
 	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
 		Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/threads/t1", Headers: map[string]string{

@@ -265,18 +265,10 @@ func (v Vocabulary) hasAction(action string) bool {
 func Compile(env *cel.Env, file string, hs []config.Handler, vocab Vocabulary) (*Policy, error) {
 	p := &Policy{byResource: map[string]map[string]*Handler{}}
 	var errs config.ErrorList
-	add := func(err error) {
-		var list config.ErrorList
-		if errors.As(err, &list) {
-			errs = append(errs, list...)
-			return
-		}
-		errs = append(errs, &config.Error{File: file, Msg: err.Error()})
-	}
 	for i := range hs {
 		h, err := compileHandler(env, file, &hs[i], vocab)
 		if err != nil {
-			add(err)
+			errs.Append(file, hs[i].Pos, err)
 			continue
 		}
 		byAction := p.byResource[h.Resource]
@@ -291,8 +283,8 @@ func Compile(env *cel.Env, file string, hs []config.Handler, vocab Vocabulary) (
 		byAction[h.Action] = h
 		p.handlers = append(p.handlers, h)
 	}
-	if len(errs) > 0 {
-		return nil, errs
+	if err := errs.Err(); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -318,14 +310,7 @@ func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabula
 	case act != Wildcard && res == Wildcard && !vocab.hasAction(act):
 		fail("handler %q: no resource has the action %q", c.On, act)
 	}
-	collect := func(err error) {
-		var list config.ErrorList
-		if errors.As(err, &list) {
-			errs = append(errs, list...)
-		} else if err != nil {
-			fail("%v", err)
-		}
-	}
+	collect := func(err error) { errs.Append(file, c.Pos, err) }
 	if !c.Allow.IsZero() {
 		prg, err := CompileExpr(env, file, c.Allow, cel.BoolType)
 		collect(err)
@@ -362,8 +347,8 @@ func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabula
 		collect(err)
 		h.wholeMetadata = prg
 	}
-	if len(errs) > 0 {
-		return nil, errs
+	if err := errs.Err(); err != nil {
+		return nil, err
 	}
 	return h, nil
 }
