@@ -3,14 +3,12 @@ package authn
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
-	"strings"
+	"net/url"
+	"os"
 	"time"
 
 	"cel.dev/cel-go/cel"
@@ -24,17 +22,22 @@ import (
 
 // Options tune an Authenticator; zero values take safe defaults.
 type Options struct {
-	// HTTPClient fetches discovery documents and key sets (NewHTTPClient()).
+	// HTTPClient fetches discovery documents and key sets and calls
+	// introspection endpoints (NewHTTPClient()).
 	HTTPClient *http.Client
 	// Now is the clock (time.Now).
 	Now func() time.Time
 	// Logger receives background events (slog.Default()).
 	Logger *slog.Logger
-	// MinRefetch is the least time between unknown-kid refetches.
+	// MinRefetch is the least time between unknown-kid refetches for
+	// issuers whose configuration does not set unknown_kid_refetch_interval.
 	MinRefetch time.Duration
-	// CacheEntries and CacheBytes bound the verified-token cache.
+	// CacheEntries and CacheBytes bound the verified-token cache of
+	// sections whose configuration does not set `cache`.
 	CacheEntries int
 	CacheBytes   int64
+	// LookupEnv reads api_keys.env (os.LookupEnv).
+	LookupEnv func(string) (string, bool)
 }
 
 func (o *Options) defaults() {
@@ -50,23 +53,38 @@ func (o *Options) defaults() {
 	if o.MinRefetch <= 0 {
 		o.MinRefetch = DefaultMinRefetch
 	}
+	if o.LookupEnv == nil {
+		o.LookupEnv = os.LookupEnv
+	}
 }
 
-// Authenticator verifies bearer tokens and builds users for one policy.
+// Authenticator finds a request's credential and turns it into a user for
+// one policy: an API key, a JWT from a trusted issuer, or an opaque token
+// resolved by introspection.
 type Authenticator struct {
-	issuers map[string]*trusted
-	used    []*Issuer
-	mapping *userMapping
-	cache   *Cache
-	now     func() time.Time
+	sources  []source
+	missing  string // the reason when no credential is found
+	maxBytes int    // no credential longer than this is looked at
+
+	issuers  map[string]*trusted
+	used     []*Issuer
+	mapping  *userMapping // the section's; nil when every issuer has its own
+	apiKeys  *APIKeyStore
+	intro    *Introspector
+	introJWT bool // introspect JWTs no issuer verifies (tokens: all)
+	cache    *Cache
+	now      func() time.Time
 }
 
-// trusted is an issuer as one policy trusts it: its own audiences, leeway
-// and algorithm pins over the shared key set.
+// trusted is an issuer as one policy trusts it: its own audiences, leeway,
+// algorithm pins, token rules and user mapping over the shared key set.
 type trusted struct {
 	iss      *Issuer
 	cfg      config.OIDCIssuer
 	verifier *oidc.IDTokenVerifier
+	mapping  *userMapping
+	typ      string // normalized; "" when not pinned
+	maxBytes int
 }
 
 type userMapping struct {
@@ -76,33 +94,79 @@ type userMapping struct {
 // New compiles one policy's authentication against the shared registry.
 // Problems are config errors located in file.
 func New(file string, ac *config.Authenticate, env *cel.Env, reg *Registry) (*Authenticator, error) {
-	m, err := compileMapping(env, file, ac.User)
-	if err != nil {
-		return nil, err
+	var errs config.ErrorList
+	collect := func(err error) {
+		var list config.ErrorList
+		if errors.As(err, &list) {
+			errs = append(errs, list...)
+		}
+	}
+	var section *userMapping
+	if !ac.User.Identity.IsZero() {
+		m, err := compileMapping(env, file, ac.User)
+		collect(err)
+		section = m
 	}
 	a := &Authenticator{
-		issuers: map[string]*trusted{},
-		mapping: m,
-		cache:   reg.cacheFor(fingerprint(ac)),
-		now:     reg.opts.Now,
+		issuers:  map[string]*trusted{},
+		mapping:  section,
+		cache:    reg.cacheFor(fingerprint(ac), ac.Cache),
+		now:      reg.opts.Now,
+		maxBytes: MaxTokenBytes,
 	}
+	a.sources, a.missing = compileSources(ac.Credentials)
 	for _, ic := range ac.OIDC {
+		m := section
+		if ic.User != nil {
+			var err error
+			m, err = compileMapping(env, file, *ic.User)
+			collect(err)
+		}
 		iss := reg.issuer(ic)
 		a.used = append(a.used, iss)
-		a.issuers[ic.Issuer] = &trusted{iss: iss, cfg: ic, verifier: oidc.NewVerifier(ic.Issuer, iss.keys, &oidc.Config{
+		tr := &trusted{iss: iss, cfg: ic, mapping: m, typ: normalizeTyp(ic.Typ), maxBytes: maxTokenBytes(ic)}
+		tr.verifier = oidc.NewVerifier(ic.Issuer, iss.keys, &oidc.Config{
 			// Audiences (several allowed) and time claims (with leeway) are
 			// checked by langgate before verification.
 			SkipClientIDCheck:    true,
 			SkipExpiryCheck:      true,
 			SupportedSigningAlgs: ic.Algorithms,
 			Now:                  reg.opts.Now,
-		})}
+		})
+		a.issuers[ic.Issuer] = tr
+		a.maxBytes = max(a.maxBytes, tr.maxBytes)
+	}
+	if in := ac.Introspection; in != nil {
+		m := section
+		if in.User != nil {
+			var err error
+			m, err = compileMapping(env, file, *in.User)
+			collect(err)
+		}
+		a.intro = newIntrospector(in, reg.opts.HTTPClient, reg.opts.Now, reg.opts.Logger, m, a.cache)
+		a.introJWT = in.Tokens == config.IntrospectAll
+	}
+	if k := ac.APIKeys; k != nil {
+		store, err := reg.apiKeyStore(*k)
+		if err != nil {
+			errs = append(errs, &config.Error{File: file, Pos: k.Pos, Msg: err.Error()})
+		}
+		a.apiKeys = store
+	}
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	return a, nil
 }
 
 // Issuers lists the issuers this policy trusts.
 func (a *Authenticator) Issuers() []*Issuer { return a.used }
+
+// APIKeys returns the policy's API key store, or nil.
+func (a *Authenticator) APIKeys() *APIKeyStore { return a.apiKeys }
+
+// Introspection returns the policy's introspector, or nil.
+func (a *Authenticator) Introspection() *Introspector { return a.intro }
 
 func compileMapping(env *cel.Env, file string, u config.UserMapping) (*userMapping, error) {
 	var errs config.ErrorList
@@ -131,147 +195,120 @@ func compileMapping(env *cel.Env, file string, u config.UserMapping) (*userMappi
 // Cache exposes the verified-token cache (for its counters).
 func (a *Authenticator) Cache() *Cache { return a.cache }
 
-// Authenticate verifies a bearer token and returns its user. Errors are
-// *Error values.
+// AuthenticateRequest finds the request's credential in the configured
+// locations (headers with lower-case names, the parsed query) and
+// authenticates it. Errors are *Error values.
+func (a *Authenticator) AuthenticateRequest(ctx context.Context, headers map[string]string, query url.Values) (*policy.User, error) {
+	cred, typ, err := a.credential(headers, query)
+	if err != nil {
+		return nil, err
+	}
+	return a.authenticate(ctx, cred, typ)
+}
+
+// Authenticate verifies a credential taken from any location (an API key
+// or a token) and returns its user. Errors are *Error values.
 func (a *Authenticator) Authenticate(ctx context.Context, token string) (*policy.User, error) {
-	if len(token) > MaxTokenBytes {
+	return a.authenticate(ctx, token, config.CredentialAny)
+}
+
+// authenticate checks a credential, cheapest first: size, API keys (a hash
+// and a map lookup, never cached so a revocation applies at once), the
+// verified-token cache, then a JWT from the issuer its `iss` names, or
+// introspection for an opaque token.
+func (a *Authenticator) authenticate(ctx context.Context, cred, typ string) (*policy.User, error) {
+	if len(cred) > a.maxBytes {
 		return nil, invalid("token too large", nil)
 	}
-	key := sha256.Sum256([]byte(token))
+	key := sha256.Sum256([]byte(cred))
+	if a.apiKeys != nil && typ != config.CredentialToken {
+		u, err := a.apiKeys.lookup(key)
+		switch {
+		case err != nil:
+			return nil, err
+		case u != nil:
+			return u, nil
+		case typ == config.CredentialAPIKey:
+			return nil, invalid("unknown API key", nil)
+		}
+	}
 	if u, ok := a.cache.Get(key); ok {
 		return u, nil
 	}
-	payload, err := unverifiedPayload(token)
+	if !jwtShaped(cred) {
+		switch {
+		case a.intro != nil:
+			return a.intro.authenticate(ctx, cred, key)
+		case a.apiKeys != nil && typ != config.CredentialToken:
+			return nil, invalid("unknown API key", nil)
+		default:
+			return nil, invalid("malformed token", errors.New("not a compact JWS"))
+		}
+	}
+	tok, err := parseUnverified(cred)
 	if err != nil {
 		return nil, invalid("malformed token", err)
 	}
-	// Cheap checks on the still-unverified claims come first, so expired or
-	// misdirected tokens never cost a signature verification.
-	claims := map[string]any{}
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		return nil, invalid("malformed token", fmt.Errorf("claims are not a JSON object: %w", err))
-	}
-	issURL, _ := claims["iss"].(string)
-	tr := a.issuers[issURL]
+	tr := a.issuers[tok.iss]
 	if tr == nil {
+		if a.intro != nil && a.introJWT {
+			return a.intro.authenticate(ctx, cred, key)
+		}
+		// Never tried against another issuer, never a network call.
 		return nil, invalid("untrusted issuer", nil)
 	}
-	exp, err := a.checkClaims(tr.cfg, claims)
-	if err != nil {
+	return a.verifyJWT(ctx, tr, cred, tok, key)
+}
+
+// verifyJWT verifies a token from a trusted issuer in a fixed order: size,
+// header rules, claims, then the signature (the only step that may touch
+// the network, for an unknown kid), then the user mapping.
+func (a *Authenticator) verifyJWT(ctx context.Context, tr *trusted, token string, tok *unverified, key [sha256.Size]byte) (*policy.User, error) {
+	if len(token) > tr.maxBytes {
+		return nil, invalid("token too large", nil)
+	}
+	if err := tr.checkHeader(tok); err != nil {
 		return nil, err
+	}
+	exp, cerr := tr.checkClaims(a.now(), tok.claims)
+	if cerr != nil {
+		return nil, cerr
 	}
 	if !tr.iss.keys.Loaded() {
 		// The issuer's background loop is retrying; never fetch on this path.
 		return nil, &Error{Kind: KindUnavailable, Reason: "issuer has no keys yet", Err: errNoKeys}
 	}
 	if _, err := tr.verifier.Verify(ctx, token); err != nil {
-		return nil, invalid(verifyReason(err), err)
+		reason, kind := verifyReason(err)
+		return nil, &Error{Kind: kind, Reason: reason, Err: err}
 	}
-	u, err := a.mapping.build(claims)
+	if tr.mapping == nil {
+		return nil, invalid("user mapping failed", errors.New("no user mapping for this issuer"))
+	}
+	u, err := tr.mapping.build(tok.claims)
 	if err != nil {
 		return nil, invalid("user mapping failed", err)
 	}
-	a.cache.Put(key, u, exp, len(payload))
+	a.cache.Put(key, u, exp, len(tok.payload))
 	return u, nil
 }
 
 // FromClaims builds the user from claims without any verification: for
-// `langgate check --claims`, never for a request.
+// `langgate check --claims`, never for a request. The mapping is that of
+// the issuer the claims' `iss` names, else the section's.
 func (a *Authenticator) FromClaims(claims map[string]any) (*policy.User, error) {
-	u, err := a.mapping.build(claims)
+	m := a.mapping
+	if iss, _ := claims["iss"].(string); a.issuers[iss] != nil {
+		m = a.issuers[iss].mapping
+	}
+	if m == nil {
+		return nil, invalid("user mapping failed", fmt.Errorf("no user mapping for these claims (iss %q)", claims["iss"]))
+	}
+	u, err := m.build(claims)
 	if err != nil {
 		return nil, invalid("user mapping failed", err)
 	}
 	return u, nil
-}
-
-// verifyReason classifies a go-oidc verification error. go-oidc wraps our
-// key set's errors with %v, so errors.Is cannot see them: match the text.
-func verifyReason(err error) string {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, errBadSignature.Error()):
-		return "bad signature"
-	case strings.Contains(msg, errUnknownKey.Error()):
-		return "unknown signing key"
-	case strings.Contains(msg, "signature algorithm"), strings.Contains(msg, "unexpected signature"):
-		return "algorithm not allowed"
-	case strings.Contains(msg, "issued by a different provider"):
-		return "wrong issuer"
-	case strings.Contains(msg, "malformed"):
-		return "malformed token"
-	default:
-		return "verification failed"
-	}
-}
-
-// checkClaims applies the time and audience rules go-oidc leaves to us and
-// returns the token's expiry.
-func (a *Authenticator) checkClaims(cfg config.OIDCIssuer, claims map[string]any) (time.Time, error) {
-	now := a.now()
-	leeway := cfg.Leeway.Duration
-	exp, ok := numericDate(claims["exp"])
-	if !ok {
-		return time.Time{}, invalid("missing exp", nil)
-	}
-	if now.After(exp.Add(leeway)) {
-		return time.Time{}, invalid("expired", nil)
-	}
-	if raw, present := claims["nbf"]; present {
-		nbf, ok := numericDate(raw)
-		if !ok {
-			return time.Time{}, invalid("malformed nbf", nil)
-		}
-		if now.Add(leeway).Before(nbf) {
-			return time.Time{}, invalid("not yet valid", nil)
-		}
-	}
-	if raw, present := claims["iat"]; present {
-		iat, ok := numericDate(raw)
-		if !ok {
-			return time.Time{}, invalid("malformed iat", nil)
-		}
-		if now.Add(leeway).Before(iat) {
-			return time.Time{}, invalid("issued in the future", nil)
-		}
-	}
-	if !audienceMatches(claims["aud"], cfg.Audiences) {
-		return time.Time{}, invalid("wrong audience", nil)
-	}
-	return exp, nil
-}
-
-func numericDate(v any) (time.Time, bool) {
-	f, ok := v.(float64)
-	if !ok || f < 0 || f > 1e11 {
-		return time.Time{}, false
-	}
-	sec := int64(f)
-	return time.Unix(sec, int64((f-float64(sec))*1e9)), true
-}
-
-func audienceMatches(aud any, want []string) bool {
-	switch v := aud.(type) {
-	case string:
-		return slices.Contains(want, v)
-	case []any:
-		for _, x := range v {
-			if s, ok := x.(string); ok && slices.Contains(want, s) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// unverifiedPayload decodes a compact JWS's payload without verifying it,
-// only to read `iss` and pick the one verifier allowed to check it.
-func unverifiedPayload(token string) ([]byte, error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil, fmt.Errorf("compact JWS has %d parts, want 3", len(parts))
-	}
-	return base64.RawURLEncoding.DecodeString(parts[1])
 }
 
 func (m *userMapping) build(claims map[string]any) (*policy.User, error) {

@@ -20,7 +20,7 @@ import (
 
 func newAuthenticator(t testing.TB, issuerURL, audience string, opts authn.Options) (*authn.Authenticator, *authn.Registry) {
 	t.Helper()
-	f, err := config.Parse("t.yaml", []byte(`authenticate:
+	return compile(t, `authenticate:
   oidc:
     - issuer: `+issuerURL+`
       audiences: [`+audience+`]
@@ -28,7 +28,22 @@ func newAuthenticator(t testing.TB, issuerURL, audience string, opts authn.Optio
   user:
     identity: claims.sub
     permissions: 'has(claims.scope) ? claims.scope.split(" ") : []'
-`), func(string) (string, bool) { return "", false })
+`, opts)
+}
+
+// compile builds an authenticator from configuration text and starts its
+// registry for the test's lifetime.
+func compile(t testing.TB, text string, opts authn.Options) (*authn.Authenticator, *authn.Registry) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return compileIn(ctx, t, text, opts)
+}
+
+// compileIn is compile with a registry that runs until ctx ends.
+func compileIn(ctx context.Context, t testing.TB, text string, opts authn.Options) (*authn.Authenticator, *authn.Registry) {
+	t.Helper()
+	f, err := config.Parse("t.yaml", []byte(text), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,10 +59,28 @@ func newAuthenticator(t testing.TB, issuerURL, audience string, opts authn.Optio
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	reg.Start(ctx)
 	return a, reg
+}
+
+// startIssuer runs a dev issuer for the test's lifetime.
+func startIssuer(t testing.TB, opts devissuer.Options) *devissuer.Issuer {
+	t.Helper()
+	is, err := devissuer.Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { is.Close() })
+	return is
+}
+
+// reason returns an authentication error's reason ("" for success or an
+// untyped error).
+func reason(err error) string {
+	if e, ok := authn.AsError(err); ok {
+		return e.Reason
+	}
+	return ""
 }
 
 func ready(a *authn.Authenticator) bool {
@@ -118,36 +151,6 @@ func TestIssuerDownAtStart(t *testing.T) {
 	u, err := a.Authenticate(context.Background(), tok)
 	if err != nil || u.Identity != "alice" {
 		t.Fatalf("after recovery: %v %v", u, err)
-	}
-}
-
-// TestKeyRotation: a token signed by a new key is accepted without a
-// restart (unknown kid → refetch); a flood of unknown kids costs at most
-// one fetch per MinRefetch.
-func TestKeyRotation(t *testing.T) {
-	is, err := devissuer.Start(devissuer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer is.Close()
-	a, _ := newAuthenticator(t, is.URL, is.Audience, authn.Options{MinRefetch: time.Hour})
-	waitReady(t, a, 5*time.Second)
-	oldTok, _ := is.Token("alice", time.Hour, nil)
-	if _, err := a.Authenticate(context.Background(), oldTok); err != nil {
-		t.Fatal(err)
-	}
-	fetches := a.Issuers()[0].KeySet().Fetches()
-
-	// Forged kids: one refetch at most, then rate limited.
-	for i := 0; i < 200; i++ {
-		k, _ := devissuer.NewKey(jose.ES256, "forged-"+strings.Repeat("x", i%7))
-		tok, _ := devissuer.SignWith(k, map[string]any{"iss": is.URL, "sub": "mallory", "aud": is.Audience, "exp": time.Now().Add(time.Hour).Unix(), "n": i})
-		if _, err := a.Authenticate(context.Background(), tok); kind(err) != authn.KindInvalid {
-			t.Fatalf("forged kid accepted or misclassified: %v", err)
-		}
-	}
-	if got := a.Issuers()[0].KeySet().Fetches() - fetches; got > 1 {
-		t.Errorf("200 unknown-kid tokens caused %d fetches, want at most 1", got)
 	}
 }
 

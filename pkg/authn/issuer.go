@@ -50,14 +50,14 @@ func NewHTTPClient() *http.Client {
 	}
 }
 
-// Issuer is one trusted OIDC issuer: its configuration, its key set and the
-// go-oidc verifier built once discovery succeeds.
+// Issuer is one trusted OIDC issuer's key source: discovery, its key set
+// and the background loop that refreshes it. Policies that trust the issuer
+// share it; their own checks (audiences, typ, mapping) live with them.
 type Issuer struct {
-	cfg        config.OIDCIssuer
-	client     *http.Client
-	now        func() time.Time
-	log        *slog.Logger
-	minRefetch time.Duration
+	cfg    config.OIDCIssuer
+	client *http.Client
+	now    func() time.Time
+	log    *slog.Logger
 
 	// keys exists from the start (verifiers hold it); its URL is known once
 	// discovery succeeds.
@@ -94,8 +94,11 @@ var verifyAlgs = func() []jose.SignatureAlgorithm {
 }()
 
 func newIssuer(cfg config.OIDCIssuer, client *http.Client, now func() time.Time, minRefetch time.Duration, log *slog.Logger) *Issuer {
+	if cfg.UnknownKidRefetchInterval != nil && cfg.UnknownKidRefetchInterval.Duration > 0 {
+		minRefetch = cfg.UnknownKidRefetchInterval.Duration
+	}
 	log = log.With("issuer", cfg.Issuer)
-	return &Issuer{cfg: cfg, client: client, now: now, minRefetch: minRefetch, log: log,
+	return &Issuer{cfg: cfg, client: client, now: now, log: log,
 		keys: newKeySet(client, verifyAlgs, minRefetch, now, log)}
 }
 
@@ -109,7 +112,9 @@ func (i *Issuer) Ready() bool { return i.keys.Loaded() }
 func (i *Issuer) KeySet() *KeySet { return i.keys }
 
 // run discovers the issuer (retrying with backoff while it is unreachable),
-// fetches its keys, then refreshes them on schedule until ctx ends.
+// fetches its keys (likewise), then refreshes them on schedule until ctx
+// ends. A failed refresh keeps the keys held and is retried with backoff,
+// never later than the regular schedule.
 func (i *Issuer) run(ctx context.Context) {
 	jwksURL := i.cfg.JWKSURL
 	for backoff := minBackoff; jwksURL == ""; backoff = min(backoff*2, maxBackoff) {
@@ -135,10 +140,48 @@ func (i *Issuer) run(ctx context.Context) {
 			return
 		}
 	}
-	for sleep(ctx, i.cfg.RefreshInterval.Duration) {
-		_ = ks.refresh(ctx, true) // failures are logged; the last keys stay in use
+	for {
+		every := i.refreshInterval()
+		if !sleep(ctx, every) {
+			return
+		}
+		for backoff := minBackoff; ks.refresh(ctx, true) != nil; backoff = min(backoff*2, maxBackoff, every) {
+			if !sleep(ctx, backoff) {
+				return
+			}
+		}
 	}
 }
+
+// refreshInterval is the time until the next scheduled refresh: the
+// freshness lifetime the key set's last response declared, bounded by
+// min_refresh_interval and max_refresh_interval, else refresh_interval.
+func (i *Issuer) refreshInterval() time.Duration {
+	return refreshInterval(i.keys, i.cfg)
+}
+
+func refreshInterval(ks *KeySet, cfg config.OIDCIssuer) time.Duration {
+	every := config.DefaultRefreshInterval
+	if cfg.RefreshInterval != nil {
+		every = cfg.RefreshInterval.Duration
+	}
+	lifetime, ok := ks.cacheLifetime()
+	if !ok {
+		return every
+	}
+	lo, hi := min(config.DefaultMinRefreshInterval, every), max(config.DefaultMaxRefreshInterval, every)
+	if cfg.MinRefreshInterval != nil {
+		lo = cfg.MinRefreshInterval.Duration
+	}
+	if cfg.MaxRefreshInterval != nil {
+		hi = cfg.MaxRefreshInterval.Duration
+	}
+	return min(max(lifetime, lo), hi)
+}
+
+// NextRefresh is the interval the issuer will wait before its next
+// scheduled key refresh, as of now.
+func (i *Issuer) NextRefresh() time.Duration { return i.refreshInterval() }
 
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -160,11 +203,11 @@ func (i *Issuer) discover(ctx context.Context) (string, error) {
 	wellKnown += "/.well-known/openid-configuration"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, wellKnown, nil)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("discovery request: %w", err)
 	}
 	resp, err := i.client.Do(req)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("discovery: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -172,7 +215,7 @@ func (i *Issuer) discover(ctx context.Context) (string, error) {
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxDiscoveryBytes+1))
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("reading discovery document: %w", err)
 	}
 	if len(data) > MaxDiscoveryBytes {
 		return "", fmt.Errorf("discovery document larger than %d bytes", MaxDiscoveryBytes)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,15 +29,26 @@ const MaxJWKSBytes = 1 << 20
 // provider at most one fetch per interval.
 const DefaultMinRefetch = 10 * time.Second
 
+// MinRSABits is the smallest RSA modulus a key set may use; smaller keys
+// are dropped when the set is read.
+const MinRSABits = 2048
+
+// maxNegativeKids bounds the unknown-kid cache.
+const maxNegativeKids = 1024
+
 var (
 	errUnknownKey   = errors.New("no key matches the token's kid")
 	errBadSignature = errors.New("signature does not verify")
+	errAlgMismatch  = errors.New("the token's alg does not fit the key its kid names")
 	errNoKeys       = errors.New("no keys fetched yet")
+	errRateLimited  = errors.New("key set refetch rate limited")
 )
 
 // KeySet is a JSON Web Key Set fetched over HTTP: kept in memory, refreshed
-// in the background by its issuer, and refetched on an unknown kid at most
-// once per MinRefetch. It implements go-oidc's KeySet interface.
+// in the background by its issuer on a schedule its Cache-Control header
+// influences, and refetched on an unknown kid at most once per minRefetch.
+// A kid still unknown after a fetch is remembered (negatively cached) for
+// the same interval. It implements go-oidc's KeySet interface.
 type KeySet struct {
 	url        atomic.Pointer[string]
 	client     *http.Client
@@ -44,17 +58,23 @@ type KeySet struct {
 	log        *slog.Logger
 
 	keys atomic.Pointer[[]jose.JSONWebKey]
+	// lifetime is the freshness the last successful response declared
+	// (Cache-Control max-age, Expires), or -1 when it declared none.
+	lifetime atomic.Int64
 
 	mu        sync.Mutex
 	inflight  chan struct{} // closed when the running fetch ends
 	lastFetch time.Time
 	lastErr   error
-	fetches   atomic.Uint64
-	failures  atomic.Uint64
+	negative  map[string]time.Time // kid → when a fetch last failed to find it
+
+	fetches, failures, rateLimited, negativeHits atomic.Uint64
 }
 
 func newKeySet(client *http.Client, algs []jose.SignatureAlgorithm, minRefetch time.Duration, now func() time.Time, log *slog.Logger) *KeySet {
-	return &KeySet{client: client, algs: algs, minRefetch: minRefetch, now: now, log: log}
+	k := &KeySet{client: client, algs: algs, minRefetch: minRefetch, now: now, log: log, negative: map[string]time.Time{}}
+	k.lifetime.Store(-1)
+	return k
 }
 
 // setURL tells the key set where its keys are (once discovery found them).
@@ -72,9 +92,40 @@ func (k *KeySet) FetchResults() (ok, failed uint64) {
 // Loaded reports whether keys have been fetched at least once.
 func (k *KeySet) Loaded() bool { return k.keys.Load() != nil }
 
+// KeySetStats are a key set's counters.
+type KeySetStats struct {
+	// Fetches and Failures count fetches and the failed ones.
+	Fetches, Failures uint64
+	// RateLimited counts unknown-kid refetches refused by the rate limit.
+	RateLimited uint64
+	// NegativeHits counts tokens refused because their kid was recently
+	// looked for and not found.
+	NegativeHits uint64
+	// Keys is the number of usable keys held.
+	Keys int
+}
+
+// Stats returns the counters.
+func (k *KeySet) Stats() KeySetStats {
+	st := KeySetStats{Fetches: k.fetches.Load(), Failures: k.failures.Load(), RateLimited: k.rateLimited.Load(), NegativeHits: k.negativeHits.Load()}
+	if keys := k.keys.Load(); keys != nil {
+		st.Keys = len(*keys)
+	}
+	return st
+}
+
+// cacheLifetime returns the freshness lifetime the last successful response
+// declared, if it declared one.
+func (k *KeySet) cacheLifetime() (time.Duration, bool) {
+	d := k.lifetime.Load()
+	return time.Duration(d), d >= 0
+}
+
 // VerifySignature verifies a compact JWS against the key its kid names and
 // returns the payload. A kid not in the set triggers a refetch (rate
-// limited); a known kid whose signature fails never does.
+// limited, and not at all while the kid is negatively cached); a known kid
+// whose signature fails, or whose key does not fit the token's alg, never
+// does.
 func (k *KeySet) VerifySignature(ctx context.Context, token string) ([]byte, error) {
 	jws, err := jose.ParseSignedCompact(token, k.algs)
 	if err != nil {
@@ -87,12 +138,52 @@ func (k *KeySet) VerifySignature(ctx context.Context, token string) ([]byte, err
 	if !errors.Is(err, errUnknownKey) && !errors.Is(err, errNoKeys) {
 		return payload, err
 	}
-	if rerr := k.refresh(ctx, false); rerr != nil && !errors.Is(rerr, errRateLimited) {
-		if k.keys.Load() == nil {
-			return nil, fmt.Errorf("%w: %w", errNoKeys, rerr)
+	kid := jws.Signatures[0].Protected.KeyID
+	if errors.Is(err, errUnknownKey) && k.negativelyCached(kid) {
+		k.negativeHits.Add(1)
+		return nil, err
+	}
+	rerr := k.refresh(ctx, false)
+	switch {
+	case errors.Is(rerr, errRateLimited):
+		k.rateLimited.Add(1)
+	case rerr != nil && k.keys.Load() == nil:
+		return nil, fmt.Errorf("%w: %w", errNoKeys, rerr)
+	}
+	payload, err = k.verifyCached(jws)
+	if errors.Is(err, errUnknownKey) && rerr == nil {
+		k.rememberUnknown(kid)
+	}
+	return payload, err
+}
+
+// negativelyCached reports whether a fetch less than minRefetch ago already
+// looked for kid and did not find it.
+func (k *KeySet) negativelyCached(kid string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	at, ok := k.negative[kid]
+	return ok && k.now().Sub(at) < k.minRefetch
+}
+
+// rememberUnknown records that a fresh key set does not hold kid. The map
+// is bounded: when full, stale entries go, and if none are stale it starts
+// over (a flood of distinct kids is held off by the rate limit anyway).
+func (k *KeySet) rememberUnknown(kid string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	now := k.now()
+	if len(k.negative) >= maxNegativeKids {
+		for id, at := range k.negative {
+			if now.Sub(at) >= k.minRefetch {
+				delete(k.negative, id)
+			}
+		}
+		if len(k.negative) >= maxNegativeKids {
+			clear(k.negative)
 		}
 	}
-	return k.verifyCached(jws)
+	k.negative[kid] = k.lastFetch
 }
 
 func (k *KeySet) verifyCached(jws *jose.JSONWebSignature) ([]byte, error) {
@@ -101,7 +192,7 @@ func (k *KeySet) verifyCached(jws *jose.JSONWebSignature) ([]byte, error) {
 		return nil, errNoKeys
 	}
 	sig := jws.Signatures[0].Protected
-	tried := false
+	named, tried := false, false
 	for i := range *keys {
 		key := &(*keys)[i]
 		if sig.KeyID != "" && key.KeyID != sig.KeyID {
@@ -110,8 +201,11 @@ func (k *KeySet) verifyCached(jws *jose.JSONWebSignature) ([]byte, error) {
 		if key.Use != "" && key.Use != "sig" {
 			continue
 		}
-		// A key that states its algorithm is used with that algorithm only.
-		if key.Algorithm != "" && key.Algorithm != sig.Algorithm {
+		named = true
+		// One key, one algorithm: a key is used only with an algorithm of
+		// its own type (and the one it states, if it states one), so an
+		// RSA key never verifies an HMAC or ECDSA signature.
+		if !algFits(key, sig.Algorithm) {
 			continue
 		}
 		tried = true
@@ -119,13 +213,40 @@ func (k *KeySet) verifyCached(jws *jose.JSONWebSignature) ([]byte, error) {
 			return payload, nil
 		}
 	}
-	if !tried {
+	switch {
+	case tried:
+		return nil, errBadSignature
+	case named && sig.KeyID != "":
+		return nil, errAlgMismatch
+	default:
 		return nil, errUnknownKey
 	}
-	return nil, errBadSignature
 }
 
-var errRateLimited = errors.New("key set refetch rate limited")
+// algFits reports whether a public key may verify a signature made with alg.
+func algFits(key *jose.JSONWebKey, alg string) bool {
+	if key.Algorithm != "" && key.Algorithm != alg {
+		return false
+	}
+	switch pk := key.Key.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		switch pk.Curve {
+		case elliptic.P256():
+			return alg == string(jose.ES256)
+		case elliptic.P384():
+			return alg == string(jose.ES384)
+		case elliptic.P521():
+			return alg == string(jose.ES512)
+		}
+		return false
+	case ed25519.PublicKey:
+		return alg == string(jose.EdDSA)
+	default:
+		return false
+	}
+}
 
 // refresh fetches the key set unless one was fetched less than minRefetch
 // ago (force skips that check, for the scheduled refresh). Concurrent
@@ -153,58 +274,113 @@ func (k *KeySet) refresh(ctx context.Context, force bool) error {
 	k.lastFetch = k.now()
 	k.mu.Unlock()
 
-	// The fetch outlives any one caller's context: it serves them all.
-	keys, err := k.fetch(context.WithoutCancel(ctx))
+	// The fetch outlives any one caller's context: it serves them all. The
+	// HTTP client's timeouts bound it.
+	keys, lifetime, err := k.fetch(context.WithoutCancel(ctx))
 	if err != nil {
 		k.failures.Add(1)
 	}
 	k.fetches.Add(1)
 
+	if err == nil {
+		k.keys.Store(&keys)
+		k.lifetime.Store(int64(lifetime))
+		k.log.Debug("key set fetched", "keys", len(keys), "max_age", lifetime)
+	} else {
+		k.log.Warn("key set fetch failed; keeping the previous keys", "error", err, "have_keys", k.Loaded())
+	}
 	k.mu.Lock()
 	k.lastErr = err
 	k.inflight = nil
 	k.mu.Unlock()
-	if err == nil {
-		k.keys.Store(&keys)
-		k.log.Debug("key set fetched", "keys", len(keys))
-	} else {
-		k.log.Warn("key set fetch failed; keeping the previous keys", "error", err, "have_keys", k.Loaded())
-	}
 	close(ch)
 	return err
 }
 
-func (k *KeySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
+// fetch reads the key set and the freshness lifetime its response declares
+// (-1 for none).
+func (k *KeySet) fetch(ctx context.Context) ([]jose.JSONWebKey, time.Duration, error) {
 	up := k.url.Load()
 	if up == nil {
-		return nil, errors.New("the key set URL is not known yet (discovery pending)")
+		return nil, -1, errors.New("the key set URL is not known yet (discovery pending)")
 	}
 	url := *up
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, err
+		return nil, -1, fmt.Errorf("key set request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := k.client.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, -1, fmt.Errorf("fetching key set: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
+		return nil, -1, fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxJWKSBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", url, err)
+		return nil, -1, fmt.Errorf("reading %s: %w", url, err)
 	}
 	if len(data) > MaxJWKSBytes {
-		return nil, fmt.Errorf("key set at %s is larger than %d bytes", url, MaxJWKSBytes)
+		return nil, -1, fmt.Errorf("key set at %s is larger than %d bytes", url, MaxJWKSBytes)
 	}
-	return parseJWKS(data)
+	keys, err := parseJWKS(data)
+	if err != nil {
+		return nil, -1, err
+	}
+	lifetime, ok := freshness(resp.Header, k.now())
+	if !ok {
+		lifetime = -1
+	}
+	return keys, lifetime, nil
+}
+
+// freshness computes a response's freshness lifetime as HTTP caching does
+// (RFC 9111 §4.2.1): Cache-Control max-age minus Age, else Expires minus
+// Date; no-store and no-cache mean zero. ok is false when the response
+// says nothing.
+func freshness(h http.Header, now time.Time) (time.Duration, bool) {
+	maxAge, found := time.Duration(0), false
+	for _, line := range h.Values("Cache-Control") {
+		for _, d := range strings.Split(line, ",") {
+			name, val, _ := strings.Cut(strings.TrimSpace(d), "=")
+			switch strings.ToLower(strings.TrimSpace(name)) {
+			case "no-store", "no-cache":
+				return 0, true
+			case "max-age":
+				n, err := strconv.ParseInt(strings.Trim(strings.TrimSpace(val), `"`), 10, 64)
+				if err != nil || n < 0 {
+					return 0, true // RFC 9111 §4.2.1: an invalid max-age means stale
+				}
+				maxAge, found = time.Duration(min(n, int64(365*24*3600)))*time.Second, true
+			}
+		}
+	}
+	if found {
+		if age, err := strconv.ParseInt(strings.TrimSpace(h.Get("Age")), 10, 64); err == nil && age > 0 {
+			maxAge -= time.Duration(age) * time.Second
+		}
+		return max(maxAge, 0), true
+	}
+	if exp := h.Get("Expires"); exp != "" {
+		t, err := http.ParseTime(exp)
+		if err != nil {
+			return 0, true // an invalid Expires ("0") means already expired
+		}
+		base := now
+		if d, err := http.ParseTime(h.Get("Date")); err == nil {
+			base = d
+		}
+		return max(t.Sub(base), 0), true
+	}
+	return 0, false
 }
 
 // parseJWKS decodes a key set, keeping only public signature keys of
-// asymmetric types; one unusable key does not discard the others.
+// asymmetric types (RSA of at least MinRSABits); one unusable key does not
+// discard the others. A set with no usable key is an error, so an identity
+// provider that briefly serves an empty set does not erase the keys held.
 func parseJWKS(data []byte) ([]jose.JSONWebKey, error) {
 	var doc struct {
 		Keys []json.RawMessage `json:"keys"`
@@ -218,8 +394,12 @@ func parseJWKS(data []byte) ([]jose.JSONWebKey, error) {
 		if err := key.UnmarshalJSON(raw); err != nil {
 			continue // unsupported key type or malformed key
 		}
-		switch key.Key.(type) {
-		case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		switch pk := key.Key.(type) {
+		case *rsa.PublicKey:
+			if pk.N.BitLen() < MinRSABits {
+				continue
+			}
+		case *ecdsa.PublicKey, ed25519.PublicKey:
 		case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey:
 			key = key.Public()
 		default:
@@ -227,7 +407,7 @@ func parseJWKS(data []byte) ([]jose.JSONWebKey, error) {
 		}
 		keys = append(keys, key)
 	}
-	if len(keys) == 0 && len(doc.Keys) > 0 {
+	if len(keys) == 0 {
 		return nil, errors.New("key set holds no usable public signing key")
 	}
 	return keys, nil

@@ -254,11 +254,10 @@ func (e *Engine) decide(ctx context.Context, req *Request, opts DecideOptions) *
 	if opts.Claims != nil {
 		user, err = pol.Auth.FromClaims(opts.Claims)
 	} else {
-		var token string
-		token, err = authn.BearerToken(req.Headers["authorization"])
-		if err == nil {
-			user, err = pol.Auth.Authenticate(ctx, token)
-		}
+		// The policy's credential locations (Authorization by default,
+		// other headers, cookies, the query when enabled) and kinds (JWT,
+		// opaque token, API key).
+		user, err = pol.Auth.AuthenticateRequest(ctx, req.Headers, target.Query)
 	}
 	if err != nil {
 		ae, ok := authn.AsError(err)

@@ -7,17 +7,22 @@
 package devissuer
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -40,7 +45,24 @@ type Issuer struct {
 	mu   sync.RWMutex
 	keys []jose.JSONWebKey // private keys; the first one signs
 	now  func() time.Time
+
+	// Fault injection and observation for tests.
+	cacheControl string
+	failStatus   int
+	delay        time.Duration
+	jwksHits     atomic.Uint64
+	introHits    atomic.Uint64
+
+	clientID, clientSecret string
+	opaque                 map[string]map[string]any // opaque token → claims
 }
+
+// DefaultClientID and DefaultClientSecret authenticate callers of the
+// introspection endpoint unless Options say otherwise.
+const (
+	DefaultClientID     = "langgate-dev"
+	DefaultClientSecret = "langgate-dev-secret"
+)
 
 // Options configure an Issuer.
 type Options struct {
@@ -53,6 +75,9 @@ type Options struct {
 	Algorithm jose.SignatureAlgorithm
 	// Now is the clock for iat/exp (time.Now).
 	Now func() time.Time
+	// ClientID and ClientSecret authenticate callers of the introspection
+	// endpoint (DefaultClientID, DefaultClientSecret).
+	ClientID, ClientSecret string
 }
 
 // Start listens on a loopback address and serves the issuer.
@@ -81,10 +106,15 @@ func Start(opts Options) (*Issuer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devissuer: %w", err)
 	}
-	is := &Issuer{URL: "http://" + ln.Addr().String(), Audience: opts.Audience, ln: ln, keys: []jose.JSONWebKey{key}, now: opts.Now}
+	if opts.ClientID == "" {
+		opts.ClientID, opts.ClientSecret = DefaultClientID, DefaultClientSecret
+	}
+	is := &Issuer{URL: "http://" + ln.Addr().String(), Audience: opts.Audience, ln: ln, keys: []jose.JSONWebKey{key}, now: opts.Now,
+		clientID: opts.ClientID, clientSecret: opts.ClientSecret, opaque: map[string]map[string]any{}}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", is.discovery)
-	mux.HandleFunc("GET /jwks", is.jwks)
+	mux.HandleFunc("GET /.well-known/openid-configuration", is.faulty(is.discovery))
+	mux.HandleFunc("GET /jwks", is.faulty(is.jwks))
+	mux.HandleFunc("POST /introspect", is.faulty(is.introspect))
 	mux.HandleFunc("/token", is.token)
 	is.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = is.srv.Serve(ln) }()
@@ -130,6 +160,145 @@ func (is *Issuer) SetKeys(keys ...jose.JSONWebKey) {
 	is.mu.Lock()
 	is.keys = keys
 	is.mu.Unlock()
+}
+
+// SetJWKSCacheControl sets the Cache-Control header of the JWKS response
+// ("" sends none).
+func (is *Issuer) SetJWKSCacheControl(v string) {
+	is.mu.Lock()
+	is.cacheControl = v
+	is.mu.Unlock()
+}
+
+// SetFailure makes discovery, JWKS and introspection answer with an HTTP
+// status (an outage); 0 heals it.
+func (is *Issuer) SetFailure(status int) {
+	is.mu.Lock()
+	is.failStatus = status
+	is.mu.Unlock()
+}
+
+// SetDelay makes discovery, JWKS and introspection wait d before answering
+// (a slow provider), or until the caller gives up; 0 removes it.
+func (is *Issuer) SetDelay(d time.Duration) {
+	is.mu.Lock()
+	is.delay = d
+	is.mu.Unlock()
+}
+
+// JWKSRequests counts requests to the JWKS endpoint.
+func (is *Issuer) JWKSRequests() uint64 { return is.jwksHits.Load() }
+
+// IntrospectionRequests counts requests to the introspection endpoint.
+func (is *Issuer) IntrospectionRequests() uint64 { return is.introHits.Load() }
+
+// IntrospectionURL is the RFC 7662 introspection endpoint.
+func (is *Issuer) IntrospectionURL() string { return is.URL + "/introspect" }
+
+// OpaqueToken mints an opaque (random, non-JWT) access token for subject,
+// valid for ttl, that only the introspection endpoint can resolve. Extra
+// claims override the defaults; a nil value removes one.
+func (is *Issuer) OpaqueToken(subject string, ttl time.Duration, extra map[string]any) (string, error) {
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("devissuer: %w", err)
+	}
+	tok := "dev_at_" + base64.RawURLEncoding.EncodeToString(b[:])
+	now := is.now()
+	claims := map[string]any{
+		"iss": is.URL, "sub": subject, "aud": is.Audience, "client_id": is.clientID,
+		"scope": "threads assistants store", "token_type": "Bearer",
+		"iat": now.Unix(), "exp": now.Add(ttl).Unix(),
+	}
+	for k, v := range extra {
+		if v == nil {
+			delete(claims, k)
+			continue
+		}
+		claims[k] = v
+	}
+	is.mu.Lock()
+	is.opaque[tok] = claims
+	is.mu.Unlock()
+	return tok, nil
+}
+
+// Revoke makes an opaque token inactive.
+func (is *Issuer) Revoke(token string) {
+	is.mu.Lock()
+	delete(is.opaque, token)
+	is.mu.Unlock()
+}
+
+// faulty wraps a handler with the injected delay and failure.
+func (is *Issuer) faulty(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		is.mu.RLock()
+		delay, status := is.delay, is.failStatus
+		is.mu.RUnlock()
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			}
+		}
+		if status != 0 {
+			http.Error(w, "injected failure", status)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// introspect answers RFC 7662 requests from the configured client, with
+// client_secret_basic or client_secret_post.
+func (is *Issuer) introspect(w http.ResponseWriter, r *http.Request) {
+	is.introHits.Add(1)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	id, secret, ok := r.BasicAuth()
+	if !ok {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	if subtle.ConstantTimeCompare([]byte(id), []byte(is.clientID)) != 1 || subtle.ConstantTimeCompare([]byte(secret), []byte(is.clientSecret)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Basic realm="devissuer"`)
+		http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+		return
+	}
+	tok := r.PostForm.Get("token")
+	is.mu.RLock()
+	claims, found := is.opaque[tok]
+	is.mu.RUnlock()
+	if !found {
+		writeJSON(w, map[string]any{"active": false})
+		return
+	}
+	if exp, ok := unixSeconds(claims["exp"]); ok && is.now().Unix() >= exp {
+		writeJSON(w, map[string]any{"active": false})
+		return
+	}
+	out := map[string]any{"active": true}
+	for k, v := range claims {
+		out[k] = v
+	}
+	writeJSON(w, out)
+}
+
+func unixSeconds(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return n, true
+	case int:
+		return int64(n), true
+	case float64:
+		return int64(n), true
+	}
+	return 0, false
 }
 
 // Token mints an access token for subject, valid for ttl, with the default
@@ -179,16 +348,22 @@ func (is *Issuer) discovery(w http.ResponseWriter, _ *http.Request) {
 		"response_types_supported":              []string{"token"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{is.SigningKey().Algorithm},
+		"introspection_endpoint":                is.IntrospectionURL(),
 	})
 }
 
 func (is *Issuer) jwks(w http.ResponseWriter, _ *http.Request) {
+	is.jwksHits.Add(1)
 	is.mu.RLock()
 	set := jose.JSONWebKeySet{}
 	for _, k := range is.keys {
 		set.Keys = append(set.Keys, k.Public())
 	}
+	cc := is.cacheControl
 	is.mu.RUnlock()
+	if cc != "" {
+		w.Header().Set("Cache-Control", cc)
+	}
 	writeJSON(w, set)
 }
 
@@ -227,4 +402,60 @@ func (is *Issuer) token(w http.ResponseWriter, r *http.Request) {
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// SignRaw signs claims with key under an arbitrary protected header, for
+// attack tests: the header is used as given (add "alg", "kid", "typ",
+// "crit", "jku", "jwk" as needed), except that "alg" defaults to the key's
+// algorithm. The signature is always made with key's own algorithm, so a
+// header that claims another one yields a token whose alg disagrees with
+// its key.
+func SignRaw(key jose.JSONWebKey, header, claims map[string]any) (string, error) {
+	h := map[string]any{"alg": key.Algorithm}
+	for k, v := range header {
+		h[k] = v
+	}
+	hj, err := json.Marshal(h)
+	if err != nil {
+		return "", fmt.Errorf("devissuer: %w", err)
+	}
+	cj, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("devissuer: %w", err)
+	}
+	input := base64.RawURLEncoding.EncodeToString(hj) + "." + base64.RawURLEncoding.EncodeToString(cj)
+	sig, err := rawSign(key, []byte(input))
+	if err != nil {
+		return "", err
+	}
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+}
+
+func rawSign(key jose.JSONWebKey, input []byte) ([]byte, error) {
+	switch k := key.Key.(type) {
+	case *rsa.PrivateKey:
+		sum := sha256.Sum256(input)
+		sig, err := rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, sum[:])
+		if err != nil {
+			return nil, fmt.Errorf("devissuer: %w", err)
+		}
+		return sig, nil
+	case *ecdsa.PrivateKey:
+		sum := sha256.Sum256(input)
+		r, s, err := ecdsa.Sign(rand.Reader, k, sum[:])
+		if err != nil {
+			return nil, fmt.Errorf("devissuer: %w", err)
+		}
+		size := (k.Curve.Params().BitSize + 7) / 8
+		out := make([]byte, 2*size)
+		r.FillBytes(out[:size])
+		s.FillBytes(out[size:])
+		return out, nil
+	case ed25519.PrivateKey:
+		return ed25519.Sign(k, input), nil
+	case []byte:
+		return nil, fmt.Errorf("devissuer: symmetric keys are not supported")
+	default:
+		return nil, fmt.Errorf("devissuer: unsupported key type %T", key.Key)
+	}
 }

@@ -1,0 +1,101 @@
+package authn
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+func TestFreshness(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		headers map[string]string
+		want    time.Duration
+		ok      bool
+	}{
+		{"nothing", nil, 0, false},
+		{"max-age", map[string]string{"Cache-Control": "public, max-age=300"}, 5 * time.Minute, true},
+		{"quoted max-age", map[string]string{"Cache-Control": `max-age="60"`}, time.Minute, true},
+		{"age subtracted", map[string]string{"Cache-Control": "max-age=300", "Age": "100"}, 200 * time.Second, true},
+		{"older than max-age", map[string]string{"Cache-Control": "max-age=300", "Age": "900"}, 0, true},
+		{"no-cache", map[string]string{"Cache-Control": "max-age=300, no-cache"}, 0, true},
+		{"no-store", map[string]string{"Cache-Control": "no-store"}, 0, true},
+		{"invalid max-age", map[string]string{"Cache-Control": "max-age=-5"}, 0, true},
+		{"huge max-age capped at a year", map[string]string{"Cache-Control": "max-age=99999999999"}, 365 * 24 * time.Hour, true},
+		{"other directives only", map[string]string{"Cache-Control": "public, must-revalidate"}, 0, false},
+		{"expires with date", map[string]string{"Expires": now.Add(time.Hour).Format(http.TimeFormat), "Date": now.Format(http.TimeFormat)}, time.Hour, true},
+		{"expires against now", map[string]string{"Expires": now.Add(30 * time.Minute).Format(http.TimeFormat)}, 30 * time.Minute, true},
+		{"invalid expires", map[string]string{"Expires": "0"}, 0, true},
+		{"max-age wins over expires", map[string]string{"Cache-Control": "max-age=60", "Expires": now.Add(time.Hour).Format(http.TimeFormat)}, time.Minute, true},
+	}
+	for _, tc := range tests {
+		h := http.Header{}
+		for k, v := range tc.headers {
+			h.Set(k, v)
+		}
+		got, ok := freshness(h, now)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("%s: got %s %v, want %s %v", tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestParseJWKS(t *testing.T) {
+	small, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := func(keys ...jose.JSONWebKey) []byte {
+		b, err := json.Marshal(jose.JSONWebKeySet{Keys: keys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	// A published private key is reduced to its public half; a small RSA
+	// key and an HMAC secret are dropped.
+	keys, err := parseJWKS(doc(jose.JSONWebKey{Key: small.Public(), KeyID: "small"}, jose.JSONWebKey{Key: big, KeyID: "private"}, jose.JSONWebKey{Key: []byte("secret"), KeyID: "hmac"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0].KeyID != "private" || !keys[0].IsPublic() {
+		t.Errorf("kept %+v", keys)
+	}
+	for _, bad := range [][]byte{[]byte(`{"keys":[]}`), doc(jose.JSONWebKey{Key: small.Public(), KeyID: "small"}), []byte(`[]`)} {
+		if _, err := parseJWKS(bad); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
+}
+
+func TestCookieValue(t *testing.T) {
+	tests := []struct {
+		header, want string
+		found, err   bool
+	}{
+		{"", "", false, false},
+		{"a=1; s=tok", "tok", true, false},
+		{"s=tok; s=tok", "tok", true, false},
+		{"s=tok; s=other", "", true, true},
+		{`s="tok"`, "tok", true, false},
+		{"sx=1; xs=2", "", false, false},
+		{"a=1,s=tok", "tok", true, false},
+		{"s=", "", true, false},
+	}
+	for _, tc := range tests {
+		got, found, err := cookieValue(tc.header, "s")
+		if got != tc.want || found != tc.found || (err != nil) != tc.err {
+			t.Errorf("cookieValue(%q) = %q %v %v", tc.header, got, found, err)
+		}
+	}
+}

@@ -1,0 +1,143 @@
+package authn_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/langgate/langgate/pkg/authn"
+	"github.com/langgate/langgate/pkg/config"
+	"github.com/langgate/langgate/pkg/devissuer"
+	"github.com/langgate/langgate/pkg/policy"
+)
+
+// TestSeveralIssuers: each issuer has its own audiences, algorithms, token
+// rules and (optionally) user mapping; the verifier is chosen by exact `iss`;
+// a token from an unknown issuer is refused without contacting anyone.
+func TestSeveralIssuers(t *testing.T) {
+	corp := startIssuer(t, devissuer.Options{Algorithm: jose.ES256, Audience: "api"})
+	partner := startIssuer(t, devissuer.Options{Algorithm: jose.EdDSA, Audience: "partner-api"})
+	stranger := startIssuer(t, devissuer.Options{Audience: "api"})
+	a, _ := compile(t, `authenticate:
+  oidc:
+    - issuer: `+corp.URL+`
+      audiences: [api]
+      algorithms: [ES256]
+    - issuer: `+partner.URL+`
+      audiences: [partner-api]
+      algorithms: [EdDSA]
+      required_claims: [email]
+      azp: [partner-portal]
+      user:
+        identity: '"partner:" + claims.email'
+        permissions: '["read"]'
+  user:
+    identity: claims.sub
+    permissions: 'claims.scope.split(" ")'
+`, authn.Options{})
+	waitReady(t, a, 5*time.Second)
+	ctx := context.Background()
+	mint := func(is *devissuer.Issuer, extra map[string]any) string {
+		tok, err := is.Token("u1", time.Hour, extra)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	tests := []struct {
+		name     string
+		token    string
+		identity string
+		perms    string
+		reason   string
+	}{
+		{"corp token, section mapping", mint(corp, nil), "u1", "threads assistants store", ""},
+		{"partner token, its own mapping", mint(partner, map[string]any{"email": "p@x.example", "azp": "partner-portal"}), "partner:p@x.example", "read", ""},
+		{"partner token without a required claim", mint(partner, map[string]any{"azp": "partner-portal"}), "", "", "missing required claim"},
+		{"partner token for another party", mint(partner, map[string]any{"email": "p@x.example", "azp": "cli"}), "", "", "wrong authorized party"},
+		{"partner token without azp", mint(partner, map[string]any{"email": "p@x.example"}), "", "", "wrong authorized party"},
+		{"corp's audience is not the partner's", mint(corp, map[string]any{"aud": "partner-api"}), "", "", "wrong audience"},
+		{"partner token claiming to be corp's", mint(partner, map[string]any{"iss": corp.URL, "aud": "api"}), "", "", "algorithm not allowed"},
+		{"stranger", mint(stranger, nil), "", "", "untrusted issuer"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u, err := a.Authenticate(ctx, tc.token)
+			if tc.reason != "" {
+				if err == nil || reason(err) != tc.reason {
+					t.Fatalf("got %v, want %q", err, tc.reason)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Identity != tc.identity || strings.Join(u.Permissions, " ") != tc.perms {
+				t.Errorf("user %q %v", u.Identity, u.Permissions)
+			}
+		})
+	}
+	if stranger.JWKSRequests() != 0 {
+		t.Error("the unknown issuer was contacted")
+	}
+
+	// langgate check --claims picks the mapping by iss too.
+	u, err := a.FromClaims(map[string]any{"iss": partner.URL, "email": "q@x.example"})
+	if err != nil || u.Identity != "partner:q@x.example" {
+		t.Errorf("FromClaims: %v %v", u, err)
+	}
+}
+
+// TestRegistryAcrossReloads: a rebuilt configuration reuses the issuers and
+// API key stores whose key settings did not change and the cache of a
+// section whose meaning did not change (moving it in the file is not a
+// change); a changed section gets a new cache.
+func TestRegistryAcrossReloads(t *testing.T) {
+	is := startIssuer(t, devissuer.Options{})
+	reg := authn.NewRegistry(authn.Options{Logger: slog.New(slog.DiscardHandler), LookupEnv: func(string) (string, bool) { return "[]", true }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reg.Start(ctx)
+	env, err := policy.NewEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := func(text string) *authn.Authenticator {
+		t.Helper()
+		f, err := config.Parse("r.yaml", []byte(text), func(string) (string, bool) { return "[]", true })
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := authn.New(f.Name, f.Authenticate, env, reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	base := issuerYAML(is, "      leeway: 10s\n")
+	first := build(base + "  api_keys: {env: KEYS}\n")
+	waitReady(t, first, 5*time.Second)
+	moved := build("# a comment moves everything down\n\n" + base + "  api_keys: {env: KEYS}\n")
+	if moved.Issuers()[0] != first.Issuers()[0] || moved.Cache() != first.Cache() || moved.APIKeys() != first.APIKeys() {
+		t.Error("an unchanged section got new issuers, caches or key stores")
+	}
+	changed := build(strings.Replace(base, "leeway: 10s", "leeway: 20s", 1))
+	if changed.Issuers()[0] != first.Issuers()[0] {
+		t.Error("a leeway change replaced the issuer's key set")
+	}
+	if changed.Cache() == first.Cache() {
+		t.Error("a changed section kept the old section's verified tokens")
+	}
+	rekeyed := build(issuerYAML(is, "      unknown_kid_refetch_interval: 30s\n"))
+	if rekeyed.Issuers()[0] == first.Issuers()[0] {
+		t.Error("a key setting change kept the old key set")
+	}
+	reg.Retain([]*authn.Authenticator{changed})
+	if len(reg.Caches()) != 1 || reg.Caches()[0] != changed.Cache() {
+		t.Errorf("retained caches: %d", len(reg.Caches()))
+	}
+}

@@ -1,0 +1,299 @@
+package authn_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/langgate/langgate/pkg/authn"
+	"github.com/langgate/langgate/pkg/devissuer"
+)
+
+func issuerYAML(is *devissuer.Issuer, extra string) string {
+	return "authenticate:\n  oidc:\n    - issuer: " + is.URL + "\n      audiences: [" + is.Audience + "]\n" + extra + "  user: {identity: claims.sub}\n"
+}
+
+func forge(t testing.TB, is *devissuer.Issuer, kid string, n int) string {
+	t.Helper()
+	k, err := devissuer.NewKey(jose.ES256, kid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := devissuer.SignWith(k, map[string]any{"iss": is.URL, "sub": "mallory", "aud": is.Audience, "exp": time.Now().Add(time.Hour).Unix(), "n": n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestUnknownKidFlood: 1,000 forged tokens, each naming a kid of its own,
+// sent concurrently by 50 clients, cost the identity provider one refetch
+// (at most one per unknown_kid_refetch_interval); the same forged kid again is answered from
+// the negative cache; genuine tokens keep passing throughout.
+func TestUnknownKidFlood(t *testing.T) {
+	is := startIssuer(t, devissuer.Options{})
+	a, _ := compile(t, issuerYAML(is, "      unknown_kid_refetch_interval: 2s\n"), authn.Options{})
+	waitReady(t, a, 5*time.Second)
+
+	forged := make([]string, 1000)
+	for i := range forged {
+		forged[i] = forge(t, is, "forged-"+strconv.Itoa(i), i)
+	}
+	time.Sleep(2100 * time.Millisecond) // the initial fetch no longer counts against the interval
+	before := is.JWKSRequests()
+	var wg sync.WaitGroup
+	var accepted, misclassified atomic.Int64
+	work := make(chan string)
+	for w := 0; w < 50; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for tok := range work {
+				_, err := a.Authenticate(context.Background(), tok)
+				switch {
+				case err == nil:
+					accepted.Add(1)
+				case kind(err) != authn.KindInvalid:
+					misclassified.Add(1)
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	for i, tok := range forged {
+		work <- tok
+		if i%100 == 0 {
+			good, _ := is.Token("alice", time.Hour, map[string]any{"jti": strconv.Itoa(i)})
+			if _, err := a.Authenticate(context.Background(), good); err != nil {
+				t.Errorf("genuine token refused during the flood: %v", err)
+			}
+		}
+	}
+	close(work)
+	wg.Wait()
+	if accepted.Load() != 0 || misclassified.Load() != 0 {
+		t.Fatalf("accepted %d forged tokens, %d not classified invalid", accepted.Load(), misclassified.Load())
+	}
+	fetches := is.JWKSRequests() - before
+	if fetches > 2 {
+		t.Errorf("1,000 unknown-kid tokens caused %d JWKS fetches, want at most 2", fetches)
+	}
+	t.Logf("1,000 forged tokens in %s: %d JWKS fetches", time.Since(start), fetches)
+
+	// The first forged kid was looked for by the one fetch: it is now
+	// refused from the negative cache, without waiting for anything.
+	ks := a.Issuers()[0].KeySet()
+	hits := ks.Stats().NegativeHits
+	for i := 0; i < 100; i++ {
+		if _, err := a.Authenticate(context.Background(), forged[0]); kind(err) != authn.KindInvalid {
+			t.Fatal(err)
+		}
+	}
+	st := ks.Stats()
+	if st.NegativeHits == hits && st.RateLimited == 0 {
+		t.Errorf("neither negative cache nor rate limit stopped a repeated unknown kid: %+v", st)
+	}
+	if got := is.JWKSRequests() - before; got > 2 {
+		t.Errorf("repeats caused fetches: %d", got)
+	}
+}
+
+// TestNegativeKidCache: a kid a fresh fetch did not find is refused without
+// another fetch until the refetch interval has passed; then one fetch may
+// find it (the key was published late).
+func TestNegativeKidCache(t *testing.T) {
+	is := startIssuer(t, devissuer.Options{})
+	a, _ := compile(t, issuerYAML(is, "      unknown_kid_refetch_interval: 1s\n"), authn.Options{})
+	waitReady(t, a, 5*time.Second)
+	late, _ := devissuer.NewKey(jose.ES256, "late")
+	tok, _ := devissuer.SignWith(late, map[string]any{"iss": is.URL, "sub": "bob", "aud": is.Audience, "exp": time.Now().Add(time.Hour).Unix()})
+	time.Sleep(1100 * time.Millisecond) // past the rate limit of the initial fetch
+
+	before := is.JWKSRequests()
+	if _, err := a.Authenticate(context.Background(), tok); reason(err) != "unknown signing key" {
+		t.Fatalf("got %v", err)
+	}
+	if is.JWKSRequests()-before != 1 {
+		t.Fatalf("an unknown kid did not cause exactly one fetch")
+	}
+	is.SetKeys(is.SigningKey(), late) // published now
+	ks := a.Issuers()[0].KeySet()
+	if _, err := a.Authenticate(context.Background(), tok); reason(err) != "unknown signing key" || ks.Stats().NegativeHits != 1 {
+		t.Fatalf("within the interval: %v, stats %+v", err, ks.Stats())
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if u, err := a.Authenticate(context.Background(), tok); err != nil || u.Identity != "bob" {
+		t.Fatalf("after the interval the late key was not fetched: %v", err)
+	}
+}
+
+// TestRefreshHonoursCacheControl: the background refresh follows the JWKS
+// response's Cache-Control max-age, bounded by min_refresh_interval and
+// max_refresh_interval; without one it uses refresh_interval.
+func TestRefreshHonoursCacheControl(t *testing.T) {
+	tests := []struct {
+		cacheControl string
+		want         time.Duration
+	}{
+		{"", time.Hour}, // refresh_interval
+		{"public, max-age=600", 10 * time.Minute}, // within bounds
+		{"max-age=1", 2 * time.Second},            // raised to min_refresh_interval
+		{"max-age=86400", 2 * time.Hour},          // cut to max_refresh_interval
+		{"no-store", 2 * time.Second},
+		{"max-age=soon", 2 * time.Second}, // invalid: stale
+	}
+	for _, tc := range tests {
+		t.Run(tc.cacheControl, func(t *testing.T) {
+			is := startIssuer(t, devissuer.Options{})
+			is.SetJWKSCacheControl(tc.cacheControl)
+			a, _ := compile(t, issuerYAML(is, "      refresh_interval: 1h\n      min_refresh_interval: 2s\n      max_refresh_interval: 2h\n"), authn.Options{})
+			waitReady(t, a, 5*time.Second)
+			if got := a.Issuers()[0].NextRefresh(); got != tc.want {
+				t.Errorf("next refresh in %s, want %s", got, tc.want)
+			}
+		})
+	}
+	// And the schedule is followed: max-age=1 with a 1s floor refetches
+	// about every second although refresh_interval is an hour.
+	is := startIssuer(t, devissuer.Options{})
+	is.SetJWKSCacheControl("max-age=1")
+	a, _ := compile(t, issuerYAML(is, "      refresh_interval: 1h\n      min_refresh_interval: 1s\n"), authn.Options{})
+	waitReady(t, a, 5*time.Second)
+	waitFor(t, 5*time.Second, func() bool { return is.JWKSRequests() >= 3 })
+}
+
+// TestProviderDownMidRun: keys already fetched keep verifying while the
+// provider fails every refresh; the outage is retried, counted, and over
+// when the provider is back (a key rotated in meanwhile is then picked up).
+func TestProviderDownMidRun(t *testing.T) {
+	is := startIssuer(t, devissuer.Options{})
+	a, _ := compile(t, issuerYAML(is, "      refresh_interval: 1s\n"), authn.Options{MinRefetch: time.Second})
+	waitReady(t, a, 5*time.Second)
+	ks := a.Issuers()[0].KeySet()
+
+	is.SetFailure(http.StatusServiceUnavailable)
+	waitFor(t, 10*time.Second, func() bool { return ks.Stats().Failures >= 2 })
+	for i := 0; i < 5; i++ {
+		tok, _ := is.Token("alice", time.Hour, map[string]any{"jti": strconv.Itoa(i)}) // uncached
+		if _, err := a.Authenticate(context.Background(), tok); err != nil {
+			t.Fatalf("known key refused during the outage: %v", err)
+		}
+	}
+	if !a.Issuers()[0].Ready() {
+		t.Error("not ready during the outage although keys are held")
+	}
+	if _, err := a.Authenticate(context.Background(), forge(t, is, "new", 0)); kind(err) != authn.KindInvalid {
+		t.Errorf("unknown kid during the outage: %v", err)
+	}
+
+	next, _ := devissuer.NewKey(jose.EdDSA, "dev-2")
+	is.SetKeys(next)
+	is.SetFailure(0)
+	tok, _ := is.Token("bob", time.Hour, nil)
+	waitFor(t, 10*time.Second, func() bool { _, err := a.Authenticate(context.Background(), tok); return err == nil })
+}
+
+// TestSlowProvider: a provider that never answers costs a request no more
+// than its own deadline, the HTTP client's timeout ends every fetch, known
+// keys keep working, and nothing is left running once the registry stops.
+func TestSlowProvider(t *testing.T) {
+	is := startIssuer(t, devissuer.Options{})
+	other := startIssuer(t, devissuer.Options{})
+	client := &http.Client{Timeout: 300 * time.Millisecond, Transport: &http.Transport{}}
+	baseline := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	a, _ := compileIn(ctx, t, issuerYAML(is, "      refresh_interval: 1s\n"), authn.Options{HTTPClient: client, MinRefetch: time.Second})
+	waitReady(t, a, 5*time.Second)
+	known, _ := is.Token("alice", time.Hour, map[string]any{"jti": "k"})
+
+	is.SetDelay(time.Minute)
+	time.Sleep(1100 * time.Millisecond) // a refresh is now hanging
+	reqCtx, done := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	start := time.Now()
+	_, err := a.Authenticate(reqCtx, forge(t, is, "unknown", 0))
+	done()
+	if took := time.Since(start); took > 400*time.Millisecond {
+		t.Errorf("an unknown kid waited %s on a hanging provider (request deadline 100ms)", took)
+	}
+	if err == nil {
+		t.Fatal("forged token accepted")
+	}
+	start = time.Now()
+	if _, err := a.Authenticate(context.Background(), known); err != nil {
+		t.Fatalf("known key refused while the provider hangs: %v", err)
+	}
+	if took := time.Since(start); took > 100*time.Millisecond {
+		t.Errorf("a known key took %s", took)
+	}
+	waitFor(t, 5*time.Second, func() bool { return a.Issuers()[0].KeySet().Stats().Failures >= 2 })
+
+	// Slow at start: not ready, refused at once, for as long as it lasts.
+	other.SetDelay(time.Minute)
+	b, _ := compileIn(ctx, t, issuerYAML(other, ""), authn.Options{HTTPClient: client})
+	tok, _ := other.Token("carol", time.Hour, nil)
+	time.Sleep(700 * time.Millisecond) // discovery has timed out at least once
+	start = time.Now()
+	if _, err := b.Authenticate(context.Background(), tok); kind(err) != authn.KindUnavailable || time.Since(start) > 50*time.Millisecond {
+		t.Errorf("slow provider at start: %v after %s", err, time.Since(start))
+	}
+	if ready(b) {
+		t.Error("ready without keys")
+	}
+
+	// Stop the registries: the goroutines go back to what they were.
+	cancel()
+	waitFor(t, 5*time.Second, func() bool {
+		client.CloseIdleConnections()
+		return runtime.NumGoroutine() <= baseline
+	})
+}
+
+// TestEmptyKeySetKeepsKeys: a provider that briefly serves an empty key set
+// (or garbage) does not erase the keys held.
+func TestEmptyKeySetKeepsKeys(t *testing.T) {
+	key, _ := devissuer.NewKey(jose.RS256, "k1")
+	var body atomic.Value
+	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{key.Public()}})
+	body.Store(set)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body.Load().([]byte)) }))
+	t.Cleanup(srv.Close)
+	iss := "https://idp.example.com"
+	a, _ := compile(t, "authenticate:\n  oidc: [{issuer: "+iss+", jwks_url: "+srv.URL+", audiences: [x], refresh_interval: 1s}]\n  user: {identity: claims.sub}\n", authn.Options{})
+	waitReady(t, a, 5*time.Second)
+	ks := a.Issuers()[0].KeySet()
+	for _, bad := range []string{`{"keys":[]}`, `{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`, `not json`} {
+		body.Store([]byte(bad))
+		failures := ks.Stats().Failures
+		waitFor(t, 5*time.Second, func() bool { return ks.Stats().Failures > failures })
+		tok, _ := devissuer.SignWith(key, map[string]any{"iss": iss, "sub": "alice", "aud": "x", "exp": time.Now().Add(time.Hour).Unix(), "b": bad})
+		if _, err := a.Authenticate(context.Background(), tok); err != nil {
+			t.Errorf("after serving %s: %v", bad, err)
+		}
+	}
+}
+
+// TestRetainStopsIssuers: a reload that drops an issuer stops its refresh
+// loop (no more fetches), and a kept one keeps its key set.
+func TestRetainStopsIssuers(t *testing.T) {
+	is := startIssuer(t, devissuer.Options{})
+	a, reg := compile(t, issuerYAML(is, "      refresh_interval: 1s\n"), authn.Options{})
+	waitReady(t, a, 5*time.Second)
+	reg.Retain(nil)
+	time.Sleep(100 * time.Millisecond)
+	n := is.JWKSRequests()
+	time.Sleep(1500 * time.Millisecond)
+	if got := is.JWKSRequests(); got != n {
+		t.Errorf("a retired issuer kept fetching: %d → %d", n, got)
+	}
+}
