@@ -201,12 +201,17 @@ func TestCache(t *testing.T) {
 	if st := c.Stats(); st.Entries != 3 || st.Evictions < 2 || st.Hits != 1 || st.Misses != 1 {
 		t.Errorf("stats %+v", st)
 	}
-	small := authn.NewCache(100, 16*1024, func() time.Time { return now })
+	small := authn.NewCache(100, 64*1024, func() time.Time { return now })
 	for i := 0; i < 50; i++ {
 		small.Put(key(string(rune('A'+i))), u, now.Add(time.Hour), 700)
 	}
-	if st := small.Stats(); st.Bytes > 16*1024 {
-		t.Errorf("byte bound exceeded: %+v", st)
+	if st := small.Stats(); st.Bytes > 64*1024 || st.Entries < 10 || st.Evictions == 0 {
+		t.Errorf("byte bound: %+v", st)
+	}
+	// One entry larger than a sixteenth of the cache is not cached at all.
+	small.Put(key("huge"), u, now.Add(time.Hour), 8<<10)
+	if _, ok := small.Get(key("huge")); ok {
+		t.Error("a huge entry was cached")
 	}
 }
 

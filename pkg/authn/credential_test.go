@@ -106,3 +106,49 @@ func TestDefaultCredentialLocation(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCredential: whatever the Authorization, x-api-key and Cookie headers
+// and the query hold, nothing but the one real API key is accepted, every
+// refusal is a typed error, and nothing panics.
+func FuzzCredential(f *testing.F) {
+	key, hash, err := authn.GenerateAPIKey()
+	if err != nil {
+		f.Fatal(err)
+	}
+	keys := `[{hash: "` + hash + `", identity: ci}]`
+	a, _ := compile(f, `authenticate:
+  credentials:
+    - {header: authorization, scheme: Bearer}
+    - {header: x-api-key, type: api_key}
+    - {cookie: session}
+    - {query: key, insecure_allow_query: true}
+  api_keys: {env: KEYS}
+`, authn.Options{LookupEnv: func(string) (string, bool) { return keys, true }})
+	f.Add("Bearer "+key, "", "", "")
+	f.Add("Basic x", key, "", "")
+	f.Add("", "", "a=b; session="+key, "")
+	f.Add("", "", "", "key="+key)
+	f.Add("Bearer a.b.c", key+","+key, "session=1; session=2", "key=1&key=2")
+	f.Fuzz(func(t *testing.T, authz, apiKey, cookie, rawQuery string) {
+		h := map[string]string{}
+		for k, v := range map[string]string{"authorization": authz, "x-api-key": apiKey, "cookie": cookie} {
+			if v != "" {
+				h[k] = v
+			}
+		}
+		q, _ := url.ParseQuery(rawQuery)
+		u, err := a.AuthenticateRequest(context.Background(), h, q)
+		if err != nil {
+			if _, ok := authn.AsError(err); !ok {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if u.Identity != "ci" {
+			t.Fatalf("accepted as %q", u.Identity)
+		}
+		if !strings.Contains(authz+apiKey+cookie+rawQuery, key) {
+			t.Fatalf("accepted without the key: %q %q %q %q", authz, apiKey, cookie, rawQuery)
+		}
+	})
+}

@@ -1,0 +1,200 @@
+package authn_test
+
+import (
+	"context"
+	"encoding/json"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/langgate/langgate/pkg/authn"
+	"github.com/langgate/langgate/pkg/devissuer"
+)
+
+// benchClaims are the extra claims of a typical access token (besides iss,
+// sub, aud, iat, nbf, exp, name and scope).
+var benchClaims = map[string]any{"email": "alice@example.com", "azp": "web", "org": "acme", "roles": []string{"member", "editor"}}
+
+// BenchmarkAuthenticate: one token verified end to end, per algorithm;
+// "cached" is a token seen before (hash and lookup), "uncached" a token never
+// seen (decode, claim checks, signature, user mapping, cache insert), made
+// by cycling 64 tokens through a one-entry cache.
+func BenchmarkAuthenticate(b *testing.B) {
+	for _, alg := range []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA} {
+		is := startIssuer(b, devissuer.Options{Algorithm: alg})
+		text := issuerYAML(is, "")
+		cached, _ := compile(b, text, authn.Options{})
+		uncached, _ := compile(b, text, authn.Options{CacheEntries: 1})
+		waitReady(b, cached, 5*time.Second)
+		waitReady(b, uncached, 5*time.Second)
+		tokens := make([]string, 64)
+		for i := range tokens {
+			extra := map[string]any{"jti": strconv.Itoa(i)}
+			for k, v := range benchClaims {
+				extra[k] = v
+			}
+			tokens[i], _ = is.Token("alice", time.Hour, extra)
+		}
+		ctx := context.Background()
+		b.Run(string(alg)+"/cached", func(b *testing.B) {
+			if _, err := cached.Authenticate(ctx, tokens[0]); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := cached.Authenticate(ctx, tokens[0]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(string(alg)+"/uncached", func(b *testing.B) {
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := uncached.Authenticate(ctx, tokens[i%len(tokens)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRefused: what a forged or misdirected token costs.
+func BenchmarkRefused(b *testing.B) {
+	is := startIssuer(b, devissuer.Options{Algorithm: jose.ES256})
+	a, _ := compile(b, issuerYAML(is, ""), authn.Options{MinRefetch: time.Hour})
+	waitReady(b, a, 5*time.Second)
+	other := startIssuer(b, devissuer.Options{})
+	foreign, _ := other.Token("mallory", time.Hour, nil)
+	expired, _ := is.Token("mallory", -time.Hour, nil)
+	forged := forge(b, is, is.SigningKey().KeyID, 0)
+	unknownKid := forge(b, is, "unknown", 0)
+	_, _ = a.Authenticate(context.Background(), unknownKid) // spends the one refetch
+	for name, tok := range map[string]string{"untrusted_issuer": foreign, "expired": expired, "bad_signature": forged, "unknown_kid": unknownKid} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, err := a.Authenticate(context.Background(), tok); err == nil {
+					b.Fatal("accepted")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkAPIKey: an API key in a header, among 10,000 keys.
+func BenchmarkAPIKey(b *testing.B) {
+	var list []map[string]any
+	var key string
+	for i := 0; i < 10_000; i++ {
+		k, h, _ := authn.GenerateAPIKey()
+		if i == 5000 {
+			key = k
+		}
+		list = append(list, map[string]any{"hash": h, "identity": "svc-" + strconv.Itoa(i), "permissions": []string{"threads"}})
+	}
+	raw, _ := json.Marshal(list)
+	a, _ := compile(b, "authenticate:\n  credentials: [{header: x-api-key, type: api_key}]\n  api_keys: {env: KEYS}\n",
+		authn.Options{LookupEnv: func(string) (string, bool) { return string(raw), true }})
+	h := map[string]string{"x-api-key": key}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := a.AuthenticateRequest(context.Background(), h, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkIntrospection: an opaque token, cached after its first
+// introspection.
+func BenchmarkIntrospection(b *testing.B) {
+	is := startIssuer(b, devissuer.Options{})
+	a, _ := compile(b, introspectionYAML(is, ""), authn.Options{})
+	tok, _ := is.OpaqueToken("alice", time.Hour, benchClaims)
+	b.Run("cached", func(b *testing.B) {
+		if _, err := a.Authenticate(context.Background(), tok); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := a.Authenticate(context.Background(), tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("uncached_loopback", func(b *testing.B) {
+		toks := make([]string, b.N)
+		for i := range toks {
+			toks[i], _ = is.OpaqueToken("alice", time.Hour, benchClaims)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := a.Authenticate(context.Background(), toks[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkCacheMemory measures what one cached user really costs on the
+// heap (the user, its claims, its CEL view, its header JSON, the entry)
+// against what the cache accounts for it, for a typical token and one with
+// 40 groups.
+func BenchmarkCacheMemory(b *testing.B) {
+	is := startIssuer(b, devissuer.Options{Algorithm: jose.EdDSA})
+	groups := make([]string, 40)
+	for i := range groups {
+		groups[i] = "group-" + strconv.Itoa(i) + "-of-the-organization"
+	}
+	shapes := []struct {
+		name  string
+		extra map[string]any
+	}{{"typical", benchClaims}, {"40_groups", map[string]any{"email": "alice@example.com", "groups": groups}}}
+	const n = 20_000
+	enc := func(v any) (string, error) { b, err := json.Marshal(v); return string(b), err }
+	for _, shape := range shapes {
+		tokens := make([]string, n)
+		for i := range tokens {
+			extra := map[string]any{"jti": strconv.Itoa(i)}
+			for k, v := range shape.extra {
+				extra[k] = v
+			}
+			tokens[i], _ = is.Token("user-"+strconv.Itoa(i), time.Hour, extra)
+		}
+		b.Run(shape.name, func(b *testing.B) {
+			for iter := 0; iter < b.N; iter++ {
+				b.StopTimer()
+				a, _ := compile(b, issuerYAML(is, "      leeway: "+strconv.Itoa(iter+1)+"s\n  cache: {max_entries: 100000, max_bytes: 1GiB}\n"), authn.Options{})
+				waitReady(b, a, 5*time.Second)
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				b.StartTimer()
+				for _, tok := range tokens {
+					u, err := a.Authenticate(context.Background(), tok)
+					if err != nil {
+						b.Fatal(err)
+					}
+					_, _, _ = u.HeaderJSON(enc)
+				}
+				b.StopTimer()
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				st := a.Cache().Stats()
+				if st.Entries != n {
+					b.Fatalf("%d entries cached", st.Entries)
+				}
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/entry")
+				b.ReportMetric(float64(st.Bytes)/n, "accounted-B/entry")
+				runtime.KeepAlive(a)
+			}
+		})
+	}
+}
