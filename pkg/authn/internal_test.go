@@ -5,10 +5,14 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"net/http"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/langgate/langgate/pkg/config"
 )
 
 func TestFreshness(t *testing.T) {
@@ -97,5 +101,44 @@ func TestCookieValue(t *testing.T) {
 		if got != tc.want || found != tc.found || (err != nil) != tc.err {
 			t.Errorf("cookieValue(%q) = %q %v %v", tc.header, got, found, err)
 		}
+	}
+}
+
+// TestPolicyDocExamples: the YAML of docs/policy.md's authenticate section
+// is what langgate accepts: the configuration parses and the key list
+// decodes.
+func TestPolicyDocExamples(t *testing.T) {
+	data, err := os.ReadFile("../../docs/policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	start, end := strings.Index(doc, "## `authenticate`"), strings.Index(doc, "## `authorize`")
+	if start < 0 || end < start {
+		t.Fatal("no authenticate section")
+	}
+	var blocks []string
+	for rest := doc[start:end]; ; {
+		i := strings.Index(rest, "```yaml\n")
+		if i < 0 {
+			break
+		}
+		rest = rest[i+8:]
+		j := strings.Index(rest, "```")
+		blocks = append(blocks, rest[:j])
+		rest = rest[j+3:]
+	}
+	if len(blocks) != 2 {
+		t.Fatalf("%d YAML blocks, want the configuration and the key list", len(blocks))
+	}
+	f, err := config.Parse("policy.md", []byte(blocks[0]), func(string) (string, bool) { return "secret", true })
+	if err != nil {
+		t.Fatalf("the configuration example: %v", err)
+	}
+	if a := f.Authenticate; len(a.Credentials) != 3 || len(a.OIDC) != 2 || a.Introspection == nil || a.APIKeys == nil || a.OIDC[1].User == nil {
+		t.Errorf("the example lost fields: %+v", a)
+	}
+	if set, err := parseAPIKeys([]byte(blocks[1])); err != nil || len(set) != 1 {
+		t.Errorf("the key list example: %v", err)
 	}
 }
