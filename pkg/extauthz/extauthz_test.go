@@ -315,6 +315,9 @@ func TestUnauthenticated(t *testing.T) {
 		{"HS256 with the public key", "Bearer " + hs256WithPublicKey(t, h.env.Issuer, claims(nil)), "algorithm not allowed", "Invalid token", ""},
 		{"empty identity", "Bearer " + sign(map[string]any{"sub": ""}), "identity is empty", "Invalid token", ""},
 		{"oversized", "Bearer " + strings.Repeat("a", 17<<10), "too large", "Invalid token", ""},
+		{"unknown crit header", "Bearer " + signRaw(t, h.env.Issuer.SigningKey(), map[string]any{"kid": "dev-1", "crit": []string{"exp"}, "exp": 1}, claims(nil)), "unsupported critical header", "Invalid token", ""},
+		{"alg does not fit the key", "Bearer " + signRaw(t, ecKey(t), map[string]any{"kid": "dev-1"}, claims(nil)), "algorithm does not match the key", "Invalid token", ""},
+		{"key embedded in the header", "Bearer " + signRaw(t, forgedKey, map[string]any{"kid": "dev-1", "jwk": forgedKey.Public()}, claims(nil)), "bad signature", "Invalid token", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -347,6 +350,24 @@ func TestUnauthenticated(t *testing.T) {
 }
 
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func signRaw(t *testing.T, key jose.JSONWebKey, header, claims map[string]any) string {
+	t.Helper()
+	tok, err := devissuer.SignRaw(key, header, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func ecKey(t *testing.T) jose.JSONWebKey {
+	t.Helper()
+	k, err := devissuer.NewKey(jose.ES256, "attacker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
 
 // hs256WithPublicKey forges the classic algorithm-confusion token: HMAC
 // signed with the issuer's public RSA key as the secret.
