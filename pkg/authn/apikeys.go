@@ -285,7 +285,7 @@ func checkEntryFields(n *yaml.Node) error {
 func (e *apiKeyEntry) compile() (*apiKey, error) {
 	hexSum, ok := strings.CutPrefix(strings.ToLower(e.Hash), APIKeyHashPrefix)
 	if !ok {
-		return nil, errors.New(`hash must be "sha256:" and 64 hex digits (langgate hash-key, or: printf %s "$KEY" | sha256sum)`)
+		return nil, errors.New(`hash must be "sha256:" and 64 hex digits (printf %s "$KEY" | sha256sum)`)
 	}
 	sum, err := hex.DecodeString(hexSum)
 	if err != nil || len(sum) != sha256.Size {

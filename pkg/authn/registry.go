@@ -229,7 +229,7 @@ func canonical(v reflect.Value) any {
 		case exprType:
 			return v.Interface().(config.Expr).Source
 		case durationType:
-			return v.Interface().(config.Duration).Duration.String()
+			return v.Interface().(config.Duration).String()
 		case byteSizeType:
 			return v.Interface().(config.ByteSize).Bytes
 		}

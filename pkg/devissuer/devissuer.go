@@ -61,7 +61,7 @@ type Issuer struct {
 // introspection endpoint unless Options say otherwise.
 const (
 	DefaultClientID     = "langgate-dev"
-	DefaultClientSecret = "langgate-dev-secret"
+	DefaultClientSecret = "langgate-dev-secret" //nolint:gosec // a development issuer's published test secret, never a real one
 )
 
 // Options configure an Issuer.
