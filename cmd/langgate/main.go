@@ -4,7 +4,7 @@
 //	langgate serve --config FILE [--grpc-addr :9001] [--admin-addr :9090]
 //	langgate serve --dev
 //	langgate validate --config FILE
-//	langgate check --config FILE (--token JWT | --claims JSON) METHOD PATH
+//	langgate check --config FILE [--token JWT | --claims JSON] METHOD PATH
 package main
 
 import (
@@ -50,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = validate(args[1:], stdout, stderr)
 	case "check":
 		err = check(ctx, args[1:], stdout, stderr)
+	case "hash-key":
+		err = hashKey(args[1:], os.Stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "langgate", version())
 		return exitOK
@@ -90,8 +92,9 @@ Usage:
   langgate serve --config FILE [--grpc-addr :9001] [--admin-addr :9090]
   langgate serve --dev          built-in dev OIDC issuer + the LangGraph example policy
   langgate validate --config FILE
-  langgate check --config FILE (--token JWT | --claims JSON) METHOD PATH [--body JSON]
+  langgate check --config FILE [--token JWT | --claims JSON] METHOD PATH [--body JSON]
                  [--header K=V]... [--context K=V]... [--output text|json]
+  langgate hash-key [--generate]   hash an API key from stdin (or make a new one) for an api_keys file
   langgate version
 
 Run "langgate COMMAND -h" for a command's flags.

@@ -151,3 +151,24 @@ authorize:
 		t.Errorf("unknown command: exit %d", code)
 	}
 }
+
+func TestHashKey(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := hashKey(nil, strings.NewReader("s3cret\n"), &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	// printf %s s3cret | sha256sum
+	if got := strings.TrimSpace(out.String()); got != "sha256:1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0" {
+		t.Errorf("hash %q", got)
+	}
+	out.Reset()
+	if err := hashKey([]string{"--generate"}, strings.NewReader(""), &out, &errb); err != nil || !strings.Contains(out.String(), "hash: sha256:") {
+		t.Errorf("--generate: %v %q", err, out.String())
+	}
+	if err := hashKey([]string{"key-on-argv"}, strings.NewReader(""), &out, &errb); err == nil {
+		t.Error("a key on the command line was accepted")
+	}
+	if err := hashKey(nil, strings.NewReader(""), &out, &errb); err == nil {
+		t.Error("an empty key was hashed")
+	}
+}

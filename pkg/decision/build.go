@@ -62,7 +62,6 @@ func Build(f *config.File, opts Options) (*Engine, error) {
 		e.registry = authn.NewRegistry(opts.Authn)
 	}
 	var errs config.ErrorList
-	errs.Append(f.Name, config.Pos{}, checkIssuers(f))
 	for _, pc := range f.PolicyList() {
 		p, err := buildPolicy(f.Name, pc, env, e.registry)
 		if err != nil {
@@ -129,34 +128,6 @@ func buildPolicy(file string, pc *config.Policy, env *cel.Env, reg *authn.Regist
 		unmatchedDeny: pc.Authorize.Unmatched == config.UnmatchedDeny,
 		strip:         strip,
 	}, nil
-}
-
-// checkIssuers refuses one issuer listed with different key sources: the
-// policies share one key set per issuer.
-func checkIssuers(f *config.File) error {
-	first := map[string]config.OIDCIssuer{}
-	var errs config.ErrorList
-	done := map[*config.Authenticate]bool{}
-	for _, p := range f.PolicyList() {
-		if p.Authenticate == nil || done[p.Authenticate] {
-			continue
-		}
-		done[p.Authenticate] = true
-		for _, ic := range p.Authenticate.OIDC {
-			prev, ok := first[ic.Issuer]
-			if !ok {
-				first[ic.Issuer] = ic
-				continue
-			}
-			if prev.JWKSURL != ic.JWKSURL || prev.RefreshInterval.Duration != ic.RefreshInterval.Duration {
-				errs = append(errs, &config.Error{File: f.Name, Pos: ic.Pos, Msg: fmt.Sprintf("oidc %q: jwks_url and refresh_interval must be the same wherever the issuer is listed (see line %d)", ic.Issuer, prev.Pos.Line)})
-			}
-		}
-	}
-	if len(errs) > 0 {
-		return errs
-	}
-	return nil
 }
 
 // routeTable assembles a policy's routes: a built-in table, or a list of

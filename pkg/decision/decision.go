@@ -67,8 +67,10 @@ type Decision struct {
 	Detail string
 	// Reason explains the outcome for operators; never secret.
 	Reason string
-	// AuthFailure is set when authentication failed.
+	// AuthFailure is set when authentication failed, AuthReason says which
+	// check refused (a short fixed text, never the credential).
 	AuthFailure authn.Kind
+	AuthReason  string
 
 	User    *policy.User
 	Events  []routes.Event
@@ -265,7 +267,7 @@ func (e *Engine) decide(ctx context.Context, req *Request, opts DecideOptions) *
 			ae = &authn.Error{Kind: authn.KindInvalid, Reason: "verification failed", Err: err}
 		}
 		d := deny(Unauthorized, 401, ae.Detail(), ae.Error())
-		d.AuthFailure = ae.Kind
+		d.AuthFailure, d.AuthReason = ae.Kind, ae.Reason
 		d.Path, d.Policy = target.Path, pol.Name
 		// RFC 6750 §3.1: no error code when the request had no credential.
 		challenge := `Bearer realm="langgate"`
@@ -277,7 +279,7 @@ func (e *Engine) decide(ctx context.Context, req *Request, opts DecideOptions) *
 	}
 	if !headerSafe(user.Identity) {
 		d := deny(Unauthorized, 401, "Invalid token", "identity contains characters that cannot be sent in a header")
-		d.AuthFailure = authn.KindInvalid
+		d.AuthFailure, d.AuthReason = authn.KindInvalid, "identity not header-safe"
 		return d
 	}
 	if err := ctx.Err(); err != nil {
@@ -507,7 +509,7 @@ func (e *Engine) logDecision(ctx context.Context, req *Request, d *Decision, too
 	switch {
 	case !d.Allow():
 		level = slog.LevelInfo
-	case e.logOpts.LogAllows && (e.logOpts.AllowSampleRate >= 1 || mrand.Float64() < e.logOpts.AllowSampleRate):
+	case e.logOpts.LogAllows && (e.logOpts.AllowSampleRate >= 1 || mrand.Float64() < e.logOpts.AllowSampleRate): //nolint:gosec // log sampling, not security
 		level = slog.LevelInfo
 	}
 	if !e.log.Enabled(ctx, level) {

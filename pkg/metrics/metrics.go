@@ -46,8 +46,8 @@ func New(reg prometheus.Registerer, engines *decision.Holder) *Metrics {
 		}, []string{"outcome"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "langgate_authentication_failures_total",
-			Help: "Requests refused with 401, by kind (missing, invalid, unavailable) and policy.",
-		}, []string{"kind", "policy"}),
+			Help: "Requests refused with 401, by kind (missing, invalid, unavailable), the check that refused (expired, bad signature, untrusted issuer, ...) and policy.",
+		}, []string{"kind", "reason", "policy"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "langgate_config_reloads_total",
 			Help: "Configuration loads by result (success, error); a failed reload keeps the last good configuration.",
@@ -90,7 +90,7 @@ func (m *Metrics) Observe(d *decision.Decision, took time.Duration) {
 	m.decisions.WithLabelValues(string(d.Outcome), strconv.Itoa(d.Status), d.Policy, d.Resource(), d.Action()).Inc()
 	m.latency.WithLabelValues(string(d.Outcome)).Observe(took.Seconds())
 	if d.AuthFailure != 0 {
-		m.authFailures.WithLabelValues(d.AuthFailure.String(), d.Policy).Inc()
+		m.authFailures.WithLabelValues(d.AuthFailure.String(), d.AuthReason, d.Policy).Inc()
 	}
 }
 

@@ -66,10 +66,10 @@ func TestMetricsAfterKnownDecisions(t *testing.T) {
 		}
 	}
 	expect := `
-# HELP langgate_authentication_failures_total Requests refused with 401, by kind (missing, invalid, unavailable) and policy.
+# HELP langgate_authentication_failures_total Requests refused with 401, by kind (missing, invalid, unavailable), the check that refused (expired, bad signature, untrusted issuer, ...) and policy.
 # TYPE langgate_authentication_failures_total counter
-langgate_authentication_failures_total{kind="invalid",policy="langgraph"} 1
-langgate_authentication_failures_total{kind="missing",policy="langgraph"} 1
+langgate_authentication_failures_total{kind="invalid",policy="langgraph",reason="malformed token"} 1
+langgate_authentication_failures_total{kind="missing",policy="langgraph",reason="no authorization header"} 1
 # HELP langgate_config_info The configuration in service: 1 for its SHA-256 (first 16 hex digits).
 # TYPE langgate_config_info gauge
 langgate_config_info{sha256="0123456789abcdef"} 1

@@ -214,7 +214,9 @@ func TestBadReloadKeepsOld(t *testing.T) {
 			t.Errorf("after a bad reload the policy is %q, want the last good one", got)
 		}
 	}
-	os.Remove(path)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
 	if err := fx.reloader.Reload(ctx); err == nil {
 		t.Error("a missing file reloaded")
 	}

@@ -230,7 +230,7 @@ http {
 	u := fmt.Sprintf("http://127.0.0.1:%d", port)
 	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
 		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
+			_ = c.Close()
 			return u
 		}
 		if time.Since(start) > 10*time.Second {
