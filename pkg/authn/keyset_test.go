@@ -233,7 +233,9 @@ func TestSlowProvider(t *testing.T) {
 	if _, err := a.Authenticate(context.Background(), known); err != nil {
 		t.Fatalf("known key refused while the provider hangs: %v", err)
 	}
-	if took := time.Since(start); took > 100*time.Millisecond {
+	// Waiting on the provider would take its 300 ms client timeout; the
+	// bound leaves room for a loaded CI machine running -race.
+	if took := time.Since(start); took > 200*time.Millisecond {
 		t.Errorf("a known key took %s", took)
 	}
 	waitFor(t, 5*time.Second, func() bool { return a.Issuers()[0].KeySet().Stats().Failures >= 2 })
@@ -244,7 +246,7 @@ func TestSlowProvider(t *testing.T) {
 	tok, _ := other.Token("carol", time.Hour, nil)
 	time.Sleep(700 * time.Millisecond) // discovery has timed out at least once
 	start = time.Now()
-	if _, err := b.Authenticate(context.Background(), tok); kind(err) != authn.KindUnavailable || time.Since(start) > 50*time.Millisecond {
+	if _, err := b.Authenticate(context.Background(), tok); kind(err) != authn.KindUnavailable || time.Since(start) > 200*time.Millisecond {
 		t.Errorf("slow provider at start: %v after %s", err, time.Since(start))
 	}
 	if ready(b) {
