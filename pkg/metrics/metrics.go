@@ -117,6 +117,20 @@ var (
 		"Key set fetches by issuer and result (scheduled refreshes, first loads and unknown-kid refetches).", []string{"issuer", "result"}, nil)
 	descIssuerReady = prometheus.NewDesc("langgate_issuer_ready",
 		"1 when the issuer's keys are loaded, else 0.", []string{"issuer"}, nil)
+	descKeys = prometheus.NewDesc("langgate_jwks_keys",
+		"Usable signing keys held for the issuer.", []string{"issuer"}, nil)
+	descRateLimited = prometheus.NewDesc("langgate_jwks_refetch_rate_limited_total",
+		"Unknown-kid refetches refused by the per-issuer rate limit (a flood of forged kids shows here, not at the identity provider).", []string{"issuer"}, nil)
+	descNegativeKid = prometheus.NewDesc("langgate_jwks_unknown_kid_cached_total",
+		"Tokens refused at once because their kid was recently looked for and not found.", []string{"issuer"}, nil)
+	descIntrospection = prometheus.NewDesc("langgate_introspection_requests_total",
+		"Token introspection requests by policy and result (success, error); restarts at a reload that changes the policy's introspection.", []string{"policy", "result"}, nil)
+	descIntrospectionInactive = prometheus.NewDesc("langgate_introspection_inactive_total",
+		"Tokens the introspection endpoint declared inactive, by policy.", []string{"policy"}, nil)
+	descAPIKeys = prometheus.NewDesc("langgate_api_keys",
+		"API keys held, by policy.", []string{"policy"}, nil)
+	descAPIKeyReloads = prometheus.NewDesc("langgate_api_key_reloads_total",
+		"API key file loads by policy and result (success, error); a failed load keeps the last good keys.", []string{"policy", "result"}, nil)
 	descCacheHits   = prometheus.NewDesc("langgate_token_cache_hits_total", "Verified-token cache hits.", nil, nil)
 	descCacheMisses = prometheus.NewDesc("langgate_token_cache_misses_total", "Verified-token cache misses.", nil, nil)
 	descCacheEvict  = prometheus.NewDesc("langgate_token_cache_evictions_total", "Verified-token cache evictions (expired or for room).", nil, nil)
@@ -125,7 +139,9 @@ var (
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFetches, descIssuerReady, descCacheHits, descCacheMisses, descCacheEvict, descCacheSize, descCacheBytes} {
+	for _, d := range []*prometheus.Desc{descFetches, descIssuerReady, descKeys, descRateLimited, descNegativeKid,
+		descIntrospection, descIntrospectionInactive, descAPIKeys, descAPIKeyReloads,
+		descCacheHits, descCacheMisses, descCacheEvict, descCacheSize, descCacheBytes} {
 		ch <- d
 	}
 }
@@ -145,6 +161,24 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 			ready = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descIssuerReady, prometheus.GaugeValue, ready, iss.URL())
+		st := ks.Stats()
+		ch <- prometheus.MustNewConstMetric(descKeys, prometheus.GaugeValue, float64(st.Keys), iss.URL())
+		ch <- prometheus.MustNewConstMetric(descRateLimited, prometheus.CounterValue, float64(st.RateLimited), iss.URL())
+		ch <- prometheus.MustNewConstMetric(descNegativeKid, prometheus.CounterValue, float64(st.NegativeHits), iss.URL())
+	}
+	for _, p := range eng.Policies() {
+		if in := p.Auth.Introspection(); in != nil {
+			st := in.Stats()
+			ch <- prometheus.MustNewConstMetric(descIntrospection, prometheus.CounterValue, float64(st.Requests-st.Failures), p.Name, "success")
+			ch <- prometheus.MustNewConstMetric(descIntrospection, prometheus.CounterValue, float64(st.Failures), p.Name, "error")
+			ch <- prometheus.MustNewConstMetric(descIntrospectionInactive, prometheus.CounterValue, float64(st.Inactive), p.Name)
+		}
+		if ks := p.Auth.APIKeys(); ks != nil {
+			st := ks.Stats()
+			ch <- prometheus.MustNewConstMetric(descAPIKeys, prometheus.GaugeValue, float64(st.Keys), p.Name)
+			ch <- prometheus.MustNewConstMetric(descAPIKeyReloads, prometheus.CounterValue, float64(st.Reloads), p.Name, "success")
+			ch <- prometheus.MustNewConstMetric(descAPIKeyReloads, prometheus.CounterValue, float64(st.Failures), p.Name, "error")
+		}
 	}
 	st := eng.Registry().CacheTotals()
 	ch <- prometheus.MustNewConstMetric(descCacheHits, prometheus.CounterValue, float64(st.Hits))

@@ -113,7 +113,8 @@ langgate_token_cache_entries 2
 		}
 	}
 	for _, name := range []string{"langgate_decision_duration_seconds", "langgate_jwks_fetches_total", "langgate_issuer_ready",
-		"langgate_build_info", "go_goroutines", "process_cpu_seconds_total", "langgate_token_cache_misses_total"} {
+		"langgate_build_info", "go_goroutines", "process_cpu_seconds_total", "langgate_token_cache_misses_total",
+		"langgate_jwks_keys", "langgate_jwks_refetch_rate_limited_total", "langgate_jwks_unknown_kid_cached_total"} {
 		if !seen[name] {
 			t.Errorf("%s not exported", name)
 		}
