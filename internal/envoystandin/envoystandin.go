@@ -105,10 +105,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	headers := map[string]string{}
 	for k, vs := range r.Header {
+		if strings.EqualFold(k, "x-envoy-auth-partial-body") {
+			continue // Envoy drops a client's copy
+		}
 		headers[strings.ToLower(k)] = strings.Join(vs, ",")
 	}
-	if partial {
-		headers["x-envoy-auth-partial-body"] = "true"
+	if p.cfg.WithRequestBody && len(body) > 0 {
+		// Envoy marks every body it buffered for the check.
+		headers["x-envoy-auth-partial-body"] = fmt.Sprint(partial)
 	}
 	headers[":method"], headers[":path"], headers[":authority"], headers[":scheme"] = r.Method, r.RequestURI, r.Host, "http"
 	if r.ContentLength > 0 {

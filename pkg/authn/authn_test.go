@@ -208,6 +208,15 @@ func TestCache(t *testing.T) {
 	if st := small.Stats(); st.Bytes > 64*1024 || st.Entries < 10 || st.Evictions == 0 {
 		t.Errorf("byte bound: %+v", st)
 	}
+	// Putting a cached key again (an introspection refresh, concurrent
+	// misses) keeps the byte count exact, even when the old entry expired.
+	one := authn.NewCache(1, 1<<20, func() time.Time { return now })
+	for i := 0; i < 50; i++ {
+		one.Put(key("same"), u, now.Add(time.Duration(i%2)*time.Hour), 700)
+	}
+	if st := one.Stats(); st.Entries != 1 || st.Bytes <= 0 || st.Bytes > 64<<10 {
+		t.Errorf("byte count drifted: %+v", st)
+	}
 	// One entry larger than a sixteenth of the cache is not cached at all.
 	small.Put(key("huge"), u, now.Add(time.Hour), 8<<10)
 	if _, ok := small.Get(key("huge")); ok {

@@ -95,7 +95,10 @@ func (c *Cache) Put(key [sha256.Size]byte, u *policy.User, expires time.Time, si
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.m[key]; ok {
+		// Out of the map and the count together, so eviction cannot count
+		// it a second time.
 		c.bytes -= old.size
+		delete(c.m, key)
 	}
 	for len(c.m) >= c.maxEntries || c.bytes+e.size > c.maxBytes {
 		c.evictLocked()

@@ -203,7 +203,9 @@ func (e *Engine) selectPolicy(req *Request) (*Policy, string, error) {
 	if host == "" {
 		host = req.Headers["host"]
 	}
-	host = strings.ToLower(stripPort(host))
+	// A trailing dot names the same host (a fully qualified name): it must
+	// not fall through to a looser default.
+	host = strings.TrimSuffix(strings.ToLower(stripPort(host)), ".")
 	if p := e.hosts[host]; p != nil {
 		return p, "host " + host, nil
 	}
@@ -438,6 +440,17 @@ func bodyState(req *Request) routes.BodyState {
 	}
 	if len(req.Body) == 0 && req.Headers["transfer-encoding"] != "" {
 		return routes.BodyNotSent
+	}
+	// HTTP/2 and HTTP/3 requests need no content-length. Envoy marks every
+	// body it buffered with x-envoy-auth-partial-body (true or false, and a
+	// client cannot send that header through it); an empty body without
+	// the mark on a method that carries one may be a body Envoy was never
+	// asked to forward, so it is never taken for a complete, empty one.
+	if len(req.Body) == 0 && req.Headers[headerPartial] == "" {
+		switch req.Method {
+		case "POST", "PUT", "PATCH", "DELETE":
+			return routes.BodyNotSent
+		}
 	}
 	return routes.BodyComplete
 }

@@ -47,11 +47,22 @@ func Handler(engines *decision.Holder, log *slog.Logger) http.Handler {
 		log = slog.Default()
 	}
 	s := &server{engines: engines, log: log}
-	mux := http.NewServeMux()
-	mux.HandleFunc(EnvoyPrefix+"/", s.envoy)
-	mux.HandleFunc(NginxPath, s.nginx)
-	mux.HandleFunc(TraefikPath, s.traefik)
-	return mux
+	// Dispatch on the raw request target, not through http.ServeMux: the
+	// mux would clean "/envoy/a/./b" or "//" and answer a redirect, when
+	// the original path is langgate's to normalize (and to refuse).
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path, _, _ := strings.Cut(r.RequestURI, "?")
+		switch {
+		case strings.HasPrefix(r.RequestURI, EnvoyPrefix+"/"):
+			s.envoy(w, r)
+		case path == NginxPath:
+			s.nginx(w, r)
+		case path == TraefikPath:
+			s.traefik(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
 }
 
 type server struct {
@@ -86,6 +97,13 @@ func (s *server) nginx(w http.ResponseWriter, r *http.Request) {
 	req := baseRequest(r, method, uri)
 	req.BodyUnavailable = true
 	delete(req.Headers, "content-length") // the subrequest's, not the client's
+	// The subrequest's Host is the auth upstream's; the client's comes in
+	// X-Original-Host (set by the nginx configuration), for host policies.
+	if host := r.Header.Get("X-Original-Host"); host != "" {
+		req.Headers[":authority"] = host
+	} else {
+		delete(req.Headers, ":authority")
+	}
 	s.decide(w, r, req)
 }
 

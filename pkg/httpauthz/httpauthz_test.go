@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -15,7 +16,12 @@ import (
 
 func server(t *testing.T) (*httptest.Server, *testengine.Env) {
 	t.Helper()
-	env := testengine.Start(t, testengine.Options{})
+	return serverWith(t, testengine.Options{})
+}
+
+func serverWith(t *testing.T, opts testengine.Options) (*httptest.Server, *testengine.Env) {
+	t.Helper()
+	env := testengine.Start(t, opts)
 	var engines decision.Holder
 	engines.Store(env.Engine)
 	srv := httptest.NewServer(httpauthz.Handler(&engines, nil))
@@ -98,6 +104,29 @@ func TestEnvoyHTTPService(t *testing.T) {
 	}
 }
 
+// TestEnvoyPathsAreNotCleaned: the original path behind /envoy is
+// langgate's to normalize; no router redirect may answer instead.
+func TestEnvoyPathsAreNotCleaned(t *testing.T) {
+	srv, env := server(t)
+	alice := "Bearer " + env.Token(t, "alice", nil)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, p := range []string{"/envoy/threads/./t1", "/envoy//threads/t1", "/envoy/threads/x/../t1"} {
+		req, _ := http.NewRequest("GET", srv.URL+p, nil)
+		req.Header.Set("Authorization", alice)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("X-Langgate-Action") != "read" {
+			t.Errorf("%s: %d %v", p, resp.StatusCode, resp.Header)
+		}
+	}
+	if a := do(t, "GET", srv.URL+"/elsewhere", nil, ""); a.status != 404 {
+		t.Errorf("unknown endpoint: %d", a.status)
+	}
+}
+
 func TestOwnedHeadersAlwaysAnswered(t *testing.T) {
 	srv, env := server(t)
 	alice := "Bearer " + env.Token(t, "alice", nil)
@@ -158,5 +187,24 @@ func TestTraefik(t *testing.T) {
 	}
 	if a := do(t, "GET", srv.URL+"/traefik", map[string]string{"Authorization": alice, "X-Original-Method": "GET", "X-Original-URI": "/ok"}, ""); a.status != 403 {
 		t.Errorf("nginx headers on traefik endpoint: %d", a.status)
+	}
+}
+
+// TestNginxHostPolicy: behind nginx the client's host arrives in
+// X-Original-Host (the subrequest's own Host is the auth upstream's).
+func TestNginxHostPolicy(t *testing.T) {
+	text, err := os.ReadFile("../../examples/policies/rest-api.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, env := serverWith(t, testengine.Options{Policy: string(text)})
+	alice := "Bearer " + env.Token(t, "alice", nil)
+	h := map[string]string{"Authorization": alice, "X-Original-Method": "GET", "X-Original-URI": "/customers/alice/invoices"}
+	if a := do(t, "GET", srv.URL+"/nginx", h, ""); a.status != 200 || a.header.Get("X-Langgate-Resource") != "" {
+		t.Errorf("no X-Original-Host: the default (langgraph) policy should decide: %d %v", a.status, a.header)
+	}
+	h["X-Original-Host"] = "billing.example.com."
+	if a := do(t, "GET", srv.URL+"/nginx", h, ""); a.status != 200 || a.header.Get("X-Langgate-Resource") != "invoices" {
+		t.Errorf("billing host (with a trailing dot): %d %v", a.status, a.header)
 	}
 }

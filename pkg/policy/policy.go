@@ -521,7 +521,8 @@ func evalEntries(es []entry, act *activation, filters bool, tr *EvalTrace) (map[
 		if filters {
 			if e.op != "" {
 				j = map[string]any{e.op: j}
-			} else if err := checkFilterValue(j); err != nil {
+			}
+			if j, err = normalizeFilterValue(j); err != nil {
 				return nil, fmt.Errorf("filter %q: %w", e.key, err)
 			}
 		}
@@ -553,7 +554,7 @@ func evalWhole(p *Program, act *activation, filters bool, tr *EvalTrace) (map[st
 	}
 	if filters {
 		for k, fv := range m {
-			if err := checkFilterValue(fv); err != nil {
+			if m[k], err = normalizeFilterValue(fv); err != nil {
 				return nil, fmt.Errorf("filter %q: %w", k, err)
 			}
 		}
@@ -564,21 +565,78 @@ func evalWhole(p *Program, act *activation, filters bool, tr *EvalTrace) (map[st
 	return m, nil
 }
 
-// checkFilterValue refuses a computed filter value that is an object with
-// anything but one known operator: LangGraph's JS server silently ignores
-// unknown operators, which would turn a typo into no filter at all.
-func checkFilterValue(v any) error {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil
-	}
-	if len(m) != 1 {
-		return fmt.Errorf("an object filter value must hold exactly one operator (%s or %s), got %d keys", OpEq, OpContains, len(m))
-	}
-	for k := range m {
-		if k != OpEq && k != OpContains {
-			return fmt.Errorf("unknown filter operator %q", k)
+// normalizeFilterValue puts a filter value in the one form every LangGraph
+// server enforces, and refuses any value a server would silently treat as
+// "match everything" — LangGraph's JS server (isAuthMatching) skips an
+// operator whose operand is falsy ("", 0, false, null), ignores unknown
+// operators, and lets plain lists and objects match anything:
+//
+//   - a scalar (string, number, bool, null) stays: strict equality;
+//   - {"$eq": scalar} becomes the scalar (the same test, without the falsy
+//     hole);
+//   - {"$contains": x} stays when x is a truthy scalar or a list of scalars;
+//   - anything else is an error, and the event is denied.
+func normalizeFilterValue(v any) (any, error) {
+	switch x := v.(type) {
+	case nil, string, bool, int64, uint64, float64:
+		return v, nil
+	case []any:
+		return nil, fmt.Errorf("a list is not a filter value (LangGraph would match everything); use {%s: list}", OpContains)
+	case map[string]any:
+		if len(x) != 1 {
+			return nil, fmt.Errorf("an object filter value must hold exactly one operator (%s or %s), got %d keys", OpEq, OpContains, len(x))
+		}
+		for op, operand := range x {
+			switch op {
+			case OpEq:
+				if !isScalar(operand) {
+					return nil, fmt.Errorf("%s needs a string, number, boolean or null, got %T", OpEq, operand)
+				}
+				return operand, nil
+			case OpContains:
+				if list, ok := operand.([]any); ok {
+					for _, e := range list {
+						if !isScalar(e) {
+							return nil, fmt.Errorf("%s list elements must be strings, numbers, booleans or null, got %T", OpContains, e)
+						}
+					}
+					return x, nil
+				}
+				if !isScalar(operand) || !truthy(operand) {
+					return nil, fmt.Errorf("%s needs a non-empty, non-zero scalar or a list (LangGraph skips a falsy operand, matching everything), got %v", OpContains, operand)
+				}
+				return x, nil
+			default:
+				return nil, fmt.Errorf("unknown filter operator %q", op)
+			}
 		}
 	}
-	return nil
+	return nil, fmt.Errorf("unsupported filter value %T", v)
+}
+
+func isScalar(v any) bool {
+	switch v.(type) {
+	case nil, string, bool, int64, uint64, float64:
+		return true
+	}
+	return false
+}
+
+// truthy is JavaScript's truthiness for scalars.
+func truthy(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return false
+	case string:
+		return x != ""
+	case bool:
+		return x
+	case int64:
+		return x != 0
+	case uint64:
+		return x != 0
+	case float64:
+		return x != 0
+	}
+	return true
 }

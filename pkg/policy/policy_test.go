@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -108,7 +109,8 @@ func TestEvaluate(t *testing.T) {
 	if c, ok := r.Filters["tags"].(map[string]any); !ok || c["$contains"] != "x" {
 		t.Errorf("$contains filter: %#v", r.Filters["tags"])
 	}
-	if c, ok := r.Filters["org"].(map[string]any); !ok || c["$eq"] != "acme" {
+	// $eq is sent in the plain form every LangGraph server enforces.
+	if r.Filters["org"] != "acme" {
 		t.Errorf("$eq filter: %#v", r.Filters["org"])
 	}
 	if r := p.Evaluate(ev("threads", "delete", nil)); r.Allowed || r.Status != 403 || r.Detail != "Forbidden" {
@@ -134,6 +136,50 @@ func TestEvaluate(t *testing.T) {
 	in.Event.ValueErr = routes.ErrBodyTruncated
 	if r := p.Evaluate(in); r.Allowed || !strings.Contains(r.Reason, "truncated") {
 		t.Errorf("truncated body: %+v", r)
+	}
+}
+
+// TestFilterValuesNeverMatchEverything: values LangGraph's JS server would
+// treat as "no filter" (a falsy operand, a list, a nested object) deny.
+func TestFilterValuesNeverMatchEverything(t *testing.T) {
+	tests := []struct {
+		expr string
+		want any // nil with err
+		err  string
+	}{
+		{`"acme"`, "acme", ""},
+		{`""`, "", ""},
+		{`0`, int64(0), ""},
+		{`null`, nil, ""},
+		{`{"$eq": ""}`, "", ""},
+		{`{"$eq": false}`, false, ""},
+		{`{"$eq": ["a"]}`, nil, "$eq needs a string"},
+		{`{"$contains": "x"}`, map[string]any{"$contains": "x"}, ""},
+		{`{"$contains": ["a", "b"]}`, map[string]any{"$contains": []any{"a", "b"}}, ""},
+		{`{"$contains": ""}`, nil, "falsy operand"},
+		{`{"$contains": 0}`, nil, "falsy operand"},
+		{`{"$contains": null}`, nil, "falsy operand"},
+		{`{"$contains": [{"a": 1}]}`, nil, "list elements"},
+		{`["a"]`, nil, "a list is not a filter value"},
+		{`{"a": 1}`, nil, `unknown filter operator "a"`},
+		{`{"$eq": 1, "$contains": 2}`, nil, "exactly one operator"},
+	}
+	for _, tc := range tests {
+		p := compile(t, "    - on: \"*\"\n      filters: {k: '"+tc.expr+"'}\n")
+		r := p.Evaluate(&Input{User: NewUser("u", "", nil, nil), Event: &routes.Event{Resource: "threads", Action: "read"}})
+		if tc.err != "" {
+			if r.Allowed || !strings.Contains(r.Reason, tc.err) {
+				t.Errorf("%s: allowed=%v reason %q, want a denial mentioning %q", tc.expr, r.Allowed, r.Reason, tc.err)
+			}
+			continue
+		}
+		if !r.Allowed {
+			t.Errorf("%s: denied: %s", tc.expr, r.Reason)
+			continue
+		}
+		if got := r.Filters["k"]; fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: filter %#v, want %#v", tc.expr, got, tc.want)
+		}
 	}
 }
 

@@ -63,26 +63,34 @@ type Reloader struct {
 	// of issuers it adds before it is swapped in anyway (default 10s).
 	ReadyTimeout time.Duration
 
-	mu   sync.Mutex
-	hash string
+	mu     sync.Mutex
+	hash   string // of the configuration in service
+	failed string // of the last rejected content, not retried until it changes
 }
 
 // ErrUnchanged is returned by Reload when the content has not changed.
 var ErrUnchanged = errors.New("configuration unchanged")
 
-// Reload loads the source once. ctx scopes the engine's background work
-// (the process lifetime, not one request).
-func (r *Reloader) Reload(ctx context.Context) error {
+// Reload loads the source once if its content changed since the last
+// load (good or rejected). ctx scopes the engine's background work (the
+// process lifetime, not one request).
+func (r *Reloader) Reload(ctx context.Context) error { return r.reload(ctx, false) }
+
+// ReloadNow loads the source even if its content did not change: the
+// environment it expands may have (SIGHUP).
+func (r *Reloader) ReloadNow(ctx context.Context) error { return r.reload(ctx, true) }
+
+func (r *Reloader) reload(ctx context.Context, force bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	name, data, err := r.Source()
 	if err != nil {
-		r.failed(err)
+		r.reject(err)
 		return err
 	}
 	sum := sha256.Sum256(data)
 	hash := hex.EncodeToString(sum[:8])
-	if hash == r.hash {
+	if !force && (hash == r.hash || hash == r.failed) {
 		return ErrUnchanged
 	}
 	lookup := r.Lookup
@@ -91,7 +99,8 @@ func (r *Reloader) Reload(ctx context.Context) error {
 	}
 	f, err := config.Parse(name, data, lookup)
 	if err != nil {
-		r.failed(err)
+		r.failed = hash
+		r.reject(err)
 		return err
 	}
 	opts := r.Build
@@ -101,7 +110,14 @@ func (r *Reloader) Reload(ctx context.Context) error {
 	}
 	eng, err := decision.Build(f, opts)
 	if err != nil {
-		r.failed(err)
+		if old != nil {
+			// The failed build may have registered (and, the registry
+			// running, started) issuers and key-file watchers: stop
+			// whatever the engine in service does not use.
+			old.Retire(old)
+		}
+		r.failed = hash
+		r.reject(err)
 		return err
 	}
 	eng.Start(ctx)
@@ -125,7 +141,7 @@ func (r *Reloader) Reload(ctx context.Context) error {
 	if old != nil {
 		old.Retire(eng)
 	}
-	r.hash = hash
+	r.hash, r.failed = hash, ""
 	if r.Recorder != nil {
 		r.Recorder.Reloaded(true, hash, time.Now())
 	}
@@ -133,7 +149,7 @@ func (r *Reloader) Reload(ctx context.Context) error {
 	return nil
 }
 
-func (r *Reloader) failed(err error) {
+func (r *Reloader) reject(err error) {
 	if r.Recorder != nil {
 		r.Recorder.Reloaded(false, "", time.Now())
 	}
@@ -168,7 +184,9 @@ func (r *Reloader) Watch(ctx context.Context, interval time.Duration, hup <-chan
 		case <-t.C:
 		case <-hup:
 			r.log().Info("SIGHUP: reloading the configuration")
+			_ = r.ReloadNow(ctx) // errors are logged and counted
+			continue
 		}
-		_ = r.Reload(ctx) // errors are logged and counted
+		_ = r.Reload(ctx)
 	}
 }

@@ -227,6 +227,23 @@ func TestBadReloadKeepsOld(t *testing.T) {
 	if err := fx.reloader.Reload(ctx); !errors.Is(err, reload.ErrUnchanged) {
 		t.Errorf("same content: %v, want ErrUnchanged", err)
 	}
+	// A rejected content is not rebuilt (and logged, and counted) again
+	// every watch interval; SIGHUP (ReloadNow) retries it.
+	writeFile(t, path, "authenticate: [")
+	_ = fx.reloader.Reload(ctx)
+	_, before := fx.rec.counts()
+	if err := fx.reloader.Reload(ctx); !errors.Is(err, reload.ErrUnchanged) {
+		t.Errorf("the same rejected content: %v, want ErrUnchanged", err)
+	}
+	if _, after := fx.rec.counts(); after != before {
+		t.Errorf("a rejected content was counted again (%d -> %d)", before, after)
+	}
+	if err := fx.reloader.ReloadNow(ctx); err == nil || errors.Is(err, reload.ErrUnchanged) {
+		t.Errorf("ReloadNow of a rejected content: %v, want its errors", err)
+	}
+	if got := fx.marker(t); got != "good" {
+		t.Errorf("policy %q after the rejections", got)
+	}
 }
 
 // TestWatchConfigMapSwap: Kubernetes updates a mounted ConfigMap by

@@ -73,7 +73,10 @@ func LangGraph() []Route {
 		add("POST", "/threads/{thread_id}/runs"+suffix, ev("threads", "create_run", with(runCreate, tid)...))
 		add("POST", "/runs"+suffix, ev("threads", "create_run", runCreate...))
 	}
-	add("POST", "/runs/batch", ev("threads", "create_run"))
+	// LangGraph runs the create_run handler once per run of a batch.
+	batch := ev("threads", "create_run", runCreate...)
+	batch.EachBodyItem = true
+	add("POST", "/runs/batch", batch)
 	add("GET", "/threads/{thread_id}/runs", ev("threads", "search", tid))
 	rid := path("run_id")
 	add("GET", "/threads/{thread_id}/runs/{run_id}", ev("threads", "read", tid, rid))

@@ -82,7 +82,14 @@ func sampleRequest(r *Route) (path string, body string) {
 		path += "?" + q.Encode()
 	}
 	if len(obj) > 0 {
-		b, _ := json.Marshal(obj)
+		var v any = obj
+		for _, e := range r.Events {
+			if e.EachBodyItem {
+				second := map[string]any{"assistant_id": "other-b"}
+				v = []any{obj, second}
+			}
+		}
+		b, _ := json.Marshal(v)
 		body = string(b)
 	}
 	return path, body
@@ -149,6 +156,11 @@ func TestMatch(t *testing.T) {
 		{"GET", "/runs/r1/stream", "/runs/{run_id}/stream", "run_id=r1"},
 		{"GET", "/assistants/a1/subgraphs/ns", "/assistants/{assistant_id}/subgraphs/{namespace}", "assistant_id=a1 namespace=ns"},
 		{"PUT", "/threads", "", ""},
+		// HEAD runs the GET handler upstream, so it is authorized as GET.
+		{"HEAD", "/threads/t1", "/threads/{thread_id}", "thread_id=t1"},
+		{"HEAD", "/store/items", "/store/items", ""},
+		{"HEAD", "/ok", "/ok", ""},
+		{"HEAD", "/threads/search", "/threads/{thread_id}", "thread_id=search"},
 		{"GET", "/threads/t1/unknown", "", ""},
 		{"GET", "/", "", ""},
 	}

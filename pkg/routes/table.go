@@ -63,6 +63,9 @@ type EventSpec struct {
 	Resource string
 	Action   string
 	Fields   []Field
+	// EachBodyItem fires the event once per object of a JSON array body,
+	// each with its own value (POST /runs/batch).
+	EachBodyItem bool
 }
 
 func (e EventSpec) needsBody() bool {
@@ -402,9 +405,17 @@ func (t *Table) add(r *Route, segs []segment) error {
 // segments win over parameters, parameters over a wildcard; when a branch
 // has no route for the method the next is tried (GET /threads/search is a
 // read of the thread "search", as the LangGraph server routes it).
+//
+// HEAD is matched as GET when the table has no HEAD route for the path:
+// HTTP servers (Hono, Starlette, net/http) answer HEAD with their GET
+// handler, so a HEAD must be authorized exactly like the GET it runs.
 func (t *Table) Match(method string, segs []string) (*Route, Params) {
 	var params Params
 	r := t.root.match(method, segs, &params)
+	if r == nil && method == "HEAD" {
+		params = params[:0]
+		r = t.root.match("GET", segs, &params)
+	}
 	if r == nil {
 		return nil, nil
 	}

@@ -41,14 +41,14 @@ type Body struct {
 	State BodyState
 
 	parsed bool
-	obj    map[string]any
+	val    any // the parsed JSON; nil for an empty body
 	err    error
 }
 
-// Object returns the body as a JSON object; an empty body is an empty object.
-func (b *Body) Object() (map[string]any, error) {
+// parse decodes the body once.
+func (b *Body) parse() (any, error) {
 	if b.parsed {
-		return b.obj, b.err
+		return b.val, b.err
 	}
 	b.parsed = true
 	switch {
@@ -59,27 +59,61 @@ func (b *Body) Object() (map[string]any, error) {
 	case len(b.Data) > MaxBodyBytes:
 		b.err = ErrBodyTooLarge
 	case len(strings.TrimSpace(string(b.Data))) == 0:
-		b.obj = map[string]any{}
 	default:
-		var v any
-		if err := json.Unmarshal(b.Data, &v); err != nil {
+		if err := json.Unmarshal(b.Data, &b.val); err != nil {
 			b.err = fmt.Errorf("%w: %w", ErrBodyNotJSON, err)
-			break
 		}
-		obj, ok := v.(map[string]any)
-		if !ok {
-			b.err = fmt.Errorf("%w (got %s)", ErrBodyNotJSON, jsonKind(v))
-			break
-		}
-		b.obj = obj
 	}
-	return b.obj, b.err
+	return b.val, b.err
+}
+
+// Object returns the body as a JSON object; an empty body is an empty object.
+func (b *Body) Object() (map[string]any, error) {
+	v, err := b.parse()
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return map[string]any{}, nil
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w (got %s)", ErrBodyNotJSON, jsonKind(v))
+	}
+	return obj, nil
+}
+
+// Objects returns the body as a JSON array of objects (POST /runs/batch);
+// an empty body is an empty list.
+func (b *Body) Objects() ([]map[string]any, error) {
+	v, err := b.parse()
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: want a JSON array (got %s)", ErrBodyNotJSON, jsonKind(v))
+	}
+	out := make([]map[string]any, len(list))
+	for i, e := range list {
+		obj, ok := e.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%w: item %d is %s, not an object", ErrBodyNotJSON, i, jsonKind(e))
+		}
+		out[i] = obj
+	}
+	return out, nil
 }
 
 func jsonKind(v any) string {
 	switch v.(type) {
 	case []any:
 		return "an array"
+	case map[string]any:
+		return "an object"
 	case string:
 		return "a string"
 	case float64:
@@ -95,23 +129,45 @@ func jsonKind(v any) string {
 
 // Fire assembles the route's events for one request.
 func (r *Route) Fire(params Params, query url.Values, body *Body) []Event {
-	out := make([]Event, len(r.Events))
-	for i, spec := range r.Events {
-		out[i] = Event{Resource: spec.Resource, Action: spec.Action}
-		out[i].Value, out[i].ValueErr = spec.value(params, query, body)
+	out := make([]Event, 0, len(r.Events))
+	for _, spec := range r.Events {
+		if spec.EachBodyItem {
+			out = append(out, spec.fireEach(params, query, body)...)
+			continue
+		}
+		ev := Event{Resource: spec.Resource, Action: spec.Action}
+		obj, err := map[string]any(nil), error(nil)
+		if spec.needsBody() {
+			obj, err = body.Object()
+		}
+		if err != nil {
+			ev.ValueErr = err
+		} else {
+			ev.Value = spec.value(params, query, obj)
+		}
+		out = append(out, ev)
 	}
 	return out
 }
 
-func (e EventSpec) value(params Params, query url.Values, body *Body) (map[string]any, error) {
-	v := make(map[string]any, len(e.Fields))
-	var obj map[string]any
-	if e.needsBody() {
-		var err error
-		if obj, err = body.Object(); err != nil {
-			return nil, err
-		}
+// fireEach fires the event once per object of a JSON array body, as
+// LangGraph runs its handler once per run of a batch. A body that cannot
+// be read as such an array is one event whose value is unavailable, so a
+// rule that reads it denies.
+func (e EventSpec) fireEach(params Params, query url.Values, body *Body) []Event {
+	items, err := body.Objects()
+	if err != nil {
+		return []Event{{Resource: e.Resource, Action: e.Action, ValueErr: err}}
 	}
+	out := make([]Event, len(items))
+	for i, obj := range items {
+		out[i] = Event{Resource: e.Resource, Action: e.Action, Value: e.value(params, query, obj)}
+	}
+	return out
+}
+
+func (e EventSpec) value(params Params, query url.Values, obj map[string]any) map[string]any {
+	v := make(map[string]any, len(e.Fields))
 	for _, f := range e.Fields {
 		switch f.From {
 		case FromPath:
@@ -145,5 +201,5 @@ func (e EventSpec) value(params Params, query url.Values, body *Body) (map[strin
 			v[f.Name] = group
 		}
 	}
-	return v, nil
+	return v
 }

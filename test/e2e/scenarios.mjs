@@ -215,6 +215,16 @@ describe(`langgate in front of LangGraph (${PROXY}, bodies ${BODY ? "forwarded" 
     assert.equal(a.metadata.hijacked, undefined);
   });
 
+  test("HEAD is authorized like GET: bob cannot probe alice's thread", TIMEOUT, async () => {
+    // Servers answer HEAD with their GET handler; langgate must filter it
+    // the same way, or HEAD becomes an existence oracle across users.
+    const head = (tok, path) =>
+      fetch(`${BASE}${path}`, { method: "HEAD", headers: { Authorization: `Bearer ${tok}` } });
+    const tid = A.thread.thread_id;
+    assert.equal((await head(tokens.alice, `/threads/${tid}`)).status, 200, "alice HEAD of her thread");
+    assert.equal((await head(tokens.bob, `/threads/${tid}`)).status, 404, "bob HEAD of alice's thread");
+  });
+
   test("alice runs the graph on her own thread and gets the echo", TIMEOUT, async () => {
     const tid = A.thread.thread_id;
     const text = `hello ${RUN}`;
