@@ -12,19 +12,6 @@ import (
 // ones are refused unparsed.
 const MaxTokenBytes = config.DefaultMaxTokenBytes
 
-// BearerToken extracts the token from an Authorization header value
-// ("Bearer <token>", scheme case-insensitive, RFC 6750 token syntax).
-func BearerToken(header string) (string, error) {
-	if header == "" {
-		return "", &Error{Kind: KindMissing, Reason: "no authorization header"}
-	}
-	scheme, rest, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "bearer") {
-		return "", invalid("authorization scheme is not Bearer", nil)
-	}
-	return checkSchemeValue(strings.TrimLeft(rest, " "), MaxTokenBytes)
-}
-
 func checkSchemeValue(token string, maxBytes int) (string, error) {
 	switch {
 	case token == "":

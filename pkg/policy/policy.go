@@ -353,9 +353,6 @@ func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabula
 	return h, nil
 }
 
-// Handlers lists the compiled handlers in configuration order.
-func (p *Policy) Handlers() []*Handler { return p.handlers }
-
 // Select returns the one handler LangGraph would run for an event: the
 // first that exists of (resource, action), (resource, *), (*, action),
 // (*, *). Nil means no handler: the event is allowed with no filter.
