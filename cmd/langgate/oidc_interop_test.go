@@ -28,6 +28,12 @@ func TestExampleWithAnotherOIDCProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = m.Shutdown() }()
+	// mockoidc computes its key id lazily and unsynchronized; compute it
+	// now, before its JWKS handler and its token signing run concurrently
+	// (a data race in the library, not in langgate).
+	if _, err := m.Keypair.KeyID(); err != nil {
+		t.Fatal(err)
+	}
 	cfg := m.Config()
 	t.Setenv("OIDC_ISSUER", cfg.Issuer)
 	t.Setenv("OIDC_AUDIENCE", cfg.ClientID)
