@@ -11,9 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -135,9 +133,9 @@ func newAPIKeyStore(cfg config.APIKeys, lookup func(string) (string, bool), now 
 
 // reload re-reads the file; changed reports whether the keys were swapped.
 func (s *APIKeyStore) reload() (changed bool, err error) {
-	data, err := readBounded(s.cfg.File, MaxAPIKeyFileBytes)
+	data, err := config.ReadBounded(s.cfg.File, MaxAPIKeyFileBytes)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("key list: %w", err)
 	}
 	sum := sha256.Sum256(data)
 	if s.keys.Load() != nil && sum == s.fileSum {
@@ -156,22 +154,6 @@ func (s *APIKeyStore) reload() (changed bool, err error) {
 	s.fileSum = sum
 	s.keys.Store(&set)
 	return true, nil
-}
-
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path) //nolint:gosec // the operator names the file
-	if err != nil {
-		return nil, fmt.Errorf("opening key list: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	return data, nil
 }
 
 // start re-reads the file every reload_interval until ctx ends or stop.

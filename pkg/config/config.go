@@ -373,16 +373,30 @@ func kindName(n *yaml.Node) string {
 // LoadFile reads, expands and decodes the configuration at path. Structural
 // problems are returned together as an ErrorList.
 func LoadFile(path string) (*File, error) {
-	f, err := os.Open(path) //nolint:gosec // reading the file the operator named is the point
+	data, err := ReadBounded(path, MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("config: reading %s: %w", path, err)
-	}
 	return Parse(path, data, os.LookupEnv)
+}
+
+// ReadBounded reads a file the operator named (the configuration, a key
+// list), never more than limit bytes: a larger file is an error, not a
+// truncated read.
+func ReadBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path) //nolint:gosec // reading the file the operator named is the point
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return data, nil
 }
 
 // Parse decodes configuration text. name labels errors (usually the file

@@ -31,12 +31,9 @@ type Source func() (name string, data []byte, err error)
 // FileSource reads path on every load (following symlinks).
 func FileSource(path string) Source {
 	return func() (string, []byte, error) {
-		data, err := os.ReadFile(path) //nolint:gosec // the operator's own configuration path
+		data, err := config.ReadBounded(path, config.MaxFileSize)
 		if err != nil {
 			return path, nil, fmt.Errorf("config: %w", err)
-		}
-		if len(data) > config.MaxFileSize {
-			return path, nil, fmt.Errorf("config: %s is larger than %d bytes", path, config.MaxFileSize)
 		}
 		return path, data, nil
 	}
