@@ -289,22 +289,19 @@ func checkOverlaps(routes []Route, parsed [][]segment) error {
 func overlaps(a, b []segment) (string, bool) {
 	var ex []string
 	for i := 0; ; i++ {
+		if i < len(b) && b[i].kind == segWildcard {
+			// The example so far is the same either way round: treat a
+			// wildcard on either side as a's.
+			a, b = b, a
+		}
 		switch {
 		case i == len(a) && i == len(b):
 			return "/" + strings.Join(ex, "/"), true
 		case i < len(a) && a[i].kind == segWildcard:
-			if i < len(b) {
-				ex = append(ex, exampleSeg(b[i:])...)
-			} else {
-				return "", false // a needs at least one more segment than b has
+			if i == len(b) {
+				return "", false // the wildcard needs at least one more segment
 			}
-			return "/" + strings.Join(ex, "/"), true
-		case i < len(b) && b[i].kind == segWildcard:
-			if i < len(a) {
-				ex = append(ex, exampleSeg(a[i:])...)
-			} else {
-				return "", false
-			}
+			ex = append(ex, exampleSeg(b[i:])...)
 			return "/" + strings.Join(ex, "/"), true
 		case i == len(a) || i == len(b):
 			return "", false
