@@ -104,17 +104,7 @@ func TestJWTAttacks(t *testing.T) {
 	waitReady(t, typed, 5*time.Second)
 
 	now := time.Now()
-	claims := func(over map[string]any) map[string]any {
-		c := map[string]any{"iss": is.URL, "sub": "alice", "aud": is.Audience, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
-		for k, v := range over {
-			if v == nil {
-				delete(c, k)
-			} else {
-				c[k] = v
-			}
-		}
-		return c
-	}
+	claims := func(over map[string]any) map[string]any { return is.Claims("alice", time.Hour, over) }
 	sign := func(key jose.JSONWebKey, header, over map[string]any) string {
 		t.Helper()
 		tok, err := devissuer.SignRaw(key, header, claims(over))

@@ -304,6 +304,13 @@ func unixSeconds(v any) (int64, bool) {
 // Token mints an access token for subject, valid for ttl, with the default
 // audience and any extra claims (which override the defaults).
 func (is *Issuer) Token(subject string, ttl time.Duration, extra map[string]any) (string, error) {
+	return is.Sign(is.Claims(subject, ttl, extra))
+}
+
+// Claims returns the claims Token signs — iss, sub, aud, iat, nbf, exp,
+// name, scope — with extra applied (a nil value deletes a claim), for
+// tests that sign them some other way.
+func (is *Issuer) Claims(subject string, ttl time.Duration, extra map[string]any) map[string]any {
 	now := is.now()
 	claims := map[string]any{
 		"iss":   is.URL,
@@ -322,7 +329,7 @@ func (is *Issuer) Token(subject string, ttl time.Duration, extra map[string]any)
 		}
 		claims[k] = v
 	}
-	return is.Sign(claims)
+	return claims
 }
 
 // Sign signs arbitrary claims with the current signing key.

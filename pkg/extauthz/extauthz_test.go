@@ -260,18 +260,7 @@ func TestUnauthenticated(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	claims := func(over map[string]any) map[string]any {
-		c := map[string]any{"iss": h.env.Issuer.URL, "sub": "alice", "aud": h.env.Issuer.Audience,
-			"iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
-		for k, v := range over {
-			if v == nil {
-				delete(c, k)
-			} else {
-				c[k] = v
-			}
-		}
-		return c
-	}
+	claims := func(over map[string]any) map[string]any { return h.env.Issuer.Claims("alice", time.Hour, over) }
 	sign := func(over map[string]any) string {
 		tok, err := h.env.Issuer.Sign(claims(over))
 		if err != nil {
