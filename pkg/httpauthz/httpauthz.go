@@ -89,19 +89,16 @@ func (s *server) envoy(w http.ResponseWriter, r *http.Request) {
 // come from the headers the nginx configuration sets. nginx never forwards
 // the body to an auth subrequest, so body rules fail closed.
 func (s *server) nginx(w http.ResponseWriter, r *http.Request) {
-	method, uri := r.Header.Get("X-Original-Method"), r.Header.Get("X-Original-URI")
-	if method == "" || uri == "" {
-		s.misconfigured(w, "nginx: X-Original-Method and X-Original-URI are required (proxy_set_header them in the auth location)")
+	req := s.forwarded(w, r, "nginx", "X-Original-Method", "X-Original-URI", "X-Original-Host",
+		" (proxy_set_header them in the auth location)")
+	if req == nil {
 		return
 	}
-	req := baseRequest(r, method, uri)
 	req.BodyUnavailable = true
 	delete(req.Headers, "content-length") // the subrequest's, not the client's
-	// The subrequest's Host is the auth upstream's; the client's comes in
-	// X-Original-Host (set by the nginx configuration), for host policies.
-	if host := r.Header.Get("X-Original-Host"); host != "" {
-		req.Headers[":authority"] = host
-	} else {
+	// The subrequest's own Host is the auth upstream's: without
+	// X-Original-Host there is no client host to select a policy by.
+	if r.Header.Get("X-Original-Host") == "" {
 		delete(req.Headers, ":authority")
 	}
 	s.decide(w, r, req)
@@ -110,19 +107,30 @@ func (s *server) nginx(w http.ResponseWriter, r *http.Request) {
 // traefik: forwardAuth copies the client's headers and adds
 // X-Forwarded-Method/-Uri/-Host; with forwardBody the body comes along.
 func (s *server) traefik(w http.ResponseWriter, r *http.Request) {
-	method, uri := r.Header.Get("X-Forwarded-Method"), r.Header.Get("X-Forwarded-Uri")
-	if method == "" || uri == "" {
-		s.misconfigured(w, "traefik: X-Forwarded-Method and X-Forwarded-Uri are required")
+	req := s.forwarded(w, r, "traefik", "X-Forwarded-Method", "X-Forwarded-Uri", "X-Forwarded-Host", "")
+	if req == nil {
 		return
-	}
-	req := baseRequest(r, method, uri)
-	if host := r.Header.Get("X-Forwarded-Host"); host != "" {
-		req.Headers[":authority"] = host
 	}
 	if !s.readBody(w, r, req) {
 		return
 	}
 	s.decide(w, r, req)
+}
+
+// forwarded builds the request from the original method, URI and host a
+// proxy put in its own headers. It answers a check request that lacks
+// them (403, logged) and returns nil.
+func (s *server) forwarded(w http.ResponseWriter, r *http.Request, proxy, methodHeader, uriHeader, hostHeader, hint string) *decision.Request {
+	method, uri := r.Header.Get(methodHeader), r.Header.Get(uriHeader)
+	if method == "" || uri == "" {
+		s.misconfigured(w, proxy+": "+methodHeader+" and "+uriHeader+" are required"+hint)
+		return nil
+	}
+	req := baseRequest(r, method, uri)
+	if host := r.Header.Get(hostHeader); host != "" {
+		req.Headers[":authority"] = host
+	}
+	return req
 }
 
 func baseRequest(r *http.Request, method, path string) *decision.Request {
