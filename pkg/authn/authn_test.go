@@ -18,9 +18,9 @@ import (
 	"github.com/langgate/langgate/pkg/policy"
 )
 
-func newAuthenticator(t testing.TB, issuerURL, audience string, opts authn.Options) (*authn.Authenticator, *authn.Registry) {
+func newAuthenticator(t testing.TB, issuerURL, audience string, opts authn.Options) *authn.Authenticator {
 	t.Helper()
-	return compile(t, `authenticate:
+	a, _ := compile(t, `authenticate:
   oidc:
     - issuer: `+issuerURL+`
       audiences: [`+audience+`]
@@ -29,6 +29,7 @@ func newAuthenticator(t testing.TB, issuerURL, audience string, opts authn.Optio
     identity: claims.sub
     permissions: 'has(claims.scope) ? claims.scope.split(" ") : []'
 `, opts)
+	return a
 }
 
 // compile builds an authenticator from configuration text and starts its
@@ -118,7 +119,7 @@ func TestIssuerDownAtStart(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	a, _ := newAuthenticator(t, "http://"+addr, "langgate-dev", authn.Options{})
+	a := newAuthenticator(t, "http://"+addr, "langgate-dev", authn.Options{})
 
 	// A token signed by a key the provider will serve later.
 	key, err := devissuer.NewKey(jose.RS256, "dev-1")
@@ -160,7 +161,7 @@ func TestKeyRotationPickedUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer is.Close()
-	a, _ := newAuthenticator(t, is.URL, is.Audience, authn.Options{MinRefetch: time.Millisecond})
+	a := newAuthenticator(t, is.URL, is.Audience, authn.Options{MinRefetch: time.Millisecond})
 	waitReady(t, a, 5*time.Second)
 	old := is.SigningKey()
 	oldTok, _ := is.Token("alice", time.Hour, map[string]any{"jti": "old"})
@@ -232,7 +233,7 @@ func FuzzAuthenticate(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer is.Close()
-	a, _ := newAuthenticator(f, is.URL, is.Audience, authn.Options{})
+	a := newAuthenticator(f, is.URL, is.Audience, authn.Options{})
 	waitReady(f, a, 5*time.Second)
 	good, _ := is.Token("alice", time.Hour, nil)
 	f.Add(good)

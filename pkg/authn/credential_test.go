@@ -93,7 +93,7 @@ func TestCredentialLocations(t *testing.T) {
 // Authorization header counts, as before.
 func TestDefaultCredentialLocation(t *testing.T) {
 	is := startIssuer(t, devissuer.Options{})
-	a, _ := newAuthenticator(t, is.URL, is.Audience, authn.Options{})
+	a := newAuthenticator(t, is.URL, is.Audience, authn.Options{})
 	waitReady(t, a, 5*time.Second)
 	jwt, _ := is.Token("alice", time.Hour, nil)
 	if u, err := a.AuthenticateRequest(context.Background(), map[string]string{"authorization": "Bearer " + jwt}, nil); err != nil || u.Identity != "alice" {
