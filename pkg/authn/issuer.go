@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -232,20 +231,9 @@ func (i *Issuer) discover(ctx context.Context) (string, error) {
 	if doc.Issuer != i.cfg.Issuer {
 		return "", fmt.Errorf("discovery document names issuer %q, configured %q", doc.Issuer, i.cfg.Issuer)
 	}
-	u, err := url.Parse(doc.JWKSURI)
-	if err != nil || doc.JWKSURI == "" || u.Host == "" {
-		return "", fmt.Errorf("discovery document has no valid jwks_uri")
-	}
-	if u.Scheme != "https" && !isLoopback(u.Hostname()) {
-		return "", fmt.Errorf("jwks_uri %q must use https", doc.JWKSURI)
+	// The same rule as for a configured jwks_url.
+	if msg := config.CheckURL(doc.JWKSURI); msg != "" {
+		return "", fmt.Errorf("discovery document's jwks_uri %s", msg)
 	}
 	return doc.JWKSURI, nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -206,10 +206,10 @@ func checkValueSource(src string) string {
 	}
 }
 
-// checkURL requires an absolute https URL, or http on a loopback host (local
+// CheckURL requires an absolute https URL, or http on a loopback host (local
 // development and tests): keys fetched over plain HTTP from the network could
-// be swapped by anyone on the path.
-func checkURL(raw string) string {
+// be swapped by anyone on the path. It returns what is wrong, or "".
+func CheckURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return "must be an absolute URL, got " + quote(raw)

@@ -155,12 +155,12 @@ func validateIssuer(iss *OIDCIssuer, seen map[string]bool, sink *errorSink) {
 		sink.add(iss.Pos, "oidc: issuer %q is listed twice", iss.Issuer)
 	default:
 		seen[iss.Issuer] = true
-		if msg := checkURL(iss.Issuer); msg != "" {
+		if msg := CheckURL(iss.Issuer); msg != "" {
 			sink.add(iss.Pos, "oidc: issuer %s", msg)
 		}
 	}
 	if iss.JWKSURL != "" {
-		if msg := checkURL(iss.JWKSURL); msg != "" {
+		if msg := CheckURL(iss.JWKSURL); msg != "" {
 			sink.add(iss.Pos, "oidc: jwks_url %s", msg)
 		}
 	}
@@ -237,7 +237,7 @@ func validateRefresh(iss *OIDCIssuer, sink *errorSink) {
 func validateIntrospection(in *Introspection, sink *errorSink) {
 	if in.URL == "" {
 		sink.add(in.Pos, "introspection: url is required")
-	} else if msg := checkURL(in.URL); msg != "" {
+	} else if msg := CheckURL(in.URL); msg != "" {
 		sink.add(in.Pos, "introspection: url %s", msg)
 	}
 	if in.ClientID == "" || in.ClientSecret == "" {
