@@ -211,12 +211,12 @@ func newProbe() string {
 // langgate is `langgate serve` as a process, on addresses that survive a
 // restart.
 type langgate struct {
-	t                        *testing.T
-	args                     []string
-	grpc, admin, http        string
-	cmd                      *exec.Cmd
-	log                      *syncBuffer
-	done                     chan struct{}
+	t                 *testing.T
+	args              []string
+	grpc, admin, http string
+	cmd               *exec.Cmd
+	log               *syncBuffer
+	done              chan struct{}
 }
 
 // startLanggate runs the built binary with the configuration file config
