@@ -18,6 +18,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -35,6 +36,8 @@ const (
 	// Envoy stores langgate's CheckResponse.dynamic_metadata under.
 	extAuthzName = "envoy.filters.http.ext_authz"
 	routerName   = "envoy.filters.http.router"
+	// headerMutationName is the filter that strips client headers first.
+	headerMutationName = "envoy.filters.http.header_mutation"
 	// langgateAdminPort is langgate's default admin port (/healthz, /readyz).
 	langgateAdminPort = 9090
 	// maxCheckTimeout is the most a shipped configuration may give langgate:
@@ -64,7 +67,7 @@ var langgateHeaders = []string{
 
 // decisionKeys are the dynamic-metadata keys langgate sets on decisions
 // (docs/headers.md) that the access log must show.
-var decisionKeys = []string{"decision_id", "outcome", "reason", "resource", "action", "user_id"}
+var decisionKeys = []string{"decision_id", "outcome", "policy", "reason", "resource", "action", "user_id"}
 
 // stripHeaders are client headers that must never reach a LangGraph server:
 // `x-auth-scheme: langsmith` makes it skip its own authentication.
@@ -256,6 +259,9 @@ func filterChainProblems(s site) []string {
 	count := 0
 	for _, hf := range s.hcm.GetHttpFilters() {
 		names = append(names, hf.GetName())
+		if hf.GetDisabled() && hf.GetName() == headerMutationName {
+			p = append(p, fmt.Sprintf("%s: the header_mutation filter is disabled by default", s.name))
+		}
 		if hf.GetTypedConfig().MessageIs(&extauthzv3.ExtAuthz{}) {
 			count++
 			if hf.GetName() != extAuthzName {
@@ -269,10 +275,51 @@ func filterChainProblems(s site) []string {
 	if count != 1 {
 		p = append(p, fmt.Sprintf("%s: %d ext_authz filters, want exactly 1", s.name, count))
 	}
-	// Only the router may follow ext_authz: any other filter could clear the
-	// route cache or rewrite the request after langgate decided.
-	if len(names) != 2 || names[0] != extAuthzName || names[1] != routerName {
-		p = append(p, fmt.Sprintf("%s: http filters %v, want [%s %s]", s.name, names, extAuthzName, routerName))
+	// The header filter first, so that no client-sent x-langgate-* header
+	// survives on any route; only the router may follow ext_authz: any other
+	// filter could clear the route cache or rewrite the request after
+	// langgate decided.
+	if want := []string{headerMutationName, extAuthzName, routerName}; !slices.Equal(names, want) {
+		p = append(p, fmt.Sprintf("%s: http filters %v, want %v", s.name, names, want))
+	}
+	p = append(p, headerMutationProblems(s)...)
+	return p
+}
+
+// headerMutationProblems checks that the filter in front of ext_authz
+// drops every client header under langgate's prefix, and x-auth-scheme.
+func headerMutationProblems(s site) []string {
+	var hm *headermutationv3.HeaderMutation
+	for _, hf := range s.hcm.GetHttpFilters() {
+		m := &headermutationv3.HeaderMutation{}
+		if hf.GetTypedConfig().MessageIs(m) {
+			if err := hf.GetTypedConfig().UnmarshalTo(m); err != nil {
+				return []string{fmt.Sprintf("%s: header_mutation: %v", s.name, err)}
+			}
+			hm = m
+		}
+	}
+	if hm == nil {
+		return []string{s.name + ": no header_mutation filter strips client-sent x-langgate-* headers"}
+	}
+	var prefix bool
+	var removed []string
+	for _, m := range hm.GetMutations().GetRequestMutations() {
+		if km := m.GetRemoveOnMatch().GetKeyMatcher(); km != nil && km.GetPrefix() == "x-langgate-" && !km.GetIgnoreCase() {
+			prefix = true
+		}
+		if r := m.GetRemove(); r != "" {
+			removed = append(removed, r)
+		}
+	}
+	var p []string
+	if !prefix {
+		p = append(p, s.name+": header_mutation does not remove_on_match the prefix x-langgate- (client-sent headers would reach the upstream on public routes)")
+	}
+	for _, h := range stripHeaders {
+		if !slices.Contains(removed, h) {
+			p = append(p, fmt.Sprintf("%s: header_mutation does not remove client-sent %s", s.name, h))
+		}
 	}
 	return p
 }
@@ -587,11 +634,6 @@ func routeProblems(s site, clusters map[string]*clusterv3.Cluster) []string {
 				if i == len(routes)-1 {
 					add("%s: the catch-all route is public", at)
 				}
-				for _, h := range langgateHeaders {
-					if !slices.Contains(r.GetRequestHeadersToRemove(), h) {
-						add("%s: public route does not remove client-sent %s", at, h)
-					}
-				}
 				continue
 			}
 			if s.extAuthz.GetGrpcService() != nil && a.context["policy"] == "" {
@@ -675,7 +717,9 @@ func TestChecksCatchMistakes(t *testing.T) {
 		{"no policy", "                    context_extensions:\n                      policy: langgraph\n              routes:", "                    context_extensions:\n                      tenant: a\n              routes:", "no context extension `policy`"},
 		{"public catch-all", catchAll, catchAll + "                typed_per_filter_config:\n                  envoy.filters.http.ext_authz:\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute\n                    disabled: true\n", "catch-all route is public"},
 		{"x-auth-scheme forwarded", "request_headers_to_remove: [x-auth-scheme]", "request_headers_to_remove: []", "does not remove client-sent x-auth-scheme"},
-		{"public route keeps headers", "                - x-langgate-filters\n", "", "does not remove client-sent x-langgate-filters"},
+		{"header filter keeps x-langgate-*", "key_matcher: { prefix: x-langgate- }", "key_matcher: { exact: x-langgate-user-id }", "does not remove_on_match the prefix x-langgate-"},
+		{"header filter keeps x-auth-scheme", "                - remove: x-auth-scheme\n", "", "header_mutation does not remove client-sent x-auth-scheme"},
+		{"no header filter", "          - name: envoy.filters.http.header_mutation\n", "          - name: envoy.filters.http.header_mutation\n            disabled: true\n", "header_mutation filter is disabled"},
 		{"health on traffic port", "port_value: 9090", "port_value: 9001", "admin port"},
 		{"filter after ext_authz", "          - name: envoy.filters.http.router\n", "          - name: envoy.filters.http.cors\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n          - name: envoy.filters.http.router\n", "http filters"},
 	}

@@ -174,6 +174,8 @@ func Start(bin string, opts Options) (*Envoy, error) {
 		"--concurrency", strconv.Itoa(opts.Concurrency),
 		"-l", opts.LogLevel,
 		"--log-path", filepath.Join(e.Dir, "envoy.log"),
+		// The access log reaches its file within 100 ms (the default is 10 s).
+		"--file-flush-interval-msec", "100",
 		// Stop in a second, not after the default 10-minute drain.
 		"--drain-time-s", "1", "--parent-shutdown-time-s", "2",
 	)

@@ -89,9 +89,11 @@ func (s *server) envoy(w http.ResponseWriter, r *http.Request) {
 	if !s.readBody(w, r, req) {
 		return
 	}
-	if d := s.decide(w, r, req); d != nil && len(d.RemoveHeaders) > 0 {
-		// Written after decide's headers, before the status: decide leaves
-		// the status to its caller on an allow.
+	d := s.decide(w, r, req)
+	if d == nil {
+		return
+	}
+	if len(d.RemoveHeaders) > 0 {
 		names := slices.Clone(d.RemoveHeaders)
 		slices.Sort(names)
 		w.Header().Set(EnvoyRemoveHeader, strings.Join(names, ","))

@@ -24,3 +24,18 @@ export const graph = new StateGraph(State)
   .addEdge(START, "echo")
   .addEdge("echo", END)
   .compile();
+
+// "slow": three steps, 300 ms apart, each writing one update. A client
+// streaming its run (stream_mode "updates") must see the first update about
+// 600 ms before the last: the proxies may not buffer the event stream.
+const Steps = Annotation.Root({ step: Annotation({ reducer: (_, b) => b, default: () => 0 }) });
+const pause = () => new Promise((r) => setTimeout(r, 300));
+export const slow = new StateGraph(Steps)
+  .addNode("one", async () => (await pause(), { step: 1 }))
+  .addNode("two", async () => (await pause(), { step: 2 }))
+  .addNode("three", async () => (await pause(), { step: 3 }))
+  .addEdge(START, "one")
+  .addEdge("one", "two")
+  .addEdge("two", "three")
+  .addEdge("three", END)
+  .compile();

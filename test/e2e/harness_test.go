@@ -107,6 +107,7 @@ func startShared() error {
 // token mints a one-hour token from the shared issuer.
 func token(t *testing.T, sub string) string {
 	t.Helper()
+	fixtures(t)
 	tok, err := shared.issuer.Token(sub, time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -274,6 +275,34 @@ func (lg *langgate) signal(sig syscall.Signal) {
 	}
 }
 
+// pause stops the process (SIGSTOP) and waits until every one of its
+// threads is stopped: kill(2) returns before a multi-threaded process has
+// finished stopping, and a thread still running could answer one more
+// request.
+func (lg *langgate) pause() {
+	lg.t.Helper()
+	lg.signal(syscall.SIGSTOP)
+	pid := lg.cmd.Process.Pid
+	waitFor(lg.t, 5*time.Second, func() bool {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil || len(tasks) == 0 {
+			return false
+		}
+		for _, task := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+			if err != nil {
+				return false
+			}
+			// pid (comm) state ...: the state follows the last ')'.
+			i := bytes.LastIndexByte(b, ')')
+			if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+				return false
+			}
+		}
+		return true
+	}, "langgate did not stop on SIGSTOP")
+}
+
 // decisions scrapes /metrics: langgate_decisions_total summed by outcome.
 func (lg *langgate) decisions() map[string]float64 {
 	lg.t.Helper()
@@ -390,6 +419,10 @@ func send(t *testing.T, client *http.Client, method, url string, headers [][2]st
 		t.Fatal(err)
 	}
 	for _, h := range headers {
+		if strings.EqualFold(h[0], "Host") {
+			req.Host = h[1] // net/http sends req.Host, never a Host header
+			continue
+		}
 		req.Header.Add(h[0], h[1])
 	}
 	resp, err := client.Do(req)
