@@ -1,20 +1,33 @@
 # End-to-end test prerequisites (test/e2e): the Node packages of the real
 # LangGraph server and SDK, pinned by test/e2e/package-lock.json, and
-# Debian's nginx for the auth_request proxy. Included by the Makefile.
+# Debian's nginx for the auth_request proxy; the real Envoy comes from
+# mk/envoy.mk. Included by the Makefile.
+#
+#   make e2e-deps    node-deps + nginx (a `make test` prerequisite)
+#   make node-deps   npm ci in test/e2e, when the lock file changed
+#   make demo        Envoy + langgate --dev + the LangGraph JS server, with
+#                    curl and SDK commands to paste (examples/demo)
 
 E2E_DIR := test/e2e
 
 TEST_DEPS += e2e-deps
 
-.PHONY: e2e-deps
+.PHONY: e2e-deps node-deps nginx demo
 
-e2e-deps:
+e2e-deps: node-deps nginx
+
+nginx:
 	@if ! command -v nginx >/dev/null 2>&1; then \
 		echo "installing Debian's nginx-light (auth_request) for the end-to-end test"; \
 		if [ "$$(id -u)" != 0 ]; then echo "nginx is missing and this is not root: apt-get install nginx-light"; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null; \
 	fi
+
+node-deps:
 	@if [ ! -f $(E2E_DIR)/node_modules/.package-lock.json ] || [ $(E2E_DIR)/package-lock.json -nt $(E2E_DIR)/node_modules/.package-lock.json ]; then \
 		echo "npm ci in $(E2E_DIR)"; \
 		cd $(E2E_DIR) && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
+
+demo: build envoy node-deps
+	$(GO) run ./examples/demo --langgate $(LANGGATE)

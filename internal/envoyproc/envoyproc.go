@@ -44,7 +44,7 @@ func Find() (string, error) {
 		}
 		return p, nil
 	}
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}
@@ -55,9 +55,9 @@ func Find() (string, error) {
 	return p, nil
 }
 
-// ModuleRoot is the directory holding this module's go.mod, found from the
+// ModuleRoot returns the directory holding this module's go.mod, found from the
 // working directory upwards.
-func moduleRoot() (string, error) {
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -148,7 +148,11 @@ func Start(bin string, opts Options) (*Envoy, error) {
 		opts.Timeout = 30 * time.Second
 	}
 	e := &Envoy{Dir: opts.Dir, done: make(chan struct{})}
-	if e.Dir == "" {
+	if e.Dir != "" {
+		if err := os.MkdirAll(e.Dir, 0o700); err != nil {
+			return nil, err
+		}
+	} else {
 		d, err := os.MkdirTemp("", "langgate-envoy-")
 		if err != nil {
 			return nil, err
@@ -261,8 +265,21 @@ func (e *Envoy) readListeners(client *http.Client) (map[string]string, error) {
 // Listener returns the host:port the named listener bound ("" if none).
 func (e *Envoy) Listener(name string) string { return e.listeners[name] }
 
-// URL is "http://" + Listener(name).
-func (e *Envoy) URL(name string) string { return "http://" + e.Listener(name) }
+// URL is the named listener's base URL, http://host:port; a listener on
+// every address (0.0.0.0, ::) is reached on the loopback address.
+func (e *Envoy) URL(name string) string {
+	host, port, err := net.SplitHostPort(e.Listener(name))
+	if err != nil {
+		return "http://" + e.Listener(name)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
 
 // Stats returns Envoy's counters and gauges whose names match the regular
 // expression filter (admin /stats?filter=...).
