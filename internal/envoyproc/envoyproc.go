@@ -302,6 +302,9 @@ func (e *Envoy) Stats(filter string) (map[string]uint64, error) {
 	return out, sc.Err()
 }
 
+// Pid is the Envoy process's id (for resource accounting).
+func (e *Envoy) Pid() int { return e.cmd.Process.Pid }
+
 // Log returns what Envoy has logged so far (envoy.log), for failure reports.
 func (e *Envoy) Log() string {
 	b, _ := os.ReadFile(filepath.Join(e.Dir, "envoy.log"))

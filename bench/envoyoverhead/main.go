@@ -1,0 +1,471 @@
+// Command envoyoverhead measures what authorization costs through the real
+// Envoy: GET requests with a bearer token through Envoy to a trivial
+// upstream, with
+//
+//	(a) none   no auth filter (envoy/front-proxy.yaml without ext_authz)
+//	(b) jwt    Envoy's own jwt_authn verifying the same token in process
+//	           (local JWKS, its verified-token cache on)
+//	(c) grpc   ext_authz to langgate over gRPC (envoy/front-proxy.yaml)
+//	(d) http   ext_authz to langgate's HTTP mode (envoy/front-proxy-http.yaml)
+//
+// on one machine in one run, each at its maximum (closed loop) and at a
+// fixed rate of half of (a)'s maximum, in rounds (a b c d, a b c d, …) so
+// that drift on a shared machine hits every configuration alike. It prints
+// throughput and p50/p99 latency, and their ratios to (a) and (b), as the
+// Markdown table docs/performance.md shows.
+//
+//	make build envoy && go run ./bench/envoyoverhead [-duration 10s] [-rounds 2] [-workers 16]
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/langgate/langgate/bench/load"
+	"github.com/langgate/langgate/internal/envoyproc"
+)
+
+// config is one way of putting authorization in Envoy.
+type config struct {
+	name, label string
+	envoy       *envoyproc.Envoy
+	url         string
+}
+
+// cpuTime is a process's user+system CPU time so far (/proc/PID/stat).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b)[i+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	var ut, st int64
+	_, _ = fmt.Sscan(f[11], &ut)
+	_, _ = fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// share is where the CPU went during one run, per request.
+type share struct{ envoy, langgate, upstream, loadgen time.Duration }
+
+func main() {
+	if os.Getenv("ENVOYOVERHEAD_UPSTREAM") == "1" {
+		upstream()
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "envoyoverhead:", err)
+		os.Exit(1)
+	}
+}
+
+// upstream is the trivial server behind Envoy: 200 and two bytes.
+func upstream() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("LISTEN", ln.Addr())
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "ok")
+	})}
+	_ = srv.Serve(ln)
+}
+
+func run() error {
+	lgBin := flag.String("langgate", "bin/langgate", "the langgate binary (make build)")
+	duration := flag.Duration("duration", 10*time.Second, "length of each measured run")
+	rounds := flag.Int("rounds", 2, "rounds over the four configurations")
+	workers := flag.Int("workers", 16, "closed-loop workers (one keep-alive connection each)")
+	concurrency := flag.Int("envoy-concurrency", 1, "Envoy worker threads")
+	profile := flag.String("profile", "", "write langgate's CPU profile during the first gRPC maximum run to this file (go tool pprof)")
+	flag.Parse()
+
+	root, err := envoyproc.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	bin, err := envoyproc.Find()
+	if err != nil {
+		return err
+	}
+	version, err := envoyproc.Version(bin)
+	if err != nil {
+		return err
+	}
+	var stops []func()
+	defer func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}()
+
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	up := exec.Command(self)
+	up.Env = append(os.Environ(), "ENVOYOVERHEAD_UPSTREAM=1")
+	upAddr, err := startAndRead(up, "LISTEN ")
+	if err != nil {
+		return fmt.Errorf("upstream: %w", err)
+	}
+	stops = append(stops, func() { stop(up) })
+
+	addrs := make([]string, 4)
+	for i := range addrs {
+		if addrs[i], err = freeAddr(); err != nil {
+			return err
+		}
+	}
+	grpcAddr, adminAddr, httpAddr, issuerAddr := addrs[0], addrs[1], addrs[2], addrs[3]
+	lg := exec.Command(*lgBin, "serve", "--dev", "--dev-issuer-addr", issuerAddr, "--grpc-addr", grpcAddr,
+		"--admin-addr", adminAddr, "--http-addr", httpAddr, "--log-level", "warn", "--pprof")
+	lg.Stdout, lg.Stderr = io.Discard, os.Stderr
+	lg.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := lg.Start(); err != nil {
+		return fmt.Errorf("%s: %w (make build)", *lgBin, err)
+	}
+	stops = append(stops, func() { stop(lg) })
+	if err := waitOK("http://" + adminAddr + "/readyz"); err != nil {
+		return fmt.Errorf("langgate: %w", err)
+	}
+	issuer := "http://" + issuerAddr
+	token, err := fetchToken(issuer)
+	if err != nil {
+		return err
+	}
+	jwks, err := fetch(issuer + "/jwks")
+	if err != nil {
+		return err
+	}
+
+	adminPort := port(adminAddr)
+	configs := []*config{
+		{name: "none", label: "(a) no auth filter"},
+		{name: "jwt", label: "(b) Envoy jwt_authn"},
+		{name: "grpc", label: "(c) ext_authz → langgate gRPC"},
+		{name: "http", label: "(d) ext_authz → langgate HTTP"},
+	}
+	for _, c := range configs {
+		file := "front-proxy.yaml"
+		if c.name == "http" {
+			file = "front-proxy-http.yaml"
+		}
+		cfg, err := envoyproc.LoadConfig(filepath.Join(root, "envoy", file))
+		if err != nil {
+			return err
+		}
+		cfg.Loopback()
+		if err := cfg.SetEndpoint("langgraph", upAddr, 0); err != nil {
+			return err
+		}
+		switch c.name {
+		case "none":
+			replaceExtAuthz(cfg, nil)
+		case "jwt":
+			replaceExtAuthz(cfg, jwtAuthn(issuer, jwks))
+		case "grpc":
+			err = cfg.SetEndpoint("langgate", grpcAddr, adminPort)
+		case "http":
+			err = cfg.SetEndpoint("langgate_http", httpAddr, adminPort)
+		}
+		if err != nil {
+			return err
+		}
+		e, err := envoyproc.Start(bin, envoyproc.Options{Bootstrap: cfg.Bytes(), Concurrency: *concurrency})
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		stops = append(stops, func() { _ = e.Stop() })
+		c.envoy, c.url = e, e.URL("langgraph_http")
+	}
+
+	ctx := context.Background()
+	reqs := func(c *config) []load.Request {
+		h := http.Header{"Authorization": {"Bearer " + token}}
+		return []load.Request{{Method: "GET", URL: c.url + "/threads/1ef5c0de-1b2c-6d3e-8f90-123456789abc", Header: h, Status: 200}}
+	}
+	client := load.Client(*workers)
+	// Every configuration answers correctly before anything is measured.
+	for _, c := range configs {
+		if r := load.Closed(ctx, client, reqs(c), 2, time.Second); r.Errors > 0 || r.Sent == 0 {
+			return fmt.Errorf("%s: %d errors of %d in the warm-up", c.name, r.Errors, r.Sent)
+		}
+	}
+	maxRuns := map[string][]load.Result{}
+	fixedRuns := map[string][]load.Result{}
+	lowRuns := map[string][]load.Result{}
+	cpu := map[string]share{}
+	var rate, low float64
+	for round := 1; round <= *rounds; round++ {
+		for _, c := range configs {
+			pids := []int{c.envoy.Pid(), lg.Process.Pid, up.Process.Pid, os.Getpid()}
+			before := make([]time.Duration, len(pids))
+			for i, p := range pids {
+				before[i] = cpuTime(p)
+			}
+			prof := make(chan error, 1)
+			if *profile != "" && round == 1 && c.name == "grpc" {
+				go func() { prof <- saveProfile("http://"+adminAddr, *profile, *duration-time.Second) }()
+			} else {
+				prof <- nil
+			}
+			r := load.Closed(ctx, client, reqs(c), *workers, *duration)
+			if err := <-prof; err != nil {
+				return err
+			}
+			per := func(i int) time.Duration { return (cpuTime(pids[i]) - before[i]) / time.Duration(max(r.Sent, 1)) }
+			if round == 1 {
+				cpu[c.name] = share{envoy: per(0), langgate: per(1), upstream: per(2), loadgen: per(3)}
+			}
+			fmt.Fprintf(os.Stderr, "round %d %-5s max:   %v\n", round, c.name, r)
+			maxRuns[c.name] = append(maxRuns[c.name], r)
+		}
+		if rate == 0 {
+			rate = maxRuns["none"][0].Throughput() / 2
+			low = rate
+			for _, c := range configs {
+				low = min(low, maxRuns[c.name][0].Throughput()/2)
+			}
+		}
+		for _, c := range configs {
+			r := load.Fixed(ctx, client, reqs(c), rate, 4**workers, *duration)
+			fmt.Fprintf(os.Stderr, "round %d %-5s %5.0f/s: %v\n", round, c.name, rate, r)
+			fixedRuns[c.name] = append(fixedRuns[c.name], r)
+		}
+		for _, c := range configs {
+			r := load.Fixed(ctx, client, reqs(c), low, 4**workers, *duration)
+			fmt.Fprintf(os.Stderr, "round %d %-5s %5.0f/s: %v\n", round, c.name, low, r)
+			lowRuns[c.name] = append(lowRuns[c.name], r)
+		}
+	}
+
+	fmt.Printf("Envoy %s (--concurrency %d), %d closed-loop connections, %v per run, %d rounds (medians); "+
+		"fixed rates: %.0f req/s (half of (a)'s first maximum) and %.0f req/s (half of the lowest maximum)\n\n",
+		version, *concurrency, *workers, *duration, *rounds, rate, low)
+	med := func(rs []load.Result, f func(load.Result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	tput := func(r load.Result) float64 { return r.Throughput() }
+	pct := func(q float64) func(load.Result) float64 {
+		return func(r load.Result) float64 { return float64(r.Percentile(q)) }
+	}
+	errs := func(name string) int {
+		n := 0
+		for _, runs := range []map[string][]load.Result{maxRuns, fixedRuns, lowRuns} {
+			for _, r := range runs[name] {
+				n += r.Errors
+			}
+		}
+		return n
+	}
+	// ratio is the median over rounds of x's value over base's in the same
+	// round: each round's runs are minutes apart at most, so a machine that
+	// drifts over the whole run does not skew the comparison.
+	ratio := func(runs map[string][]load.Result, x, base string, f func(load.Result) float64) float64 {
+		v := make([]float64, len(runs[x]))
+		for i := range runs[x] {
+			v[i] = f(runs[x][i]) / f(runs[base][i])
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	a, b := "none", "jwt"
+	fmt.Println("At maximum (closed loop):")
+	fmt.Println()
+	fmt.Println("| configuration | req/s | × (a) | × (b) | p50 | p99 | errors |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, c := range configs {
+		m := med(maxRuns[c.name], tput)
+		fmt.Printf("| %s | %.0f | %.2f | %.2f | %s | %s | %d |\n", c.label, m, ratio(maxRuns, c.name, a, tput), ratio(maxRuns, c.name, b, tput),
+			ms(med(maxRuns[c.name], pct(0.5))), ms(med(maxRuns[c.name], pct(0.99))), errs(c.name))
+	}
+	for _, fr := range []struct {
+		runs map[string][]load.Result
+		rate float64
+	}{{fixedRuns, rate}, {lowRuns, low}} {
+		fmt.Printf("\nAt a fixed %.0f req/s (latency from each request's scheduled time):\n\n", fr.rate)
+		fmt.Println("| configuration | req/s served | p50 | p99 | p50 × (a) | p99 × (a) | p50 × (b) | p99 × (b) |")
+		fmt.Println("|---|---|---|---|---|---|---|---|")
+		for _, c := range configs {
+			rs := fr.runs[c.name]
+			p50, p99 := med(rs, pct(0.5)), med(rs, pct(0.99))
+			fmt.Printf("| %s | %.0f | %s | %s | %.2f | %.2f | %.2f | %.2f |\n", c.label, med(rs, tput), ms(p50), ms(p99),
+				ratio(fr.runs, c.name, a, pct(0.5)), ratio(fr.runs, c.name, a, pct(0.99)), ratio(fr.runs, c.name, b, pct(0.5)), ratio(fr.runs, c.name, b, pct(0.99)))
+		}
+	}
+	fmt.Println("\nCPU time per request at maximum (round 1; /proc/PID/stat):")
+	fmt.Println()
+	fmt.Println("| configuration | Envoy | langgate | upstream | load generator |")
+	fmt.Println("|---|---|---|---|---|")
+	us := func(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/1e3) }
+	for _, c := range configs {
+		s := cpu[c.name]
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", c.label, us(s.envoy), us(s.langgate), us(s.upstream), us(s.loadgen))
+	}
+	return nil
+}
+
+// saveProfile fetches a CPU profile of d from langgate's admin port.
+func saveProfile(admin, file string, d time.Duration) error {
+	b, err := fetch(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", admin, int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, []byte(b), 0o600)
+}
+
+func ms(ns float64) string { return fmt.Sprintf("%.2f ms", ns/1e6) }
+
+// replaceExtAuthz takes the ext_authz filter (and its per-route settings)
+// out of the chain, putting filter in its place when not nil.
+func replaceExtAuthz(cfg *envoyproc.Config, filter map[string]any) {
+	cfg.Visit(func(m map[string]any) {
+		if tpf, ok := m["typed_per_filter_config"].(map[string]any); ok {
+			delete(tpf, "envoy.filters.http.ext_authz")
+		}
+		hf, ok := m["http_filters"].([]any)
+		if !ok {
+			return
+		}
+		var out []any
+		for _, f := range hf {
+			if fm, _ := f.(map[string]any); fm["name"] == "envoy.filters.http.ext_authz" {
+				if filter != nil {
+					out = append(out, filter)
+				}
+				continue
+			}
+			out = append(out, f)
+		}
+		m["http_filters"] = out
+	})
+}
+
+// jwtAuthn is Envoy's JWT filter for the dev issuer: the same token rules
+// langgate applies (issuer, audience, signature), the user id forwarded
+// as a header, verified tokens cached.
+func jwtAuthn(issuer, jwks string) map[string]any {
+	return map[string]any{
+		"name": "envoy.filters.http.jwt_authn",
+		"typed_config": map[string]any{
+			"@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+			"providers": map[string]any{"dev": map[string]any{
+				"issuer":           issuer,
+				"audiences":        []any{"langgate-dev"},
+				"local_jwks":       map[string]any{"inline_string": jwks},
+				"forward":          true,
+				"claim_to_headers": []any{map[string]any{"header_name": "x-user-id", "claim_name": "sub"}},
+				"jwt_cache_config": map[string]any{"jwt_cache_size": 1000},
+			}},
+			"rules": []any{map[string]any{"match": map[string]any{"prefix": "/"}, "requires": map[string]any{"provider_name": "dev"}}},
+		},
+	}
+}
+
+func startAndRead(cmd *exec.Cmd, prefix string) (string, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", errors.New("exited without " + prefix)
+}
+
+func stop(cmd *exec.Cmd) {
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		_ = cmd.Wait()
+	}
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func port(addr string) int {
+	_, p, _ := net.SplitHostPort(addr)
+	var n int
+	_, _ = fmt.Sscan(p, &n)
+	return n
+}
+
+func waitOK(url string) error {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%s not ready in 30 s", url)
+}
+
+func fetch(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil || resp.StatusCode != 200 {
+		return "", fmt.Errorf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return string(b), nil
+}
+
+func fetchToken(issuer string) (string, error) {
+	b, err := fetch(issuer + "/token?sub=alice&ttl=2h")
+	if err != nil {
+		return "", err
+	}
+	var t struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal([]byte(b), &t); err != nil || t.AccessToken == "" {
+		return "", fmt.Errorf("token: %s %v", b, err)
+	}
+	return t.AccessToken, nil
+}

@@ -1,0 +1,170 @@
+// Package load is the project's HTTP load generator: pre-built requests
+// sent over keep-alive connections, either in a closed loop (a fixed number
+// of workers, each sending its next request when the last one answered:
+// the maximum throughput) or at a fixed rate (requests scheduled on a
+// clock, latency measured from the scheduled time, so a stalled server is
+// charged for every request it delayed: no coordinated omission). It
+// reports throughput, errors and latency percentiles.
+package load
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Request is one pre-built request; Body is sent as is.
+type Request struct {
+	Method, URL string
+	Header      http.Header
+	Body        []byte
+	// Status is the status a correct answer has.
+	Status int
+}
+
+// Result summarises one run.
+type Result struct {
+	// Sent is the number of requests completed; Errors those that failed
+	// (transport error or a status other than the request's Status).
+	Sent, Errors int
+	// Elapsed is the run's wall time.
+	Elapsed time.Duration
+	// Latencies, sorted.
+	latencies []time.Duration
+}
+
+// Throughput is completed requests per second.
+func (r Result) Throughput() float64 { return float64(r.Sent) / r.Elapsed.Seconds() }
+
+// Percentile returns the q-quantile (0..1) of the latencies.
+func (r Result) Percentile(q float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	i := int(q * float64(len(r.latencies)-1))
+	return r.latencies[i]
+}
+
+// String is a one-line summary.
+func (r Result) String() string {
+	return fmt.Sprintf("%.0f req/s, p50 %v, p99 %v, %d errors of %d", r.Throughput(),
+		r.Percentile(0.50).Round(time.Microsecond), r.Percentile(0.99).Round(time.Microsecond), r.Errors, r.Sent)
+}
+
+// Client returns an HTTP/1.1 client keeping up to conns connections open.
+func Client(conns int) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns,
+		IdleConnTimeout: time.Minute, DisableCompression: true,
+	}}
+}
+
+// one sends req and reports whether the answer was the expected one.
+func one(client *http.Client, req Request) bool {
+	var body io.Reader
+	if req.Body != nil {
+		body = bytes.NewReader(req.Body)
+	}
+	hr, err := http.NewRequest(req.Method, req.URL, body)
+	if err != nil {
+		return false
+	}
+	hr.Header = req.Header
+	resp, err := client.Do(hr)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == req.Status
+}
+
+// Closed runs workers concurrent loops over reqs for d.
+func Closed(ctx context.Context, client *http.Client, reqs []Request, workers int, d time.Duration) Result {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var mu sync.Mutex
+	var res Result
+	var wg sync.WaitGroup
+	var next atomic.Uint64
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			errs := 0
+			for ctx.Err() == nil {
+				req := reqs[next.Add(1)%uint64(len(reqs))]
+				t0 := time.Now()
+				if !one(client, req) {
+					errs++
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			res.latencies = append(res.latencies, lat...)
+			res.Errors += errs
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	res.Sent = len(res.latencies)
+	slices.Sort(res.latencies)
+	return res
+}
+
+// Fixed sends rate requests per second for d, spread evenly, from a pool
+// of up to maxInFlight concurrent senders. A request's latency runs from
+// the moment it was due, so time spent waiting for a free sender counts.
+func Fixed(ctx context.Context, client *http.Client, reqs []Request, rate float64, maxInFlight int, d time.Duration) Result {
+	interval := time.Duration(float64(time.Second) / rate)
+	n := int(d / interval)
+	due := make(chan time.Time, n)
+	var mu sync.Mutex
+	var res Result
+	var wg sync.WaitGroup
+	var next atomic.Uint64
+	start := time.Now()
+	for range maxInFlight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			errs := 0
+			for at := range due {
+				if ctx.Err() != nil {
+					continue
+				}
+				if w := time.Until(at); w > 0 {
+					time.Sleep(w)
+				}
+				req := reqs[next.Add(1)%uint64(len(reqs))]
+				if !one(client, req) {
+					errs++
+				}
+				lat = append(lat, time.Since(at))
+			}
+			mu.Lock()
+			res.latencies = append(res.latencies, lat...)
+			res.Errors += errs
+			mu.Unlock()
+		}()
+	}
+	for i := range n {
+		due <- start.Add(time.Duration(i) * interval)
+	}
+	close(due)
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	res.Sent = len(res.latencies)
+	slices.Sort(res.latencies)
+	return res
+}
