@@ -451,7 +451,7 @@ func fetch(url string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil || resp.StatusCode != 200 {
-		return "", fmt.Errorf("GET %s: %d %v", url, resp.StatusCode, err)
+		return "", fmt.Errorf("GET %s: %d %w", url, resp.StatusCode, err)
 	}
 	return string(b), nil
 }
@@ -465,7 +465,7 @@ func fetchToken(issuer string) (string, error) {
 		AccessToken string `json:"access_token"`
 	}
 	if err := json.Unmarshal([]byte(b), &t); err != nil || t.AccessToken == "" {
-		return "", fmt.Errorf("token: %s %v", b, err)
+		return "", fmt.Errorf("token: %s %w", b, err)
 	}
 	return t.AccessToken, nil
 }

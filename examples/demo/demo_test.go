@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -106,7 +105,7 @@ func TestDemoWorksAsPrinted(t *testing.T) {
 	}
 	dir := t.TempDir()
 	lgBin := filepath.Join(dir, "langgate")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", lgBin, "../../cmd/langgate")
+	build := exec.Command("go", "build", "-o", lgBin, "../../cmd/langgate")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/langgate: %v\n%s", err, out)
 	}
@@ -201,7 +200,7 @@ func TestDemoWorksAsPrinted(t *testing.T) {
 	}
 	if lg != nil {
 		if c, err := net.DialTimeout("tcp", lg[1], time.Second); err == nil {
-			c.Close()
+			_ = c.Close()
 			t.Errorf("Envoy still listens on %s after the demo stopped", lg[1])
 		}
 	}

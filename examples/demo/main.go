@@ -79,7 +79,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
-		return fmt.Errorf("Node.js is required: %w", err)
+		return fmt.Errorf("node (Node.js) is required: %w", err)
 	}
 	e2e := filepath.Join(root, "test", "e2e")
 	if _, err := os.Stat(filepath.Join(e2e, "node_modules", "@langchain", "langgraph-api")); err != nil {
@@ -387,7 +387,7 @@ func mint(issuer, sub string) (string, error) {
 		AccessToken string `json:"access_token"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil || body.AccessToken == "" {
-		return "", fmt.Errorf("minting a token for %s: HTTP %d %v", sub, resp.StatusCode, err)
+		return "", fmt.Errorf("minting a token for %s: HTTP %d %w", sub, resp.StatusCode, err)
 	}
 	return body.AccessToken, nil
 }

@@ -205,7 +205,7 @@ func (e *Envoy) waitReady(adminPath string, timeout time.Duration) error {
 	for ; ; time.Sleep(20 * time.Millisecond) {
 		select {
 		case <-e.done:
-			return fmt.Errorf("envoy exited: %v", e.waitErr)
+			return fmt.Errorf("envoy exited: %w", e.waitErr)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -235,7 +235,7 @@ func (e *Envoy) waitReady(adminPath string, timeout time.Duration) error {
 func (e *Envoy) readListeners(client *http.Client) (map[string]string, error) {
 	body, status, err := get(client, e.Admin+"/listeners?format=json")
 	if err != nil || status != http.StatusOK {
-		return nil, fmt.Errorf("GET /listeners: %d %v", status, err)
+		return nil, fmt.Errorf("GET /listeners: %d %w", status, err)
 	}
 	var doc struct {
 		ListenerStatuses []struct {
@@ -286,7 +286,7 @@ func (e *Envoy) URL(name string) string {
 func (e *Envoy) Stats(filter string) (map[string]uint64, error) {
 	body, status, err := get(&http.Client{Timeout: 5 * time.Second}, e.Admin+"/stats?usedonly&filter="+urlQueryEscape(filter))
 	if err != nil || status != http.StatusOK {
-		return nil, fmt.Errorf("GET /stats: %d %v", status, err)
+		return nil, fmt.Errorf("GET /stats: %d %w", status, err)
 	}
 	out := map[string]uint64{}
 	sc := bufio.NewScanner(strings.NewReader(body))

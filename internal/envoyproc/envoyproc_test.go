@@ -64,7 +64,8 @@ func TestStartServesAndStops(t *testing.T) {
 	if err := e.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := http.Get(e.URL("direct") + "/x"); err == nil {
+	if resp, err := http.Get(e.URL("direct") + "/x"); err == nil {
+		resp.Body.Close()
 		t.Fatal("envoy still answers after Stop")
 	}
 }

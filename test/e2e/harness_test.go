@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,7 +65,7 @@ func fixtures(t *testing.T) {
 func startShared() error {
 	node, err := exec.LookPath("node")
 	if err != nil {
-		return fmt.Errorf("Node.js is required (make e2e-deps installs the rest): %w", err)
+		return fmt.Errorf("node (Node.js) is required (make e2e-deps installs the rest): %w", err)
 	}
 	if _, err := os.Stat("node_modules/@langchain/langgraph-api"); err != nil {
 		return errors.New("test/e2e/node_modules is missing: run `make e2e-deps` (make test does)")
@@ -75,10 +74,10 @@ func startShared() error {
 	if err != nil {
 		return err
 	}
-	shared.cleanups = append(shared.cleanups, func() { os.RemoveAll(dir) })
+	shared.cleanups = append(shared.cleanups, func() { _ = os.RemoveAll(dir) })
 	// The binary users run, built the way `make build` builds it.
 	shared.bin = filepath.Join(dir, "langgate")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-trimpath", "-o", shared.bin, "../../cmd/langgate")
+	build := exec.Command("go", "build", "-trimpath", "-o", shared.bin, "../../cmd/langgate")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/langgate: %w\n%s", err, out)
