@@ -89,36 +89,8 @@ func one(client *http.Client, req Request) bool {
 func Closed(ctx context.Context, client *http.Client, reqs []Request, workers int, d time.Duration) Result {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	var mu sync.Mutex
-	var res Result
-	var wg sync.WaitGroup
-	var next atomic.Uint64
-	start := time.Now()
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var lat []time.Duration
-			errs := 0
-			for ctx.Err() == nil {
-				req := reqs[next.Add(1)%uint64(len(reqs))]
-				t0 := time.Now()
-				if !one(client, req) {
-					errs++
-				}
-				lat = append(lat, time.Since(t0))
-			}
-			mu.Lock()
-			res.latencies = append(res.latencies, lat...)
-			res.Errors += errs
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	res.Elapsed = time.Since(start)
-	res.Sent = len(res.latencies)
-	slices.Sort(res.latencies)
-	return res
+	// Each request is due when its worker is free.
+	return drive(client, reqs, workers, func() (time.Time, bool) { return time.Now(), ctx.Err() == nil })
 }
 
 // Fixed sends rate requests per second for d, spread evenly, from a pool
@@ -128,26 +100,40 @@ func Fixed(ctx context.Context, client *http.Client, reqs []Request, rate float6
 	interval := time.Duration(float64(time.Second) / rate)
 	n := int(d / interval)
 	due := make(chan time.Time, n)
+	start := time.Now()
+	for i := range n {
+		due <- start.Add(time.Duration(i) * interval)
+	}
+	close(due)
+	return drive(client, reqs, maxInFlight, func() (time.Time, bool) {
+		at, ok := <-due
+		return at, ok && ctx.Err() == nil
+	})
+}
+
+// drive runs workers senders until next reports no more requests; next
+// gives each request's due time, which its latency is measured from.
+func drive(client *http.Client, reqs []Request, workers int, next func() (time.Time, bool)) Result {
 	var mu sync.Mutex
 	var res Result
 	var wg sync.WaitGroup
-	var next atomic.Uint64
+	var i atomic.Uint64
 	start := time.Now()
-	for range maxInFlight {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var lat []time.Duration
 			errs := 0
-			for at := range due {
-				if ctx.Err() != nil {
-					continue
+			for {
+				at, ok := next()
+				if !ok {
+					break
 				}
 				if w := time.Until(at); w > 0 {
 					time.Sleep(w)
 				}
-				req := reqs[next.Add(1)%uint64(len(reqs))]
-				if !one(client, req) {
+				if !one(client, reqs[i.Add(1)%uint64(len(reqs))]) {
 					errs++
 				}
 				lat = append(lat, time.Since(at))
@@ -158,10 +144,6 @@ func Fixed(ctx context.Context, client *http.Client, reqs []Request, rate float6
 			mu.Unlock()
 		}()
 	}
-	for i := range n {
-		due <- start.Add(time.Duration(i) * interval)
-	}
-	close(due)
 	wg.Wait()
 	res.Elapsed = time.Since(start)
 	res.Sent = len(res.latencies)
