@@ -494,6 +494,22 @@ func (c *Config) listeners() []map[string]any {
 	return out
 }
 
+// SetCheckTimeout sets the timeout of every ext_authz service that has
+// one — grpc_service.timeout, http_service.server_uri.timeout — and
+// returns how many it set.
+func (c *Config) SetCheckTimeout(d time.Duration) int {
+	n := 0
+	c.Visit(func(m map[string]any) {
+		for _, k := range []string{"grpc_service", "server_uri"} {
+			if svc, ok := m[k].(map[string]any); ok && svc["timeout"] != nil {
+				svc["timeout"] = strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s"
+				n++
+			}
+		}
+	})
+	return n
+}
+
 // Visit calls fn on every object in the tree, depth first, parents before
 // children: the way to patch a setting wherever it appears.
 func (c *Config) Visit(fn func(m map[string]any)) { visit(c.tree, fn) }

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // direct is a bootstrap whose one listener answers every request itself.
@@ -121,5 +122,25 @@ func TestVersion(t *testing.T) {
 	}
 	if v != string(m[1]) {
 		t.Fatalf("envoy %s, but test/requirements.txt pins %s: run make envoy", v, m[1])
+	}
+}
+
+func TestSetCheckTimeout(t *testing.T) {
+	cfg, err := LoadConfig("../../envoy/front-proxy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := cfg.SetCheckTimeout(1500 * time.Millisecond); n != 1 {
+		t.Fatalf("set %d timeouts, want the one ext_authz grpc_service", n)
+	}
+	if !strings.Contains(string(cfg.Bytes()), `"timeout": "1.5s"`) {
+		t.Fatalf("timeout not set:\n%s", cfg.Bytes())
+	}
+	direct, err := ParseConfig([]byte(direct))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := direct.SetCheckTimeout(time.Second); n != 0 {
+		t.Fatalf("set %d timeouts in a configuration without ext_authz", n)
 	}
 }

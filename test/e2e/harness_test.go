@@ -367,23 +367,14 @@ func envoyFor(t *testing.T, file string, lg *langgate, patch func(*envoyproc.Con
 	return envoyproc.StartT(t, cfg, envoyproc.Options{})
 }
 
-// checkTimeout sets the ext_authz timeout (gRPC or HTTP service).
-func checkTimeout(d string) func(*envoyproc.Config) {
-	return func(cfg *envoyproc.Config) {
-		cfg.Visit(func(m map[string]any) {
-			for _, k := range []string{"grpc_service", "server_uri"} {
-				if svc, ok := m[k].(map[string]any); ok && svc["timeout"] != nil {
-					svc["timeout"] = d
-				}
-			}
-		})
-	}
-}
-
-// relaxed is the check timeout of tests that are not about timeouts: the
+// relaxed sets the check timeout of tests that are not about timeouts: the
 // shipped 50 ms is for production, these run beside -race test binaries on
 // a loaded two-core machine.
-var relaxed = checkTimeout("2s")
+func relaxed(cfg *envoyproc.Config) {
+	if cfg.SetCheckTimeout(2*time.Second) == 0 {
+		panic("relaxed: the configuration has no ext_authz service timeout")
+	}
+}
 
 // response is what a client got.
 type response struct {
