@@ -17,11 +17,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,12 +29,12 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/langgate/langgate/internal/envoyproc"
+	"github.com/langgate/langgate/internal/langgraphjs"
 )
 
 // ports are the demo's listen ports; the defaults are envoy/front-proxy.yaml's.
@@ -77,14 +75,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if _, err := os.Stat(lgBin); err != nil {
 		return fmt.Errorf("%w (make build)", err)
 	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		return fmt.Errorf("node (Node.js) is required: %w", err)
-	}
 	e2e := filepath.Join(root, "test", "e2e")
-	if _, err := os.Stat(filepath.Join(e2e, "node_modules", "@langchain", "langgraph-api")); err != nil {
-		return errors.New("test/e2e/node_modules is missing: run `make node-deps` (make demo does)")
-	}
 	p, moved, err := choosePorts(*random)
 	if err != nil {
 		return err
@@ -101,11 +92,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}()
 
 	// 1. The LangGraph JS server with the upstream adapter.
-	lg, lgURL, err := startLangGraph(node, e2e, p.langgraph, filepath.Join(logs, "langgraph.log"))
+	lgLog, err := os.Create(filepath.Join(logs, "langgraph.log"))
 	if err != nil {
 		return err
 	}
-	procs = append(procs, lg)
+	defer lgLog.Close()
+	lg, err := langgraphjs.Start(langgraphjs.Options{Dir: e2e, Port: p.langgraph, Stderr: lgLog})
+	if err != nil {
+		return fmt.Errorf("%w (%s)", err, lgLog.Name())
+	}
+	defer lg.Stop()
+	lgURL := lg.URL
 
 	// 2. langgate --dev.
 	issuer := fmt.Sprintf("http://127.0.0.1:%d", p.issuer)
@@ -300,43 +297,6 @@ func startProcess(logPath, bin string, args ...string) (*exec.Cmd, error) {
 		return nil, err
 	}
 	return cmd, nil
-}
-
-// startLangGraph runs test/e2e/server.mjs and waits for its READY line.
-func startLangGraph(node, dir string, port int, logPath string) (*exec.Cmd, string, error) {
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, "", err
-	}
-	defer f.Close()
-	cmd := exec.Command(node, "server.mjs")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port), "LOG_LEVEL=warn")
-	cmd.Stderr = f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, "", err
-	}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "READY "); ok {
-				ready <- strings.TrimSpace(u)
-			}
-		}
-	}()
-	select {
-	case u := <-ready:
-		return cmd, u, nil
-	case <-time.After(120 * time.Second):
-		stopProcess(cmd)
-		return nil, "", fmt.Errorf("the LangGraph server did not start in 120 s (see %s)", logPath)
-	}
 }
 
 // stopProcess ends a process group: SIGTERM, then SIGKILL after 10 s.

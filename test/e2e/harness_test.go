@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/langgate/langgate/internal/envoyproc"
+	"github.com/langgate/langgate/internal/langgraphjs"
 	"github.com/langgate/langgate/pkg/devissuer"
 )
 
@@ -63,13 +64,6 @@ func fixtures(t *testing.T) {
 }
 
 func startShared() error {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		return fmt.Errorf("node (Node.js) is required (make e2e-deps installs the rest): %w", err)
-	}
-	if _, err := os.Stat("node_modules/@langchain/langgraph-api"); err != nil {
-		return errors.New("test/e2e/node_modules is missing: run `make e2e-deps` (make test does)")
-	}
 	dir, err := os.MkdirTemp("", "langgate-e2e-")
 	if err != nil {
 		return err
@@ -86,13 +80,14 @@ func startShared() error {
 		return err
 	}
 	shared.cleanups = append(shared.cleanups, func() { shared.issuer.Close() })
-	u, stop, err := startLangGraph(node)
+	var lgLog syncBuffer
+	lg, err := langgraphjs.Start(langgraphjs.Options{Dir: ".", Stderr: &lgLog, Timeout: 90 * time.Second})
 	if err != nil {
-		return err
+		return fmt.Errorf("%w; its log:\n%s", err, lgLog.String())
 	}
-	shared.cleanups = append(shared.cleanups, stop)
-	shared.lgURL = u
-	up, err := url.Parse(u)
+	shared.cleanups = append(shared.cleanups, lg.Stop)
+	shared.lgURL = lg.URL
+	up, err := url.Parse(lg.URL)
 	if err != nil {
 		return err
 	}
@@ -112,49 +107,6 @@ func token(t *testing.T, sub string) string {
 		t.Fatal(err)
 	}
 	return tok
-}
-
-// startLangGraph runs test/e2e/server.mjs (the real LangGraph JS API server
-// with the upstream adapter) and waits for its READY line.
-func startLangGraph(node string) (string, func(), error) {
-	cmd := exec.Command(node, "server.mjs")
-	cmd.Env = append(os.Environ(), "PORT=0", "LOG_LEVEL=warn")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", nil, err
-	}
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		return "", nil, err
-	}
-	stop := func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-	}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "READY "); ok {
-				ready <- strings.TrimSpace(u)
-			}
-		}
-	}()
-	select {
-	case u := <-ready:
-		return u, stop, nil
-	case <-time.After(90 * time.Second):
-		stop()
-		return "", nil, fmt.Errorf("LangGraph server not ready after 90s; stderr:\n%s", stderr.String())
-	}
 }
 
 // tap is a reverse proxy in front of the LangGraph server that remembers
