@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/langgate/langgate/internal/envoyproc"
+	"github.com/langgate/langgate/internal/testproc"
 )
 
 // shippedTLSDir is where front-proxy-mtls.yaml reads its certificates.
@@ -289,19 +290,6 @@ func serveHTTP(t *testing.T, h http.Handler) string {
 	return ln.Addr().String()
 }
 
-func port(t *testing.T, addr string) int {
-	t.Helper()
-	_, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n int
-	if _, err := fmt.Sscan(p, &n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // TestRoutesThroughEnvoy sends LangGraph requests through each shipped
 // file, run by the real Envoy, and records what its ext_authz filter does
 // with each: whether langgate is asked, with which context extensions, and
@@ -405,11 +393,11 @@ func TestRoutesThroughEnvoy(t *testing.T) {
 				authv3.RegisterAuthorizationServer(gs, rec)
 				go func() { _ = gs.Serve(ln) }()
 				t.Cleanup(gs.Stop)
-				if err := cfg.SetEndpoint("langgate", ln.Addr().String(), port(t, health)); err != nil {
+				if err := cfg.SetEndpoint("langgate", ln.Addr().String(), testproc.Port(t, health)); err != nil {
 					t.Fatal(err)
 				}
 			} else {
-				if err := cfg.SetEndpoint("langgate_http", health, port(t, health)); err != nil {
+				if err := cfg.SetEndpoint("langgate_http", health, testproc.Port(t, health)); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -2,14 +2,11 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/langgate/langgate/internal/testproc"
 	"github.com/langgate/langgate/pkg/devissuer"
 )
 
@@ -44,11 +42,11 @@ func TestSIGTERMDrains(t *testing.T) {
 	}
 	defer is.Close()
 	token, _ := is.Token("alice", time.Hour, nil)
-	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
+	grpcAddr, adminAddr := testproc.FreeAddr(t), testproc.FreeAddr(t)
 	cmd := exec.Command(os.Args[0], "serve", "--config", "../../examples/langgraph/langgate.yaml",
 		"--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--drain-delay", "700ms", "--log-allows")
 	cmd.Env = append(os.Environ(), "LANGGATE_TEST_AS_COMMAND=1", "OIDC_ISSUER="+is.URL, "OIDC_AUDIENCE="+is.Audience)
-	var stderr syncBuffer
+	var stderr testproc.SyncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -56,7 +54,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	defer cmd.Process.Kill() //nolint:errcheck // a no-op once it has exited
 
 	admin := "http://" + adminAddr
-	waitFor(t, 10*time.Second, func() bool { return status(admin+"/readyz") == 200 }, "never ready")
+	testproc.WaitFor(t, 10*time.Second, func() bool { return testproc.HTTPStatus(admin+"/readyz") == 200 }, "never ready")
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +76,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Second, func() bool { return status(admin+"/readyz") == 503 }, "readiness did not turn false on SIGTERM")
+	testproc.WaitFor(t, 2*time.Second, func() bool { return testproc.HTTPStatus(admin+"/readyz") == 503 }, "readiness did not turn false on SIGTERM")
 	hc, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
 	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("gRPC health during drain: %v %v", hc, err)
@@ -124,40 +122,4 @@ func TestSIGTERMDrains(t *testing.T) {
 			t.Fatalf("the token (or a part of it) is in the logs")
 		}
 	}
-}
-
-func status(url string) int {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
-func waitFor(t *testing.T, d time.Duration, cond func() bool, msg string) {
-	t.Helper()
-	for start := time.Now(); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Since(start) > d {
-			t.Fatal(msg)
-		}
-	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the writer goroutine exec uses.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,6 +14,8 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/langgate/langgate/internal/testproc"
 )
 
 // TestExampleWithAnotherOIDCProvider runs `langgate serve --config
@@ -38,12 +39,12 @@ func TestExampleWithAnotherOIDCProvider(t *testing.T) {
 	t.Setenv("OIDC_ISSUER", cfg.Issuer)
 	t.Setenv("OIDC_AUDIENCE", cfg.ClientID)
 
-	grpcAddr := freeAddr(t)
+	grpcAddr := testproc.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--config", "../../examples/langgraph/langgate.yaml",
-			"--grpc-addr", grpcAddr, "--admin-addr", freeAddr(t)}, io.Discard, io.Discard)
+			"--grpc-addr", grpcAddr, "--admin-addr", testproc.FreeAddr(t)}, io.Discard, io.Discard)
 	}()
 	defer func() {
 		cancel()
@@ -133,14 +134,4 @@ func codeFlowToken(t *testing.T, m *mockoidc.MockOIDC, subject string) string {
 		t.Fatalf("token endpoint: %d %v", resp.StatusCode, err)
 	}
 	return tr.AccessToken
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/langgate/langgate/internal/testproc"
 )
 
 // TestLangGraphIsolation runs scenarios.mjs — the seed's isolation
@@ -77,7 +79,7 @@ func startNginx(t *testing.T, nginx, authz, langgraph string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := port(t, freeAddr(t))
+	port := testproc.Port(t, testproc.FreeAddr(t))
 	conf := strings.NewReplacer(
 		"server 127.0.0.1:9002;", "server "+authz+";",
 		"server 127.0.0.1:2024;", "server "+langgraph+";",

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/langgate/langgate/internal/envoyproc"
+	"github.com/langgate/langgate/internal/testproc"
 )
 
 // modes are the two shipped ways Envoy asks langgate: ext_authz over gRPC,
@@ -73,7 +74,7 @@ func accessLog(t *testing.T, e *envoyproc.Envoy, marker string) []map[string]any
 func waitAccessLog(t *testing.T, e *envoyproc.Envoy, marker string, n int) []map[string]any {
 	t.Helper()
 	var recs []map[string]any
-	waitFor(t, 15*time.Second, func() bool { recs = accessLog(t, e, marker); return len(recs) >= n },
+	testproc.WaitFor(t, 15*time.Second, func() bool { recs = accessLog(t, e, marker); return len(recs) >= n },
 		fmt.Sprintf("the access log has no %d lines for %s", n, marker))
 	return recs
 }
@@ -450,7 +451,7 @@ func TestEnvoyFailsClosed(t *testing.T) {
 			ok := func(what string) time.Duration {
 				t.Helper()
 				start := time.Now()
-				waitFor(t, 20*time.Second, func() bool { r, up := search("ok"); return r.status == 200 && up == 1 }, what+": no 200 within 20s")
+				testproc.WaitFor(t, 20*time.Second, func() bool { r, up := search("ok"); return r.status == 200 && up == 1 }, what+": no 200 within 20s")
 				return time.Since(start)
 			}
 			ok("before")

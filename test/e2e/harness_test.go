@@ -26,6 +26,7 @@ import (
 
 	"github.com/langgate/langgate/internal/envoyproc"
 	"github.com/langgate/langgate/internal/langgraphjs"
+	"github.com/langgate/langgate/internal/testproc"
 	"github.com/langgate/langgate/pkg/devissuer"
 )
 
@@ -80,7 +81,7 @@ func startShared() error {
 		return err
 	}
 	shared.cleanups = append(shared.cleanups, func() { shared.issuer.Close() })
-	var lgLog syncBuffer
+	var lgLog testproc.SyncBuffer
 	lg, err := langgraphjs.Start(langgraphjs.Options{Dir: ".", Stderr: &lgLog, Timeout: 90 * time.Second})
 	if err != nil {
 		return fmt.Errorf("%w; its log:\n%s", err, lgLog.String())
@@ -167,7 +168,7 @@ type langgate struct {
 	args              []string
 	grpc, admin, http string
 	cmd               *exec.Cmd
-	log               *syncBuffer
+	log               *testproc.SyncBuffer
 	done              chan struct{}
 }
 
@@ -177,7 +178,7 @@ type langgate struct {
 func startLanggate(t *testing.T, config string) *langgate {
 	t.Helper()
 	fixtures(t)
-	lg := &langgate{t: t, grpc: freeAddr(t), admin: freeAddr(t), http: freeAddr(t), log: &syncBuffer{}}
+	lg := &langgate{t: t, grpc: testproc.FreeAddr(t), admin: testproc.FreeAddr(t), http: testproc.FreeAddr(t), log: &testproc.SyncBuffer{}}
 	lg.args = []string{"serve", "--config", config, "--grpc-addr", lg.grpc, "--admin-addr", lg.admin, "--http-addr", lg.http,
 		"--log-format", "text", "--watch-interval", "0"}
 	lg.start()
@@ -203,7 +204,7 @@ func (lg *langgate) start() {
 	done := make(chan struct{})
 	lg.done = done
 	go func(c *exec.Cmd) { _ = c.Wait(); close(done) }(lg.cmd)
-	waitFor(lg.t, 30*time.Second, func() bool { return httpStatus("http://"+lg.admin+"/readyz") == 200 }, "langgate never became ready:\n"+lg.log.String())
+	testproc.WaitFor(lg.t, 30*time.Second, func() bool { return testproc.HTTPStatus("http://"+lg.admin+"/readyz") == 200 }, "langgate never became ready:\n"+lg.log.String())
 }
 
 // kill ends the process at once (SIGKILL) and waits for it; a no-op when
@@ -234,7 +235,7 @@ func (lg *langgate) pause() {
 	lg.t.Helper()
 	lg.signal(syscall.SIGSTOP)
 	pid := lg.cmd.Process.Pid
-	waitFor(lg.t, 5*time.Second, func() bool {
+	testproc.WaitFor(lg.t, 5*time.Second, func() bool {
 		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 		if err != nil || len(tasks) == 0 {
 			return false
@@ -298,7 +299,7 @@ func envoyFor(t *testing.T, file string, lg *langgate, patch func(*envoyproc.Con
 		t.Fatal(err)
 	}
 	cfg.Loopback()
-	adminPort := port(t, lg.admin)
+	adminPort := testproc.Port(t, lg.admin)
 	switch {
 	case cfg.Cluster("langgate") != nil:
 		err = cfg.SetEndpoint("langgate", lg.grpc, adminPort)
@@ -389,64 +390,3 @@ var (
 		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Protocols: &p}}
 	}()
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func port(t *testing.T, addr string) int {
-	t.Helper()
-	_, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := strconv.Atoi(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-func httpStatus(url string) int {
-	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
-// waitFor polls cond every 10 ms until it holds, failing the test after d.
-func waitFor(t *testing.T, d time.Duration, cond func() bool, msg string) {
-	t.Helper()
-	for start := time.Now(); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Since(start) > d {
-			t.Fatal(msg)
-		}
-	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the writer goroutine exec uses.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
