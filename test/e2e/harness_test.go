@@ -40,7 +40,6 @@ var (
 		err      error
 		bin      string
 		issuer   *devissuer.Issuer
-		lgURL    string
 		tap      *tap
 		cleanups []func()
 	}
@@ -87,7 +86,6 @@ func startShared() error {
 		return fmt.Errorf("%w; its log:\n%s", err, lgLog.String())
 	}
 	shared.cleanups = append(shared.cleanups, lg.Stop)
-	shared.lgURL = lg.URL
 	up, err := url.Parse(lg.URL)
 	if err != nil {
 		return err
