@@ -108,9 +108,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var engines decision.Holder
+	engines := decision.Holder{Log: log}
 	promReg := prometheus.NewRegistry()
 	m := metrics.New(promReg, &engines)
+	engines.Observer = m
 	reloader := &reload.Reloader{
 		Source:   source,
 		Lookup:   lookup,
@@ -144,7 +145,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	var state admin.State
 	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, extauthz.New(&engines, log))
+	authv3.RegisterAuthorizationServer(gs, extauthz.New(&engines))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)

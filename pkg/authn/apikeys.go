@@ -20,7 +20,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/langgate/langgate/pkg/config"
-	"github.com/langgate/langgate/pkg/policy"
 )
 
 // MaxAPIKeyFileBytes bounds an API key list.
@@ -65,7 +64,7 @@ type apiKeyEntry struct {
 
 type apiKey struct {
 	hash    [sha256.Size]byte
-	user    *policy.User
+	user    *User
 	expires time.Time
 }
 
@@ -197,7 +196,7 @@ func (s *APIKeyStore) run(ctx context.Context) {
 // which an attacker cannot steer toward a stored one without a preimage,
 // so it tells nothing about stored keys; the final comparison is constant
 // time all the same.
-func (s *APIKeyStore) lookup(digest [sha256.Size]byte) (*policy.User, *Error) {
+func (s *APIKeyStore) lookup(digest [sha256.Size]byte) (*User, *Error) {
 	m := s.keys.Load()
 	if m == nil {
 		return nil, nil
@@ -301,7 +300,7 @@ func (e *apiKeyEntry) compile() (*apiKey, error) {
 		}
 	}
 	claims["sub"] = e.Identity
-	k.user = policy.NewUser(e.Identity, e.DisplayName, append([]string(nil), e.Permissions...), claims)
+	k.user = NewUser(e.Identity, e.DisplayName, append([]string(nil), e.Permissions...), claims)
 	return k, nil
 }
 

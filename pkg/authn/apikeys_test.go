@@ -15,7 +15,6 @@ import (
 
 	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/config"
-	"github.com/langgate/langgate/pkg/policy"
 )
 
 func writeFile(t testing.TB, path, content string) {
@@ -54,7 +53,7 @@ func TestAPIKeys(t *testing.T) {
   api_keys: {file: `+file+`, env: KEYS, reload_interval: 1s}
 `, authn.Options{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
 	ctx := context.Background()
-	auth := func(key string) (*policy.User, error) {
+	auth := func(key string) (*authn.User, error) {
 		return a.AuthenticateRequest(ctx, map[string]string{"x-api-key": key}, nil)
 	}
 
@@ -126,8 +125,7 @@ func TestAPIKeyFileErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			env, _ := policy.NewEnv()
-			_, err = authn.New("c.yaml", f.Authenticate, env, authn.NewRegistry(authn.Options{}))
+			_, err = authn.New("c.yaml", f.Authenticate, authn.NewRegistry(authn.Options{}))
 			want := "c.yaml:2:13: api_keys: " + file + ": " + tc.want
 			if err == nil || !strings.HasPrefix(err.Error(), want) {
 				t.Errorf("got %v\nwant %s", err, want)
@@ -136,12 +134,11 @@ func TestAPIKeyFileErrors(t *testing.T) {
 	}
 	// A missing file and an unset variable are errors too.
 	f, _ := config.Parse("c.yaml", []byte("authenticate:\n  api_keys: {file: /nonexistent/keys, env: NOPE}\n"), func(string) (string, bool) { return "", false })
-	env, _ := policy.NewEnv()
-	_, err := authn.New("c.yaml", f.Authenticate, env, authn.NewRegistry(authn.Options{LookupEnv: func(string) (string, bool) { return "", false }}))
+	_, err := authn.New("c.yaml", f.Authenticate, authn.NewRegistry(authn.Options{LookupEnv: func(string) (string, bool) { return "", false }}))
 	if err == nil || !strings.Contains(err.Error(), "environment variable NOPE is not set") {
 		t.Errorf("unset variable: %v", err)
 	}
-	_, err = authn.New("c.yaml", f.Authenticate, env, authn.NewRegistry(authn.Options{LookupEnv: func(string) (string, bool) { return "[]", true }}))
+	_, err = authn.New("c.yaml", f.Authenticate, authn.NewRegistry(authn.Options{LookupEnv: func(string) (string, bool) { return "[]", true }}))
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/keys") {
 		t.Errorf("missing file: %v", err)
 	}

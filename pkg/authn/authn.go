@@ -18,7 +18,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/langgate/langgate/pkg/config"
-	"github.com/langgate/langgate/pkg/policy"
+	"github.com/langgate/langgate/pkg/expr"
 )
 
 // Options tune an Authenticator; zero values take safe defaults.
@@ -89,12 +89,26 @@ type trusted struct {
 }
 
 type userMapping struct {
-	identity, displayName, permissions *policy.Program
+	identity, displayName, permissions *expr.Program
+}
+
+// VarClaims is the one variable a user mapping's expressions can read: the
+// verified claims (or, for an API key, the key's claims).
+const VarClaims = "claims"
+
+// NewEnv builds the CEL environment of user mappings: `claims` and
+// nothing else, for that is all there is when a credential is verified.
+func NewEnv() (*cel.Env, error) {
+	return expr.NewEnv(expr.Var{Name: VarClaims, Type: expr.JSONMap})
 }
 
 // New compiles one policy's authentication against the shared registry.
 // Problems are config errors located in file.
-func New(file string, ac *config.Authenticate, env *cel.Env, reg *Registry) (*Authenticator, error) {
+func New(file string, ac *config.Authenticate, reg *Registry) (*Authenticator, error) {
+	env, err := NewEnv()
+	if err != nil {
+		return nil, fmt.Errorf("building the user mapping's CEL environment: %w", err)
+	}
 	var errs config.ErrorList
 	collect := func(err error) {
 		var list config.ErrorList
@@ -171,11 +185,11 @@ func (a *Authenticator) Introspection() *Introspector { return a.intro }
 
 func compileMapping(env *cel.Env, file string, u config.UserMapping) (*userMapping, error) {
 	var errs config.ErrorList
-	compile := func(e config.Expr, t *cel.Type) *policy.Program {
+	compile := func(e config.Expr, t *cel.Type) *expr.Program {
 		if e.IsZero() {
 			return nil
 		}
-		p, err := policy.CompileExpr(env, file, e, t)
+		p, err := expr.Compile(env, file, e, t)
 		var list config.ErrorList
 		if errors.As(err, &list) {
 			errs = append(errs, list...)
@@ -199,7 +213,7 @@ func (a *Authenticator) Cache() *Cache { return a.cache }
 // AuthenticateRequest finds the request's credential in the configured
 // locations (headers with lower-case names, the parsed query) and
 // authenticates it. Errors are *Error values.
-func (a *Authenticator) AuthenticateRequest(ctx context.Context, headers map[string]string, query url.Values) (*policy.User, error) {
+func (a *Authenticator) AuthenticateRequest(ctx context.Context, headers map[string]string, query url.Values) (*User, error) {
 	cred, typ, err := a.credential(headers, query)
 	if err != nil {
 		return nil, err
@@ -209,7 +223,7 @@ func (a *Authenticator) AuthenticateRequest(ctx context.Context, headers map[str
 
 // Authenticate verifies a credential taken from any location (an API key
 // or a token) and returns its user. Errors are *Error values.
-func (a *Authenticator) Authenticate(ctx context.Context, token string) (*policy.User, error) {
+func (a *Authenticator) Authenticate(ctx context.Context, token string) (*User, error) {
 	return a.authenticate(ctx, token, config.CredentialAny)
 }
 
@@ -217,7 +231,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*policy
 // and a map lookup, never cached so a revocation applies at once), the
 // verified-token cache, then a JWT from the issuer its `iss` names, or
 // introspection for an opaque token.
-func (a *Authenticator) authenticate(ctx context.Context, cred, typ string) (*policy.User, error) {
+func (a *Authenticator) authenticate(ctx context.Context, cred, typ string) (*User, error) {
 	if len(cred) > a.maxBytes {
 		return nil, invalid("token too large", nil)
 	}
@@ -272,7 +286,7 @@ func credentialKey(cred string) [sha256.Size]byte {
 // verifyJWT verifies a token from a trusted issuer in a fixed order: size,
 // header rules, claims, then the signature (the only step that may touch
 // the network, for an unknown kid), then the user mapping.
-func (a *Authenticator) verifyJWT(ctx context.Context, tr *trusted, token string, tok *unverified, key [sha256.Size]byte) (*policy.User, error) {
+func (a *Authenticator) verifyJWT(ctx context.Context, tr *trusted, token string, tok *unverified, key [sha256.Size]byte) (*User, error) {
 	if len(token) > tr.maxBytes {
 		return nil, invalid("token too large", nil)
 	}
@@ -305,7 +319,7 @@ func (a *Authenticator) verifyJWT(ctx context.Context, tr *trusted, token string
 // FromClaims builds the user from claims without any verification: for
 // `langgate check --claims`, never for a request. The mapping is that of
 // the issuer the claims' `iss` names, else the section's.
-func (a *Authenticator) FromClaims(claims map[string]any) (*policy.User, error) {
+func (a *Authenticator) FromClaims(claims map[string]any) (*User, error) {
 	m := a.mapping
 	if iss, _ := claims["iss"].(string); a.issuers[iss] != nil {
 		m = a.issuers[iss].mapping
@@ -320,12 +334,12 @@ func (a *Authenticator) FromClaims(claims map[string]any) (*policy.User, error) 
 	return u, nil
 }
 
-func (m *userMapping) build(claims map[string]any) (*policy.User, error) {
-	act, err := interpreter.NewActivation(map[string]any{policy.VarClaims: claims})
+func (m *userMapping) build(claims map[string]any) (*User, error) {
+	act, err := interpreter.NewActivation(map[string]any{VarClaims: claims})
 	if err != nil {
 		return nil, err
 	}
-	str := func(p *policy.Program) (string, error) {
+	str := func(p *expr.Program) (string, error) {
 		if p == nil {
 			return "", nil
 		}
@@ -356,7 +370,7 @@ func (m *userMapping) build(claims map[string]any) (*policy.User, error) {
 		if err != nil {
 			return nil, fmt.Errorf("permissions: %w", err)
 		}
-		j, err := policy.ToJSON(v)
+		j, err := expr.ToJSON(v)
 		if err != nil {
 			return nil, fmt.Errorf("permissions: %w", err)
 		}
@@ -374,5 +388,5 @@ func (m *userMapping) build(claims map[string]any) (*policy.User, error) {
 			}
 		}
 	}
-	return policy.NewUser(identity, display, perms, claims), nil
+	return NewUser(identity, display, perms, claims), nil
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/devissuer"
-	"github.com/langgate/langgate/pkg/policy"
 )
 
 func newAuthenticator(t testing.TB, issuerURL, audience string, opts authn.Options) *authn.Authenticator {
@@ -48,15 +47,11 @@ func compileIn(ctx context.Context, t testing.TB, text string, opts authn.Option
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := policy.NewEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	reg := authn.NewRegistry(opts)
-	a, err := authn.New(f.Name, f.Authenticate, env, reg)
+	a, err := authn.New(f.Name, f.Authenticate, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +181,7 @@ func TestKeyRotationPickedUp(t *testing.T) {
 func TestCache(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	c := authn.NewCache(3, 0, func() time.Time { return now })
-	u := policy.NewUser("alice", "", nil, nil)
+	u := authn.NewUser("alice", "", nil, nil)
 	key := func(s string) [32]byte { return sha256.Sum256([]byte(s)) }
 	c.Put(key("a"), u, now.Add(time.Minute), 100)
 	if _, ok := c.Get(key("a")); !ok {

@@ -5,8 +5,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/langgate/langgate/pkg/policy"
 )
 
 // Cache bounds.
@@ -41,7 +39,7 @@ type Cache struct {
 }
 
 type cacheEntry struct {
-	user    *policy.User
+	user    *User
 	expires time.Time
 	size    int64
 }
@@ -73,7 +71,7 @@ func (c *Cache) Stats() CacheStats {
 }
 
 // Get returns the user cached for a token hash, if present and unexpired.
-func (c *Cache) Get(key [sha256.Size]byte) (*policy.User, bool) {
+func (c *Cache) Get(key [sha256.Size]byte) (*User, bool) {
 	c.mu.RLock()
 	e, ok := c.m[key]
 	c.mu.RUnlock()
@@ -87,7 +85,7 @@ func (c *Cache) Get(key [sha256.Size]byte) (*policy.User, bool) {
 
 // Put caches a user until expires; size is the length of the claims
 // payload it was built from.
-func (c *Cache) Put(key [sha256.Size]byte, u *policy.User, expires time.Time, size int) {
+func (c *Cache) Put(key [sha256.Size]byte, u *User, expires time.Time, size int) {
 	e := cacheEntry{user: u, expires: expires, size: entrySize(size)}
 	if e.size > c.maxBytes/16 {
 		return // one huge token must not flush the cache

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/langgate/langgate/pkg/config"
-	"github.com/langgate/langgate/pkg/policy"
 )
 
 // Introspection bounds.
@@ -31,7 +30,7 @@ const (
 )
 
 // inactive marks a negatively cached token.
-var inactive = policy.NewUser("-", "", nil, nil)
+var inactive = NewUser("-", "", nil, nil)
 
 // Introspector checks opaque tokens at an OAuth 2.0 token introspection
 // endpoint (RFC 7662): one request per token however many callers present
@@ -56,7 +55,7 @@ type Introspector struct {
 
 type introCall struct {
 	done chan struct{}
-	user *policy.User
+	user *User
 	err  *Error
 }
 
@@ -85,7 +84,7 @@ func (in *Introspector) Stats() IntrospectionStats {
 }
 
 // authenticate resolves a token the verified-token cache did not hold.
-func (in *Introspector) authenticate(ctx context.Context, token string, key [sha256.Size]byte) (*policy.User, error) {
+func (in *Introspector) authenticate(ctx context.Context, token string, key [sha256.Size]byte) (*User, error) {
 	if u, ok := in.neg.Get(key); ok && u == inactive {
 		return nil, invalid("token is not active", nil)
 	}
@@ -158,12 +157,12 @@ func (in *Introspector) run(token string, key [sha256.Size]byte, c *introCall) {
 
 // introspect asks the endpoint about one token and builds its user; exp is
 // the token's expiry when the response states one, size the response's.
-func (in *Introspector) introspect(ctx context.Context, token string) (*policy.User, time.Time, int, *Error) {
+func (in *Introspector) introspect(ctx context.Context, token string) (*User, time.Time, int, *Error) {
 	in.requests.Add(1)
-	unavailable := func(reason string, err error) (*policy.User, time.Time, int, *Error) {
+	unavailable := func(reason string, err error) (*User, time.Time, int, *Error) {
 		return nil, time.Time{}, 0, &Error{Kind: KindUnavailable, Reason: reason, Err: err}
 	}
-	refuse := func(e *Error) (*policy.User, time.Time, int, *Error) { return nil, time.Time{}, 0, e }
+	refuse := func(e *Error) (*User, time.Time, int, *Error) { return nil, time.Time{}, 0, e }
 	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
 	if in.cfg.AuthMethod == config.ClientSecretPost {
 		form.Set("client_id", in.cfg.ClientID)

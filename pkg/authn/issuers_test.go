@@ -3,6 +3,7 @@ package authn_test
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +13,6 @@ import (
 	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/devissuer"
-	"github.com/langgate/langgate/pkg/policy"
 )
 
 // TestSeveralIssuers: each issuer has its own audiences, algorithms, token
@@ -92,52 +92,64 @@ func TestSeveralIssuers(t *testing.T) {
 	}
 }
 
-// TestRegistryAcrossReloads: a rebuilt configuration reuses the issuers and
-// API key stores whose key settings did not change and the cache of a
+// TestRegistryAcrossReloads: a rebuilt configuration takes over the issuers
+// and API key stores whose key settings did not change and the cache of a
 // section whose meaning did not change (moving it in the file is not a
-// change); a changed section gets a new cache.
+// change); a changed section gets a new cache. Building starts nothing,
+// and the handover stops only what the new registry did not take over.
 func TestRegistryAcrossReloads(t *testing.T) {
 	is := startIssuer(t, devissuer.Options{})
-	reg := authn.NewRegistry(authn.Options{Logger: slog.New(slog.DiscardHandler), LookupEnv: func(string) (string, bool) { return "[]", true }})
+	opts := authn.Options{Logger: slog.New(slog.DiscardHandler), LookupEnv: func(string) (string, bool) { return "[]", true }}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	reg.Start(ctx)
-	env, err := policy.NewEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	build := func(text string) *authn.Authenticator {
+	build := func(text string, reg *authn.Registry) *authn.Authenticator {
 		t.Helper()
 		f, err := config.Parse("r.yaml", []byte(text), func(string) (string, bool) { return "[]", true })
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := authn.New(f.Name, f.Authenticate, env, reg)
+		a, err := authn.New(f.Name, f.Authenticate, reg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return a
 	}
 	base := issuerYAML(is, "      leeway: 10s\n")
-	first := build(base + "  api_keys: {env: KEYS}\n")
+	reg := authn.NewRegistry(opts)
+	before := runtime.NumGoroutine()
+	first := build(base+"  api_keys: {env: KEYS}\n", reg)
+	if after := runtime.NumGoroutine(); after > before {
+		t.Fatalf("building started %d goroutines before Start", after-before)
+	}
+	reg.Start(ctx)
 	waitReady(t, first, 5*time.Second)
-	moved := build("# a comment moves everything down\n\n" + base + "  api_keys: {env: KEYS}\n")
+
+	next := reg.Next(opts)
+	moved := build("# a comment moves everything down\n\n"+base+"  api_keys: {env: KEYS}\n", next)
 	if moved.Issuers()[0] != first.Issuers()[0] || moved.Cache() != first.Cache() || moved.APIKeys() != first.APIKeys() {
 		t.Error("an unchanged section got new issuers, caches or key stores")
 	}
-	changed := build(strings.Replace(base, "leeway: 10s", "leeway: 20s", 1))
+	next = reg.Next(opts)
+	changed := build(strings.Replace(base, "leeway: 10s", "leeway: 20s", 1), next)
 	if changed.Issuers()[0] != first.Issuers()[0] {
 		t.Error("a leeway change replaced the issuer's key set")
 	}
 	if changed.Cache() == first.Cache() {
 		t.Error("a changed section kept the old section's verified tokens")
 	}
-	rekeyed := build(issuerYAML(is, "      unknown_kid_refetch_interval: 30s\n"))
+	rekeyed := build(issuerYAML(is, "      unknown_kid_refetch_interval: 30s\n"), reg.Next(opts))
 	if rekeyed.Issuers()[0] == first.Issuers()[0] {
 		t.Error("a key setting change kept the old key set")
 	}
-	reg.Retain([]*authn.Authenticator{changed})
-	if len(reg.Caches()) != 1 || reg.Caches()[0] != changed.Cache() {
-		t.Errorf("retained caches: %d", len(reg.Caches()))
+	if rekeyed.Issuers()[0].Ready() {
+		t.Error("an issuer of a build never started has keys")
+	}
+	next.Start(ctx)
+	reg.Handover(next)
+	if len(next.Caches()) != 1 || next.Caches()[0] != changed.Cache() {
+		t.Errorf("caches after the handover: %d", len(next.Caches()))
+	}
+	if !changed.Issuers()[0].Ready() {
+		t.Error("the handover stopped an issuer the new registry took over")
 	}
 }

@@ -285,13 +285,13 @@ func TestEmptyKeySetKeepsKeys(t *testing.T) {
 	}
 }
 
-// TestRetainStopsIssuers: a reload that drops an issuer stops its refresh
-// loop (no more fetches), and a kept one keeps its key set.
-func TestRetainStopsIssuers(t *testing.T) {
+// TestHandoverStopsIssuers: a reload that drops an issuer stops its
+// refresh loop (no more fetches).
+func TestHandoverStopsIssuers(t *testing.T) {
 	is := startIssuer(t, devissuer.Options{})
 	a, reg := compile(t, issuerYAML(is, "      refresh_interval: 1s\n"), authn.Options{})
 	waitReady(t, a, 5*time.Second)
-	reg.Retain(nil)
+	reg.Handover(reg.Next(authn.Options{}))
 	time.Sleep(100 * time.Millisecond)
 	n := is.JWKSRequests()
 	time.Sleep(1500 * time.Millisecond)

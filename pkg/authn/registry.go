@@ -14,22 +14,30 @@ import (
 	"github.com/langgate/langgate/pkg/config"
 )
 
-// Registry holds what outlives one configuration: the issuers (discovery
-// and key sets, one background fetcher per issuer however many policies
-// trust it), the API key stores (one file watcher each) and the
-// verified-token caches. A reload builds its engine against the same
-// registry, so unchanged issuers keep their keys, unchanged key lists their
-// watcher and unchanged authentication sections their caches; Retain then
-// stops what the new configuration no longer uses.
+// Registry holds what one configuration's authentication uses: the issuers
+// (discovery and key sets, one background loop per issuer however many
+// policies trust it), the API key stores (one file watcher each) and the
+// verified-token caches.
+//
+// Building a configuration fills a registry and starts nothing. The
+// registry of a reload is made with Next from the one in service: it takes
+// over, by pointer, every issuer, key store and cache whose settings did
+// not change (they keep running, with their keys, keys and tokens), and
+// makes new ones for the rest, unstarted. A build that fails leaves
+// nothing to clean up. Committing is Start (the new ones begin their
+// background work), the swap, then Handover from the old registry (what
+// only it used stops).
 type Registry struct {
 	opts Options
+	// prev is the registry in service while this one is built, for the
+	// take-over; dropped at Start so registries never chain.
+	prev *Registry
 
 	mu      sync.Mutex
-	ctx     context.Context // set by Start: issuers added later start at once
 	issuers map[config.KeySource]*Issuer
 	stores  map[apiKeySource]*APIKeyStore
 	caches  map[string]*Cache
-	// retired accumulates the counters of caches a reload dropped, so
+	// retired accumulates the counters of caches reloads dropped, so
 	// totals never go backwards.
 	retired CacheStats
 }
@@ -45,47 +53,74 @@ func NewRegistry(opts Options) *Registry {
 	return &Registry{opts: opts, issuers: map[config.KeySource]*Issuer{}, stores: map[apiKeySource]*APIKeyStore{}, caches: map[string]*Cache{}}
 }
 
-// issuer returns the registry's issuer for cfg, creating (and, once the
-// registry runs, starting) it on first use. Issuers are keyed by everything
-// that decides where and when their keys are fetched (issuer, jwks_url,
-// refresh schedule, unknown-kid interval); audiences, algorithms, leeway
-// and token rules are per policy.
+// Next returns an empty registry for the configuration that will replace
+// r's: building into it takes over r's unchanged issuers, key stores and
+// caches. r is only read.
+func (r *Registry) Next(opts Options) *Registry {
+	n := NewRegistry(opts)
+	n.prev = r
+	return n
+}
+
+// takeOver looks up what the previous registry holds under key.
+func takeOver[K comparable, V any](prev *Registry, m func(*Registry) map[K]V, key K) (V, bool) {
+	if prev == nil {
+		var zero V
+		return zero, false
+	}
+	prev.mu.Lock()
+	defer prev.mu.Unlock()
+	v, ok := m(prev)[key]
+	return v, ok
+}
+
+// issuer returns the registry's issuer for cfg: the one it already has,
+// the previous registry's, or a new one (not started). Issuers are keyed
+// by everything that decides where and when their keys are fetched
+// (issuer, jwks_url, refresh schedule, unknown-kid interval); audiences,
+// algorithms, leeway and token rules are per policy.
 func (r *Registry) issuer(cfg config.OIDCIssuer) *Issuer {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	key := config.KeySourceOf(cfg)
-	if iss := r.issuers[key]; iss != nil {
+	r.mu.Lock()
+	iss := r.issuers[key]
+	r.mu.Unlock()
+	if iss != nil {
 		return iss
 	}
-	iss := newIssuer(cfg, r.opts.HTTPClient, r.opts.Now, r.opts.MinRefetch, r.opts.Logger)
-	r.issuers[key] = iss
-	if r.ctx != nil {
-		iss.start(r.ctx)
+	iss, ok := takeOver(r.prev, func(p *Registry) map[config.KeySource]*Issuer { return p.issuers }, key)
+	if !ok {
+		iss = newIssuer(cfg, r.opts.HTTPClient, r.opts.Now, r.opts.MinRefetch, r.opts.Logger)
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.issuers[key] = iss
 	return iss
 }
 
-// apiKeyStore returns the registry's store for cfg, reading the keys when
-// it is new (an unreadable list is then an error), and starting its file
-// watcher once the registry runs.
+// apiKeyStore returns the registry's store for cfg: the one it already
+// has, the previous registry's, or a new one whose keys are read now (an
+// unreadable list is then an error) and whose watcher starts with Start.
 func (r *Registry) apiKeyStore(cfg config.APIKeys) (*APIKeyStore, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	key := apiKeySource{file: cfg.File, env: cfg.Env}
 	if cfg.ReloadInterval != nil {
 		key.every = cfg.ReloadInterval.Duration
 	}
-	if s := r.stores[key]; s != nil {
+	r.mu.Lock()
+	s := r.stores[key]
+	r.mu.Unlock()
+	if s != nil {
 		return s, nil
 	}
-	s, err := newAPIKeyStore(cfg, r.opts.LookupEnv, r.opts.Now, r.opts.Logger)
-	if err != nil {
-		return nil, err
+	s, ok := takeOver(r.prev, func(p *Registry) map[apiKeySource]*APIKeyStore { return p.stores }, key)
+	if !ok {
+		var err error
+		if s, err = newAPIKeyStore(cfg, r.opts.LookupEnv, r.opts.Now, r.opts.Logger); err != nil {
+			return nil, err
+		}
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.stores[key] = s
-	if r.ctx != nil {
-		s.start(r.ctx)
-	}
 	return s, nil
 }
 
@@ -94,34 +129,38 @@ func (r *Registry) apiKeyStore(cfg config.APIKeys) (*APIKeyStore, error) {
 // The section's `cache` bounds win over the registry's options.
 func (r *Registry) cacheFor(fp string, bounds *config.TokenCache) *Cache {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if c := r.caches[fp]; c != nil {
+	c := r.caches[fp]
+	r.mu.Unlock()
+	if c != nil {
 		return c
 	}
-	entries, bytes := r.opts.CacheEntries, r.opts.CacheBytes
-	if bounds != nil {
-		if bounds.MaxEntries > 0 {
-			entries = bounds.MaxEntries
+	c, ok := takeOver(r.prev, func(p *Registry) map[string]*Cache { return p.caches }, fp)
+	if !ok {
+		entries, bytes := r.opts.CacheEntries, r.opts.CacheBytes
+		if bounds != nil {
+			if bounds.MaxEntries > 0 {
+				entries = bounds.MaxEntries
+			}
+			if bounds.MaxBytes != nil {
+				bytes = bounds.MaxBytes.Bytes
+			}
 		}
-		if bounds.MaxBytes != nil {
-			bytes = bounds.MaxBytes.Bytes
-		}
+		c = NewCache(entries, bytes, r.opts.Now)
 	}
-	c := NewCache(entries, bytes, r.opts.Now)
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.caches[fp] = c
 	return c
 }
 
-// Start runs every issuer's discovery and key refresh and every API key
-// file watcher until ctx ends; those added afterwards start when they are
-// added. Calling it again is harmless.
+// Start commits the registry: every issuer's discovery and key refresh
+// and every API key file watcher runs until ctx ends. Those taken over
+// from the previous registry already run and are left as they are;
+// calling Start again is harmless.
 func (r *Registry) Start(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.ctx != nil {
-		return
-	}
-	r.ctx = ctx
+	r.prev = nil
 	for _, iss := range r.issuers {
 		iss.start(ctx)
 	}
@@ -130,42 +169,56 @@ func (r *Registry) Start(ctx context.Context) {
 	}
 }
 
-// Retain stops and forgets the issuers, API key stores and caches that the
-// given authenticators (the new configuration's) do not use.
-func (r *Registry) Retain(keep []*Authenticator) {
-	usedIss := map[*Issuer]bool{}
-	usedStore := map[*APIKeyStore]bool{}
-	usedCache := map[*Cache]bool{}
-	for _, a := range keep {
-		for _, iss := range a.used {
-			usedIss[iss] = true
-		}
-		usedStore[a.apiKeys] = true
-		usedCache[a.cache] = true
+// Handover is called on the registry that was in service once next has
+// replaced it: the issuers and API key stores next did not take over stop,
+// and the counters of the caches it did not take over are carried into
+// next's totals.
+func (r *Registry) Handover(next *Registry) {
+	if next == r {
+		return
 	}
+	next.mu.Lock()
+	keepIss := make(map[*Issuer]bool, len(next.issuers))
+	for _, iss := range next.issuers {
+		keepIss[iss] = true
+	}
+	keepStore := make(map[*APIKeyStore]bool, len(next.stores))
+	for _, s := range next.stores {
+		keepStore[s] = true
+	}
+	keepCache := make(map[*Cache]bool, len(next.caches))
+	for _, c := range next.caches {
+		keepCache[c] = true
+	}
+	next.mu.Unlock()
+
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	for k, iss := range r.issuers {
-		if !usedIss[iss] {
+	retired := r.retired
+	for _, iss := range r.issuers {
+		if !keepIss[iss] {
 			iss.stop()
-			delete(r.issuers, k)
 		}
 	}
-	for k, s := range r.stores {
-		if !usedStore[s] {
+	for _, s := range r.stores {
+		if !keepStore[s] {
 			s.stop()
-			delete(r.stores, k)
 		}
 	}
-	for k, c := range r.caches {
-		if !usedCache[c] {
+	for _, c := range r.caches {
+		if !keepCache[c] {
 			st := c.Stats()
-			r.retired.Hits += st.Hits
-			r.retired.Misses += st.Misses
-			r.retired.Evictions += st.Evictions
-			delete(r.caches, k)
+			retired.Hits += st.Hits
+			retired.Misses += st.Misses
+			retired.Evictions += st.Evictions
 		}
 	}
+	r.mu.Unlock()
+
+	next.mu.Lock()
+	next.retired.Hits += retired.Hits
+	next.retired.Misses += retired.Misses
+	next.retired.Evictions += retired.Evictions
+	next.mu.Unlock()
 }
 
 // Caches lists the live token caches.

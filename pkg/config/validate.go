@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"net/url"
 	"slices"
@@ -184,26 +185,44 @@ func validateRoute(r *RouteEntry, sink *errorSink) {
 		sink.add(r.Pos, "route %s: resource and action are required (letters, digits, '-', '_'), got %q and %q", r.Path, r.Resource, r.Action)
 	}
 	for field, src := range r.Value {
-		if msg := checkValueSource(src); msg != "" {
-			sink.add(r.Pos, "route %s: value.%s: %s", r.Path, field, msg)
+		if _, err := ParseValueSource(src); err != nil {
+			sink.add(r.Pos, "route %s: value.%s: %v", r.Path, field, err)
 		}
 	}
 }
 
-// checkValueSource checks "path.NAME", "query.NAME", "query.NAME.dotted",
-// "body.NAME".
-func checkValueSource(src string) string {
-	kind, name, ok := strings.Cut(src, ".")
-	switch {
-	case !ok || name == "":
-		return "source " + quote(src) + " must be path.NAME, query.NAME, query.NAME.dotted or body.NAME"
-	case kind == "path", kind == "body":
-		return ""
-	case kind == "query":
-		return ""
-	default:
-		return "unknown source " + quote(kind) + " (path, query or body)"
+// Value source kinds: where a route's value field is read from.
+const (
+	SourcePath  = "path"
+	SourceQuery = "query"
+	SourceBody  = "body"
+)
+
+// ValueSource is one parsed entry of a route's `value`: path.NAME,
+// query.NAME, query.NAME.dotted (the parameter split on ".") or body.NAME.
+type ValueSource struct {
+	Kind   string // SourcePath, SourceQuery or SourceBody
+	Key    string
+	Dotted bool
+}
+
+// ParseValueSource reads a value source; its error says what is wrong.
+func ParseValueSource(src string) (ValueSource, error) {
+	kind, key, ok := strings.Cut(src, ".")
+	if !ok || key == "" {
+		return ValueSource{}, fmt.Errorf("source %s must be path.NAME, query.NAME, query.NAME.dotted or body.NAME", quote(src))
 	}
+	vs := ValueSource{Kind: kind, Key: key}
+	switch kind {
+	case SourcePath, SourceBody:
+	case SourceQuery:
+		if k, dotted := strings.CutSuffix(key, ".dotted"); dotted {
+			vs.Key, vs.Dotted = k, true
+		}
+	default:
+		return ValueSource{}, fmt.Errorf("unknown source %s (path, query or body)", quote(kind))
+	}
+	return vs, nil
 }
 
 // CheckURL requires an absolute https URL, or http on a loopback host (local

@@ -1,15 +1,13 @@
 package decision
 
 import (
-	"context"
-
-	"cel.dev/cel-go/cel"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
 	"strings"
-	"sync/atomic"
+
+	"cel.dev/cel-go/cel"
 
 	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/config"
@@ -19,12 +17,12 @@ import (
 
 // Options tune Build.
 type Options struct {
-	// Authn configures key fetching, the clock and the token caches of a
-	// new registry (ignored with Registry).
+	// Authn configures key fetching, the clock and the token caches.
 	Authn authn.Options
-	// Registry, when set, is the registry of the engine being replaced: a
-	// reload keeps the key sets and token caches it can.
-	Registry *authn.Registry
+	// Previous, when set, is the engine in service that the new one will
+	// replace: the build takes over its unchanged issuers, API key stores
+	// and token caches (read only; nothing of it changes until Retire).
+	Previous *Engine
 	// Logger receives decision logs (slog.Default()).
 	Logger *slog.Logger
 	// Log chooses which decisions are logged at info level.
@@ -34,9 +32,11 @@ type Options struct {
 }
 
 // Build compiles a loaded configuration into an Engine: route tables, user
-// mappings and handlers of every policy, every CEL expression type-checked.
-// All problems are returned together as a config.ErrorList. Background work
-// (OIDC discovery, key refresh) starts with Engine.Start.
+// mappings and handlers of every policy, every CEL expression type-checked
+// in the environment of its place. All problems are returned together as
+// a config.ErrorList. Build has no side effects: it starts no goroutine,
+// fetches nothing and watches nothing (it reads the API key lists the
+// configuration names, which are part of it); Engine.Start commits.
 func Build(f *config.File, opts Options) (*Engine, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -51,14 +51,12 @@ func Build(f *config.File, opts Options) (*Engine, error) {
 	e := &Engine{
 		byName:       map[string]*Policy{},
 		hosts:        map[string]*Policy{},
-		registry:     opts.Registry,
 		reasonHeader: f.Explain.ReasonHeader,
-		observer:     opts.Observer,
-		logOpts:      opts.Log,
-		log:          opts.Logger,
-		ids:          newIDSource(),
+		sink:         sink{observer: opts.Observer, log: opts.Logger, opts: opts.Log},
 	}
-	if e.registry == nil {
+	if opts.Previous != nil {
+		e.registry = opts.Previous.registry.Next(opts.Authn)
+	} else {
 		e.registry = authn.NewRegistry(opts.Authn)
 	}
 	var errs config.ErrorList
@@ -111,7 +109,7 @@ func buildPolicy(file string, pc *config.Policy, env *cel.Env, reg *authn.Regist
 		return nil, &config.Error{File: file, Pos: pc.Authorize.Routes.Pos, Msg: fmt.Sprintf("policy %q: %v", pc.Name, err)}
 	}
 	var errs config.ErrorList
-	auth, err := authn.New(file, pc.Authenticate, env, reg)
+	auth, err := authn.New(file, pc.Authenticate, reg)
 	errs.Append(file, pc.Pos, err)
 	vocab := policy.VocabularyOf(rs)
 	handlers, err := policy.Compile(env, file, pc.Authorize.Handlers, vocab)
@@ -180,70 +178,26 @@ func valueFields(entry config.RouteEntry) ([]routes.Field, error) {
 	params := routes.TemplateParams(entry.Path)
 	var out []routes.Field
 	for _, name := range names {
-		src := entry.Value[name]
-		kind, key, _ := strings.Cut(src, ".")
-		f := routes.Field{Name: name, Key: key}
-		switch kind {
-		case "path":
+		src, err := config.ParseValueSource(entry.Value[name])
+		if err != nil {
+			return nil, fmt.Errorf("route %s: value.%s: %w", entry.Path, name, err)
+		}
+		f := routes.Field{Name: name, Key: src.Key}
+		switch src.Kind {
+		case config.SourcePath:
 			f.From = routes.FromPath
-			if !slices.Contains(params, key) {
-				return nil, fmt.Errorf("route %s: value.%s: the path template has no parameter {%s}", entry.Path, name, key)
+			if !slices.Contains(params, src.Key) {
+				return nil, fmt.Errorf("route %s: value.%s: the path template has no parameter {%s}", entry.Path, name, src.Key)
 			}
-		case "query":
+		case config.SourceQuery:
 			f.From = routes.FromQuery
-			if k, ok := strings.CutSuffix(key, ".dotted"); ok {
-				f.From, f.Key = routes.FromQueryDotted, k
+			if src.Dotted {
+				f.From = routes.FromQueryDotted
 			}
-		case "body":
+		case config.SourceBody:
 			f.From = routes.FromBody
-		default:
-			return nil, fmt.Errorf("route %s: value.%s: unknown source %q", entry.Path, name, src)
 		}
 		out = append(out, f)
 	}
 	return out, nil
 }
-
-// Start begins the engine's background work (OIDC discovery and key
-// refresh) until ctx ends. Starting a registry that already runs (a
-// reload) only starts the issuers that are new.
-func (e *Engine) Start(ctx context.Context) { e.registry.Start(ctx) }
-
-// Ready reports whether the engine can authenticate: every issuer it uses
-// has keys.
-func (e *Engine) Ready() bool {
-	for _, iss := range e.issuers {
-		if !iss.Ready() {
-			return false
-		}
-	}
-	return true
-}
-
-// Issuers lists the issuers the engine's policies trust.
-func (e *Engine) Issuers() []*authn.Issuer { return e.issuers }
-
-// Retire stops what this engine uses and next does not (after next has
-// been swapped in): issuers' refresh loops, token caches.
-func (e *Engine) Retire(next *Engine) {
-	if e.registry != next.registry {
-		return
-	}
-	auths := make([]*authn.Authenticator, 0, len(next.policies))
-	for _, p := range next.policies {
-		auths = append(auths, p.Auth)
-	}
-	e.registry.Retain(auths)
-}
-
-// Holder holds the engine in service, swapped atomically on reload, so a
-// request always sees one whole configuration.
-type Holder struct {
-	p atomic.Pointer[Engine]
-}
-
-// Load returns the current engine, or nil before the first configuration.
-func (h *Holder) Load() *Engine { return h.p.Load() }
-
-// Store swaps in a new engine.
-func (h *Holder) Store(e *Engine) { h.p.Store(e) }

@@ -60,7 +60,7 @@ func (t *Trace) route(path string, r *routes.Route) {
 	}
 }
 
-func (t *Trace) event(ev *routes.Event, p *policy.Policy) *policy.EvalTrace {
+func (t *Trace) event(ev *routes.Event, p *policy.Handlers) *policy.EvalTrace {
 	et := &EventTrace{Event: ev.Resource + ":" + ev.Action, Value: ev.Value}
 	if ev.ValueErr != nil {
 		et.ValueError = ev.ValueErr.Error()

@@ -7,10 +7,8 @@ package extauthz
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
-	"runtime/debug"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -26,34 +24,28 @@ import (
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
 	engines *decision.Holder
-	log     *slog.Logger
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
 
 // New returns a Server deciding with whatever engine engines holds.
-func New(engines *decision.Holder, log *slog.Logger) *Server {
-	if log == nil {
-		log = slog.Default()
-	}
-	return &Server{engines: engines, log: log}
+func New(engines *decision.Holder) *Server {
+	return &Server{engines: engines}
 }
 
-// Check decides one request.
+// Check decides one request through the core's one entry point, which
+// answers every outcome (no configuration yet, a panic) with a decision.
+// A panic in this adapter's own translation is answered the same way.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, _ error) {
+	start := time.Now()
+	var dreq *decision.Request
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("panic in Check; denying", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			resp = denied(&decision.Decision{Outcome: decision.Unavailable, Status: 500, Reason: "internal error",
-				Body: `{"detail":"Internal error"}`, ResponseHeaders: []decision.Header{{Name: "content-type", Value: "application/json"}}})
+			resp = denied(s.engines.Recovered(ctx, s.engines.Load(), dreq, r, start))
 		}
 	}()
-	eng := s.engines.Load()
-	if eng == nil {
-		return denied(&decision.Decision{Outcome: decision.Unavailable, Status: 503, Reason: "no configuration loaded",
-			Body: `{"detail":"Service unavailable"}`, ResponseHeaders: []decision.Header{{Name: "content-type", Value: "application/json"}}}), nil
-	}
-	return Respond(eng.Decide(ctx, Translate(req))), nil
+	dreq = Translate(req)
+	return Respond(s.engines.Decide(ctx, dreq)), nil
 }
 
 // Translate converts a CheckRequest to the core's Request. Headers come

@@ -45,7 +45,7 @@ func start(t testing.TB, opts testengine.Options) *harness {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, extauthz.New(&engines, nil))
+	authv3.RegisterAuthorizationServer(gs, extauthz.New(&engines))
 	go func() { _ = gs.Serve(ln) }()
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/langgate/langgate/pkg/decision"
 	"github.com/langgate/langgate/pkg/routes"
@@ -58,6 +59,16 @@ func Handler(engines *decision.Holder, log *slog.Logger) http.Handler {
 	// mux would clean "/envoy/a/./b" or "//" and answer a redirect, when
 	// the original path is langgate's to normalize (and to refuse).
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		defer func() {
+			// The core recovers its own panics; this answers one in the
+			// adapter like them (a 500 denial with an id, logged, counted).
+			if rec := recover(); rec != nil {
+				d := engines.Recovered(r.Context(), engines.Load(), &decision.Request{Method: r.Method, Path: r.RequestURI}, rec, start)
+				w.Header().Set("X-Langgate-Decision-Id", d.ID)
+				writeDenial(w, d)
+			}
+		}()
 		path, _, _ := strings.Cut(r.RequestURI, "?")
 		switch {
 		case strings.HasPrefix(r.RequestURI, EnvoyPrefix+"/"):
@@ -174,14 +185,9 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request, req *decision.
 		body, req.BodyPartial = body[:routes.MaxBodyBytes], true
 	}
 	req.Body = body
-	if len(body) == 0 {
-		// The check request carried no body; for a method that normally has
-		// one we cannot tell "empty" from "not forwarded": never trust it.
-		switch req.Method {
-		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
-			req.BodyUnavailable = true
-		}
-	}
+	// The check request's content-length is its own, not the client's: the
+	// core then never takes an empty body for a complete one.
+	req.BodyLengthUnknown = true
 	return true
 }
 
@@ -189,13 +195,7 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request, req *decision.
 // every owned header and returns the decision, leaving the caller to add
 // its proxy's headers and write the 200.
 func (s *server) decide(w http.ResponseWriter, r *http.Request, req *decision.Request) *decision.Decision {
-	eng := s.engines.Load()
-	if eng == nil {
-		writeDenial(w, &decision.Decision{Status: http.StatusServiceUnavailable, Body: `{"detail":"Service unavailable"}`,
-			ResponseHeaders: []decision.Header{{Name: "content-type", Value: "application/json"}}})
-		return nil
-	}
-	d := eng.Decide(r.Context(), req)
+	d := s.engines.Decide(r.Context(), req)
 	w.Header().Set("X-Langgate-Decision-Id", d.ID)
 	if !d.Allow() {
 		writeDenial(w, d)

@@ -58,7 +58,7 @@ func TestMetricsAfterKnownDecisions(t *testing.T) {
 		{[]string{"denied", "403", "langgraph", "store", "put"}, 1},
 		{[]string{"unauthenticated", "401", "langgraph", "", ""}, 2},
 		{[]string{"public", "200", "langgraph", "", ""}, 1},
-		{[]string{"bad_request", "400", "", "", ""}, 1},
+		{[]string{"bad_request", "400", "langgraph", "", ""}, 1}, // a denial keeps its policy
 	} {
 		got := testutil.ToFloat64(m.Decisions().WithLabelValues(c.labels...))
 		if got != c.want {

@@ -4,18 +4,18 @@
 package policy
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/interpreter"
 
+	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/config"
+	"github.com/langgate/langgate/pkg/expr"
 	"github.com/langgate/langgate/pkg/routes"
 )
 
@@ -28,63 +28,29 @@ const (
 	OpContains = "$contains"
 )
 
-// User is the authenticated caller, as handlers see it.
-type User struct {
-	Identity        string
-	DisplayName     string
-	IsAuthenticated bool
-	Permissions     []string
-	// Claims are the verified token claims the user was built from.
-	Claims map[string]any
+// Variables a handler's expressions can read.
+const (
+	VarUser     = "user"
+	VarClaims   = "claims"
+	VarResource = "resource"
+	VarAction   = "action"
+	VarValue    = "value"
+	VarRequest  = "request"
+	VarContext  = "context"
+)
 
-	cel map[string]any // the `user` variable, built once per user
-
-	// JSON forms for the upstream headers, encoded once per user.
-	jsonOnce  sync.Once
-	userJSON  string
-	permsJSON string
-	jsonErr   error
-}
-
-// HeaderJSON returns the user object and the permissions as JSON, encoded
-// once per user by enc (which must escape non-ASCII), so a cached user
-// costs no encoding per request.
-func (u *User) HeaderJSON(enc func(any) (string, error)) (user, perms string, err error) {
-	u.jsonOnce.Do(func() {
-		var e1, e2 error
-		u.userJSON, e1 = enc(map[string]any{
-			"identity":         u.Identity,
-			"display_name":     u.DisplayName,
-			"is_authenticated": u.IsAuthenticated,
-			"permissions":      u.Permissions,
-		})
-		u.permsJSON, e2 = enc(u.Permissions)
-		u.jsonErr = errors.Join(e1, e2)
-	})
-	return u.userJSON, u.permsJSON, u.jsonErr
-}
-
-// NewUser builds a user and its CEL view once, so that a cached user costs
-// nothing to hand to handlers again.
-func NewUser(identity, displayName string, permissions []string, claims map[string]any) *User {
-	if displayName == "" {
-		displayName = identity
-	}
-	if permissions == nil {
-		permissions = []string{}
-	}
-	u := &User{Identity: identity, DisplayName: displayName, IsAuthenticated: true, Permissions: permissions, Claims: claims}
-	perms := make([]any, len(permissions))
-	for i, p := range permissions {
-		perms[i] = p
-	}
-	u.cel = map[string]any{
-		"identity":         identity,
-		"display_name":     displayName,
-		"is_authenticated": true,
-		"permissions":      perms,
-	}
-	return u
+// NewEnv builds the CEL environment of handlers: the user and its claims,
+// the event (resource, action, value), the request and the route context.
+func NewEnv() (*cel.Env, error) {
+	return expr.NewEnv(
+		expr.Var{Name: VarUser, Type: expr.JSONMap},
+		expr.Var{Name: VarClaims, Type: expr.JSONMap},
+		expr.Var{Name: VarResource, Type: cel.StringType},
+		expr.Var{Name: VarAction, Type: cel.StringType},
+		expr.Var{Name: VarValue, Type: expr.JSONMap},
+		expr.Var{Name: VarRequest, Type: expr.JSONMap},
+		expr.Var{Name: VarContext, Type: cel.MapType(cel.StringType, cel.StringType)},
+	)
 }
 
 // Request is the part of the HTTP request expressions can read as `request`.
@@ -97,7 +63,7 @@ type Request struct {
 
 // Input is everything one event's evaluation reads.
 type Input struct {
-	User    *User
+	User    *authn.User
 	Request *Request
 	Context map[string]string
 	Event   *routes.Event
@@ -145,7 +111,7 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		if a.in.User == nil {
 			return map[string]any{}, true
 		}
-		return a.in.User.cel, true
+		return a.in.User.Attributes(), true
 	case VarClaims:
 		if a.in.User == nil || a.in.User.Claims == nil {
 			return map[string]any{}, true
@@ -197,7 +163,7 @@ type Handler struct {
 	Action   string
 	Pos      config.Pos
 
-	allow    *Program
+	allow    *expr.Program
 	allowed  string // the reason of an allow, built once
 	message  string
 	status   int
@@ -205,18 +171,19 @@ type Handler struct {
 	metadata []entry
 	// wholeFilters and wholeMetadata compute the whole map in one
 	// expression (instead of filters/metadata entries).
-	wholeFilters  *Program
-	wholeMetadata *Program
+	wholeFilters  *expr.Program
+	wholeMetadata *expr.Program
 }
 
 type entry struct {
 	key string
 	op  string
-	prg *Program
+	prg *expr.Program
 }
 
-// Policy is a compiled set of handlers with precedence resolved.
-type Policy struct {
+// Handlers is a policy's compiled handlers with LangGraph's precedence
+// resolved.
+type Handlers struct {
 	handlers []*Handler
 	// byResource[resource][action]; "*" keys hold wildcard handlers.
 	byResource map[string]map[string]*Handler
@@ -260,10 +227,10 @@ func (v Vocabulary) hasAction(action string) bool {
 	return false
 }
 
-// Compile builds a Policy from configured handlers. Every problem (bad key,
+// Compile builds the Handlers of configured handlers. Every problem (bad key,
 // unknown resource, CEL error, unknown operator) is collected.
-func Compile(env *cel.Env, file string, hs []config.Handler, vocab Vocabulary) (*Policy, error) {
-	p := &Policy{byResource: map[string]map[string]*Handler{}}
+func Compile(env *cel.Env, file string, hs []config.Handler, vocab Vocabulary) (*Handlers, error) {
+	p := &Handlers{byResource: map[string]map[string]*Handler{}}
 	var errs config.ErrorList
 	for i := range hs {
 		h, err := compileHandler(env, file, &hs[i], vocab)
@@ -312,7 +279,7 @@ func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabula
 	}
 	collect := func(err error) { errs.Append(file, c.Pos, err) }
 	if !c.Allow.IsZero() {
-		prg, err := CompileExpr(env, file, c.Allow, cel.BoolType)
+		prg, err := expr.Compile(env, file, c.Allow, cel.BoolType)
 		collect(err)
 		h.allow = prg
 	}
@@ -327,7 +294,7 @@ func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabula
 				errs = append(errs, &config.Error{File: file, Pos: e.OpPos, Msg: fmt.Sprintf("%s %q: unknown filter operator %q (known: %s, %s)", name, e.Key, e.Op, OpEq, OpContains)})
 				continue
 			}
-			prg, err := CompileExpr(env, file, e.Expr, nil)
+			prg, err := expr.Compile(env, file, e.Expr, nil)
 			collect(err)
 			out = append(out, entry{key: e.Key, op: e.Op, prg: prg})
 		}
@@ -336,14 +303,14 @@ func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabula
 	h.allowed = fmt.Sprintf("handler %q allowed", h.Key)
 	h.filters = compileMap("filter", c.Filters, true)
 	h.metadata = compileMap("metadata", c.Metadata, false)
-	mapType := cel.MapType(cel.StringType, cel.DynType)
+	mapType := expr.JSONMap
 	if c.Filters.Whole != nil {
-		prg, err := CompileExpr(env, file, *c.Filters.Whole, mapType)
+		prg, err := expr.Compile(env, file, *c.Filters.Whole, mapType)
 		collect(err)
 		h.wholeFilters = prg
 	}
 	if c.Metadata.Whole != nil {
-		prg, err := CompileExpr(env, file, *c.Metadata.Whole, mapType)
+		prg, err := expr.Compile(env, file, *c.Metadata.Whole, mapType)
 		collect(err)
 		h.wholeMetadata = prg
 	}
@@ -356,7 +323,7 @@ func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabula
 // Select returns the one handler LangGraph would run for an event: the
 // first that exists of (resource, action), (resource, *), (*, action),
 // (*, *). Nil means no handler: the event is allowed with no filter.
-func (p *Policy) Select(resource, action string) *Handler {
+func (p *Handlers) Select(resource, action string) *Handler {
 	if m := p.byResource[resource]; m != nil {
 		if h := m[action]; h != nil {
 			return h
@@ -376,7 +343,7 @@ func (p *Policy) Select(resource, action string) *Handler {
 
 // Explain returns the handler Select picks and which precedence rule
 // picked it.
-func (p *Policy) Explain(resource, action string) (*Handler, string) {
+func (p *Handlers) Explain(resource, action string) (*Handler, string) {
 	h := p.Select(resource, action)
 	switch {
 	case h == nil:
@@ -402,7 +369,7 @@ type Warning struct {
 // Lint reports handlers that no event of the vocabulary selects (a more
 // specific handler always takes their events) and events no handler
 // covers (allowed with no filter), as LangGraph's server warns too.
-func (p *Policy) Lint(vocab Vocabulary) []Warning {
+func (p *Handlers) Lint(vocab Vocabulary) []Warning {
 	var out []Warning
 	used := map[*Handler]bool{}
 	for _, res := range vocab.resources() {
@@ -439,7 +406,7 @@ type Result struct {
 
 // Evaluate runs the handler selected for in.Event. Any evaluation error is a
 // denial: the policy fails closed.
-func (p *Policy) Evaluate(in *Input) Result {
+func (p *Handlers) Evaluate(in *Input) Result {
 	h := p.Select(in.Event.Resource, in.Event.Action)
 	if h == nil {
 		return Result{Allowed: true, Reason: "no handler"}
@@ -510,7 +477,7 @@ func evalEntries(es []entry, act *activation, filters bool, tr *EvalTrace) (map[
 			tr.record(part+e.key, e.prg.Source, nil, err)
 			return nil, err
 		}
-		j, err := ToJSON(v)
+		j, err := expr.ToJSON(v)
 		tr.record(part+e.key, e.prg.Source, j, err)
 		if err != nil {
 			return nil, fmt.Errorf("%s %q: %w", e.prg.Source, e.key, err)
@@ -530,7 +497,7 @@ func evalEntries(es []entry, act *activation, filters bool, tr *EvalTrace) (map[
 
 // evalWhole runs an expression that computes a whole filter or metadata
 // map, and checks each computed filter value like a written one.
-func evalWhole(p *Program, act *activation, filters bool, tr *EvalTrace) (map[string]any, error) {
+func evalWhole(p *expr.Program, act *activation, filters bool, tr *EvalTrace) (map[string]any, error) {
 	part := "metadata"
 	if filters {
 		part = "filters"
@@ -540,7 +507,7 @@ func evalWhole(p *Program, act *activation, filters bool, tr *EvalTrace) (map[st
 		tr.record(part, p.Source, nil, err)
 		return nil, err
 	}
-	j, err := ToJSON(v)
+	j, err := expr.ToJSON(v)
 	tr.record(part, p.Source, j, err)
 	if err != nil {
 		return nil, err

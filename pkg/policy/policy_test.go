@@ -6,11 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/routes"
 )
 
-func compile(t *testing.T, yaml string) *Policy {
+func compile(t *testing.T, yaml string) *Handlers {
 	t.Helper()
 	p, err := compileText(yaml)
 	if err != nil {
@@ -19,7 +20,7 @@ func compile(t *testing.T, yaml string) *Policy {
 	return p
 }
 
-func compileText(yaml string) (*Policy, error) {
+func compileText(yaml string) (*Handlers, error) {
 	f, err := config.Parse("p.yaml", []byte(`authenticate:
   oidc: [{issuer: "https://i.example", audiences: [a]}]
   user: {identity: claims.sub}
@@ -52,7 +53,7 @@ func TestPrecedence(t *testing.T) {
 `)
 	none := compile(t, ``)
 	tests := []struct {
-		p                *Policy
+		p                *Handlers
 		resource, action string
 		want             string
 	}{
@@ -98,7 +99,7 @@ func TestEvaluate(t *testing.T) {
     - on: store.search
       allow: "value.query.glob('reports/*') && !value.query.glob('reports/secret*')"
 `)
-	alice := NewUser("alice", "", []string{"read"}, map[string]any{"org": "acme"})
+	alice := authn.NewUser("alice", "", []string{"read"}, map[string]any{"org": "acme"})
 	ev := func(res, act string, value map[string]any) *Input {
 		return &Input{User: alice, Event: &routes.Event{Resource: res, Action: act, Value: value}}
 	}
@@ -166,7 +167,7 @@ func TestFilterValuesNeverMatchEverything(t *testing.T) {
 	}
 	for _, tc := range tests {
 		p := compile(t, "    - on: \"*\"\n      filters: {k: '"+tc.expr+"'}\n")
-		r := p.Evaluate(&Input{User: NewUser("u", "", nil, nil), Event: &routes.Event{Resource: "threads", Action: "read"}})
+		r := p.Evaluate(&Input{User: authn.NewUser("u", "", nil, nil), Event: &routes.Event{Resource: "threads", Action: "read"}})
 		if tc.err != "" {
 			if r.Allowed || !strings.Contains(r.Reason, tc.err) {
 				t.Errorf("%s: allowed=%v reason %q, want a denial mentioning %q", tc.expr, r.Allowed, r.Reason, tc.err)

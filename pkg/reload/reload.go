@@ -1,8 +1,9 @@
 // Package reload keeps the engine in service in step with its
 // configuration file: each load is read, parsed, validated and compiled in
-// full into a new engine, which starts its key fetches and is swapped in
-// atomically only then; the old engine's unused issuers and caches are
-// retired afterwards. A configuration that fails at any step is rejected
+// full into a new engine without side effects; only then is it committed:
+// it starts its new issuers' key fetches and key file watchers, is swapped
+// in atomically, and the old engine's unused issuers and watchers are
+// stopped. A configuration that fails at any step is rejected
 // with its errors logged and counted, and the last good one keeps serving.
 // Loads are triggered by Watch: a change of the file's content (polled, so
 // the symlink swap Kubernetes uses for mounted ConfigMaps is seen like any
@@ -50,8 +51,8 @@ type Reloader struct {
 	// Lookup resolves ${NAME} in the configuration (os.LookupEnv).
 	Lookup func(string) (string, bool)
 	Holder *decision.Holder
-	// Build is the template for every build; its Registry is filled with
-	// the current engine's, so unchanged issuers and caches carry over.
+	// Build is the template for every build; its Previous is set to the
+	// engine in service, so unchanged issuers and caches carry over.
 	Build decision.Options
 	// Recorder, when set, counts loads.
 	Recorder Recorder
@@ -102,17 +103,10 @@ func (r *Reloader) reload(ctx context.Context, force bool) error {
 	}
 	opts := r.Build
 	old := r.Holder.Load()
-	if old != nil {
-		opts.Registry = old.Registry()
-	}
+	opts.Previous = old
 	eng, err := decision.Build(f, opts)
 	if err != nil {
-		if old != nil {
-			// The failed build may have registered (and, the registry
-			// running, started) issuers and key-file watchers: stop
-			// whatever the engine in service does not use.
-			old.Retire(old)
-		}
+		// The build started nothing and changed nothing: drop it.
 		r.failed = hash
 		r.reject(err)
 		return err

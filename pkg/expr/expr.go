@@ -1,4 +1,12 @@
-package policy
+// Package expr is langgate's CEL: environments built from the variables a
+// place in the configuration declares, expressions compiled and
+// type-checked against them with errors at their file position, programs
+// run under a cost limit, and results converted to JSON.
+//
+// Each place gets only the variables it can bind when it runs: a user
+// mapping sees `claims`, a handler sees the user, the event and the
+// request. An expression naming anything else is a load error.
+package expr
 
 import (
 	"errors"
@@ -21,28 +29,21 @@ import (
 // policy cannot turn a large body into a denial of service.
 const CostLimit = 1_000_000
 
-// Variables every expression can read.
-const (
-	VarUser     = "user"
-	VarClaims   = "claims"
-	VarResource = "resource"
-	VarAction   = "action"
-	VarValue    = "value"
-	VarRequest  = "request"
-	VarContext  = "context"
-)
+// Var declares one variable an environment binds.
+type Var struct {
+	Name string
+	Type *cel.Type
+}
 
-// NewEnv builds the CEL environment shared by every langgate expression.
-func NewEnv() (*cel.Env, error) {
-	dynMap := cel.MapType(cel.StringType, cel.DynType)
-	return cel.NewEnv(
-		cel.Variable(VarUser, dynMap),
-		cel.Variable(VarClaims, dynMap),
-		cel.Variable(VarResource, cel.StringType),
-		cel.Variable(VarAction, cel.StringType),
-		cel.Variable(VarValue, dynMap),
-		cel.Variable(VarRequest, dynMap),
-		cel.Variable(VarContext, cel.MapType(cel.StringType, cel.StringType)),
+// NewEnv builds a CEL environment that declares exactly vars, with
+// langgate's library: the strings, lists and sets extensions,
+// cross-type numeric comparison, and s.glob(pattern).
+func NewEnv(vars ...Var) (*cel.Env, error) {
+	opts := make([]cel.EnvOption, 0, len(vars)+5)
+	for _, v := range vars {
+		opts = append(opts, cel.Variable(v.Name, v.Type))
+	}
+	opts = append(opts,
 		ext.Strings(),
 		ext.Lists(),
 		ext.Sets(),
@@ -59,7 +60,11 @@ func NewEnv() (*cel.Env, error) {
 				return types.Bool(ok)
 			}))),
 	)
+	return cel.NewEnv(opts...)
 }
+
+// JSONMap is the CEL type of a JSON object: string keys, any values.
+var JSONMap = cel.MapType(cel.StringType, cel.DynType)
 
 // Program is a compiled expression with the source it came from.
 type Program struct {
@@ -68,10 +73,10 @@ type Program struct {
 	prg    cel.Program
 }
 
-// CompileExpr type-checks and plans one expression. want, when not nil, is the
+// Compile type-checks and plans one expression. want, when not nil, is the
 // type the expression must produce (dyn is accepted: it is checked when the
 // expression runs). Problems are reported at their file position.
-func CompileExpr(env *cel.Env, file string, e config.Expr, want *cel.Type) (*Program, error) {
+func Compile(env *cel.Env, file string, e config.Expr, want *cel.Type) (*Program, error) {
 	ast, iss := env.Compile(e.Source)
 	if iss != nil && iss.Err() != nil {
 		var errs config.ErrorList

@@ -1,0 +1,41 @@
+package decision
+
+import (
+	"github.com/langgate/langgate/pkg/authn"
+)
+
+// authenticate is the authenticate phase: the policy's credential
+// locations (Authorization by default, other headers, cookies, the query
+// when enabled) and kinds (JWT, opaque token, API key) turned into a user,
+// or a 401. With DecideOptions.Claims the user is built from the given
+// claims instead (langgate check --claims).
+func (p *pass) authenticate() bool {
+	d := p.d
+	var user *authn.User
+	var err error
+	if p.opts.Claims != nil {
+		user, err = p.pol.Auth.FromClaims(p.opts.Claims)
+	} else {
+		user, err = p.pol.Auth.AuthenticateRequest(p.ctx, p.req.Headers, p.target.Query)
+	}
+	if err != nil {
+		ae, ok := authn.AsError(err)
+		if !ok {
+			ae = &authn.Error{Kind: authn.KindInvalid, Reason: "verification failed", Err: err}
+		}
+		d.deny(Unauthenticated, 401, ae.Detail(), ae.Error())
+		d.AuthFailure, d.AuthReason = ae.Kind, ae.Reason
+		return true
+	}
+	if !headerSafe(user.Identity) {
+		d.deny(Unauthenticated, 401, "Invalid token", "identity contains characters that cannot be sent in a header")
+		d.AuthFailure, d.AuthReason = authn.KindInvalid, "identity not header-safe"
+		return true
+	}
+	d.User = user
+	if err := p.ctx.Err(); err != nil {
+		d.deny(Error, 503, "Request cancelled", "context ended: "+err.Error())
+		return true
+	}
+	return false
+}

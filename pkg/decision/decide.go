@@ -1,0 +1,87 @@
+package decision
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/langgate/langgate/pkg/routes"
+)
+
+// DecideOptions are options for one decision beyond the request itself.
+type DecideOptions struct {
+	// Trace, when not nil, receives every step of the decision.
+	Trace *Trace
+	// Claims, when not nil, stand in for a verified token: authentication
+	// is skipped and the user is built from them (langgate check --claims).
+	Claims map[string]any
+}
+
+// pass is one request on its way through the phases: what each phase
+// learned for the next ones, and the one Decision they all fill in.
+type pass struct {
+	ctx  context.Context
+	req  *Request
+	opts DecideOptions
+	tr   *Trace
+	d    *Decision
+
+	pol    *Policy
+	target routes.Target
+	route  *routes.Route
+	params routes.Params
+}
+
+// Decide runs the pipeline. It never returns an allow on an error: every
+// failure becomes an explicit denial with a reason. Transports call
+// Holder.Decide, which also recovers a panic.
+func (e *Engine) Decide(ctx context.Context, req *Request) *Decision {
+	return e.DecideWith(ctx, req, DecideOptions{})
+}
+
+// DecideWith is Decide with a trace or substitute claims.
+func (e *Engine) DecideWith(ctx context.Context, req *Request, opts DecideOptions) *Decision {
+	start := time.Now()
+	p := &pass{ctx: ctx, req: req, opts: opts, tr: opts.Trace, d: &Decision{ID: ids.next()}}
+	e.run(p)
+	e.respond(p)
+	if p.tr != nil {
+		p.tr.finish(p.d)
+	}
+	e.sink.record(ctx, req, p.d, time.Since(start))
+	return p.d
+}
+
+// run takes the request through the phases until one settles it: select
+// the policy, match the route (a public route is settled here),
+// authenticate, fire the route's events, authorize them.
+func (e *Engine) run(p *pass) {
+	if e.choose(p) || p.matchRoute() || p.authenticate() || p.fireEvents() || p.authorize() {
+		return
+	}
+	// authorize settles every request that reaches it; this is a guard.
+	p.d.deny(Error, 500, "Internal error", "no phase settled the request")
+}
+
+// ids issues the decision ids of this process.
+var ids = newIDSource()
+
+// idSource issues decision ids: a random per-process prefix and a counter,
+// unique without a random read per request.
+type idSource struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newIDSource() *idSource {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return &idSource{prefix: hex.EncodeToString(b[:])}
+}
+
+func (s *idSource) next() string {
+	return s.prefix + "-" + strconv.FormatUint(s.n.Add(1), 36)
+}

@@ -1,0 +1,71 @@
+package decision
+
+import (
+	"context"
+
+	"github.com/langgate/langgate/pkg/authn"
+	"github.com/langgate/langgate/pkg/policy"
+	"github.com/langgate/langgate/pkg/routes"
+)
+
+// Engine decides requests for one compiled configuration: one or more
+// policies and the issuers, key stores and caches they use. Build makes
+// one without side effects; Start commits it.
+type Engine struct {
+	policies []*Policy
+	byName   map[string]*Policy
+	// hosts maps an exact host to its policy; suffixes are "*.x" hosts,
+	// longest first.
+	hosts         map[string]*Policy
+	suffixes      []hostSuffix
+	defaultPolicy *Policy
+	registry      *authn.Registry
+	issuers       []*authn.Issuer
+	reasonHeader  bool
+	sink          sink
+}
+
+// Policy is one policy of a configuration, compiled: its route table,
+// its authentication and its handlers.
+type Policy struct {
+	Name          string
+	Table         *routes.Table
+	Auth          *authn.Authenticator
+	Handlers      *policy.Handlers
+	Vocabulary    policy.Vocabulary
+	unmatchedDeny bool
+	// strip lists client headers removed from every request (lower case).
+	strip []string
+}
+
+// Policies lists the compiled policies in name order.
+func (e *Engine) Policies() []*Policy { return e.policies }
+
+// Registry returns the issuers, API key stores and token caches the
+// engine's policies use.
+func (e *Engine) Registry() *authn.Registry { return e.registry }
+
+// Issuers lists the issuers the engine's policies trust.
+func (e *Engine) Issuers() []*authn.Issuer { return e.issuers }
+
+// Start commits the engine: the background work of its issuers (OIDC
+// discovery, key refresh) and API key file watchers begins, until ctx
+// ends. What it took over from the engine it replaces already runs and is
+// left alone.
+func (e *Engine) Start(ctx context.Context) { e.registry.Start(ctx) }
+
+// Ready reports whether the engine can authenticate: every issuer it uses
+// has keys.
+func (e *Engine) Ready() bool {
+	for _, iss := range e.issuers {
+		if !iss.Ready() {
+			return false
+		}
+	}
+	return true
+}
+
+// Retire stops what this engine uses and next (which replaced it) does
+// not: issuers' refresh loops, key file watchers; the counters of dropped
+// token caches are carried into next's totals.
+func (e *Engine) Retire(next *Engine) { e.registry.Handover(next.registry) }

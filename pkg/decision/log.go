@@ -1,0 +1,90 @@
+package decision
+
+import (
+	"context"
+	"log/slog"
+	mrand "math/rand/v2"
+	"time"
+)
+
+// Observer is told about every decision (the metrics package is one).
+type Observer interface {
+	Observe(d *Decision, took time.Duration)
+}
+
+// LogOptions choose which decisions are logged at info level: every
+// denial, and allows when LogAllows, sampled at AllowSampleRate (0..1).
+// Decisions not chosen are logged at debug level.
+type LogOptions struct {
+	LogAllows       bool
+	AllowSampleRate float64
+}
+
+// sink is where the log phase sends a decision: the observer and the
+// decision log.
+type sink struct {
+	observer Observer
+	log      *slog.Logger
+	opts     LogOptions
+}
+
+// record is the log phase: the observer counts the decision and the
+// decision log gets its line.
+func (s *sink) record(ctx context.Context, req *Request, d *Decision, took time.Duration) {
+	if s.observer != nil {
+		s.observer.Observe(d, took)
+	}
+	level := slog.LevelDebug
+	switch {
+	case !d.Allow():
+		level = slog.LevelInfo
+	case s.opts.LogAllows && (s.opts.AllowSampleRate >= 1 || mrand.Float64() < s.opts.AllowSampleRate): //nolint:gosec // log sampling, not security
+		level = slog.LevelInfo
+	}
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("decision_id", d.ID),
+		slog.String("request_id", req.Headers["x-request-id"]),
+		slog.String("method", req.Method),
+		slog.String("path", d.Path),
+		slog.String("outcome", string(d.Outcome)),
+		slog.String("policy", d.Policy),
+		slog.Int("status", d.Status),
+		slog.String("reason", d.Reason),
+		slog.Duration("latency", took),
+	}
+	if tid := traceID(req.Headers["traceparent"]); tid != "" {
+		attrs = append(attrs, slog.String("trace_id", tid))
+	}
+	if d.User != nil {
+		attrs = append(attrs, slog.String("identity", d.User.Identity))
+	}
+	if len(d.Events) > 0 {
+		evs := make([]string, len(d.Events))
+		for i, ev := range d.Events {
+			evs[i] = ev.Resource + ":" + ev.Action
+		}
+		attrs = append(attrs, slog.Any("events", evs), slog.String("handler", d.Handler))
+	}
+	s.log.LogAttrs(context.WithoutCancel(ctx), level, "decision", attrs...)
+}
+
+// traceID returns the trace id of a W3C traceparent header
+// ("00-<32 hex>-<16 hex>-<2 hex>"), or "" when it is malformed.
+func traceID(tp string) string {
+	if len(tp) < 55 || tp[2] != '-' || tp[35] != '-' {
+		return ""
+	}
+	id := tp[3:35]
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return ""
+		}
+	}
+	if id == "00000000000000000000000000000000" {
+		return ""
+	}
+	return id
+}

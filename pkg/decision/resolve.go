@@ -1,0 +1,109 @@
+package decision
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/langgate/langgate/pkg/routes"
+)
+
+// headerPartial is the header Envoy adds to a check request whose body it
+// buffered ("true" when it cut the body at max_request_bytes).
+const headerPartial = "x-envoy-auth-partial-body"
+
+// matchRoute is the first half of the resolve phase, before
+// authentication: it normalizes the path and finds the route. A public
+// route is allowed here, without a credential; a blocked one is refused.
+func (p *pass) matchRoute() bool {
+	target, err := routes.Normalize(p.req.Path)
+	if err != nil {
+		p.d.deny(BadRequest, 400, "Invalid request path", err.Error())
+		return true
+	}
+	p.target, p.d.Path = target, target.Path
+	p.route, p.params = p.pol.Table.Match(p.req.Method, target.Segments)
+	p.tr.route(target.Path, p.route)
+	switch r := p.route; {
+	case r != nil && r.Public:
+		p.d.Outcome, p.d.Status, p.d.Reason = Public, 200, "public route "+r.Method+" "+r.Pattern
+		return true
+	case r != nil && r.Blocked:
+		p.d.deny(Denied, 403, "Forbidden", "route "+r.Method+" "+r.Pattern+" is blocked by the route table")
+		return true
+	}
+	return false
+}
+
+// fireEvents is the second half of the resolve phase, once the caller is
+// known: the route's events with their values (path parameters, query,
+// body). A request no route matches is settled here by the policy's
+// authorize.unmatched.
+func (p *pass) fireEvents() bool {
+	d := p.d
+	if p.route == nil {
+		if p.pol.unmatchedDeny {
+			d.deny(Denied, 403, "Forbidden", "no route matches "+p.req.Method+" "+p.target.Path+" and authorize.unmatched is deny")
+			return true
+		}
+		d.Outcome, d.Status = Allowed, 200
+		d.Reason = "no route matches; authenticated and allowed (authorize.unmatched: allow)"
+		return true
+	}
+	body := &routes.Body{Data: p.req.Body, State: bodyState(p.req)}
+	d.Events = p.route.Fire(p.params, p.target.Query, body)
+	return false
+}
+
+// bodyState tells a complete body from one the proxy cut or never sent.
+// It is the one place that judges a body: transports only report what
+// they know (BodyPartial, BodyUnavailable, BodyLengthUnknown).
+func bodyState(req *Request) routes.BodyState {
+	if req.BodyUnavailable {
+		return routes.BodyNotSent
+	}
+	if req.BodyLengthUnknown && len(req.Body) == 0 && carriesBody(req.Method) {
+		// The check request carried no body; for a method that normally
+		// has one, "empty" cannot be told from "not forwarded".
+		return routes.BodyNotSent
+	}
+	if req.BodyPartial || strings.EqualFold(req.Headers[headerPartial], "true") {
+		return routes.BodyTruncated
+	}
+	if req.BodyLengthUnknown {
+		return routes.BodyComplete
+	}
+	cl, hasLen := req.Headers["content-length"]
+	if hasLen {
+		n, err := strconv.ParseInt(strings.TrimSpace(cl), 10, 64)
+		switch {
+		case err != nil || n < 0:
+			return routes.BodyTruncated // unknown length: never trust as complete
+		case n > 0 && len(req.Body) == 0:
+			return routes.BodyNotSent
+		case int64(len(req.Body)) < n:
+			return routes.BodyTruncated
+		}
+		return routes.BodyComplete
+	}
+	if len(req.Body) == 0 && req.Headers["transfer-encoding"] != "" {
+		return routes.BodyNotSent
+	}
+	// HTTP/2 and HTTP/3 requests need no content-length. Envoy marks every
+	// body it buffered with x-envoy-auth-partial-body (true or false, and a
+	// client cannot send that header through it); an empty body without
+	// the mark on a method that carries one may be a body Envoy was never
+	// asked to forward, so it is never taken for a complete, empty one.
+	if len(req.Body) == 0 && req.Headers[headerPartial] == "" && carriesBody(req.Method) {
+		return routes.BodyNotSent
+	}
+	return routes.BodyComplete
+}
+
+// carriesBody reports whether requests of method normally have a body.
+func carriesBody(method string) bool {
+	switch method {
+	case "POST", "PUT", "PATCH", "DELETE":
+		return true
+	}
+	return false
+}

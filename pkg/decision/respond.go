@@ -1,0 +1,205 @@
+package decision
+
+import (
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/langgate/langgate/pkg/authn"
+)
+
+// The headers langgate owns on the upstream request (the contract with the
+// upstream, see docs/headers.md).
+const (
+	HeaderPrefix      = "x-langgate-"
+	HeaderUserID      = "x-langgate-user-id"
+	HeaderUser        = "x-langgate-user"
+	HeaderPermissions = "x-langgate-permissions"
+	HeaderResource    = "x-langgate-resource"
+	HeaderAction      = "x-langgate-action"
+	HeaderFilters     = "x-langgate-filters"
+	HeaderMetadata    = "x-langgate-metadata"
+	// HeaderReason carries a short denial reason to the client when
+	// explain.reason_header is on.
+	HeaderReason = "x-langgate-reason"
+)
+
+// respond is the respond phase: an allow gets the upstream headers (the
+// contract of docs/headers.md) and the list of client headers to strip; a
+// denial gets its JSON body, content-type, the Bearer challenge of a 401
+// and, with explain.reason_header, the reason.
+func (e *Engine) respond(p *pass) {
+	d := p.d
+	switch d.Outcome {
+	case Public:
+		d.RemoveHeaders = p.pol.headersToRemove(p.req.Headers, nil)
+		return
+	case Allowed:
+		err := upstreamHeaders(d)
+		if err == nil {
+			d.RemoveHeaders = p.pol.headersToRemove(p.req.Headers, d.Headers)
+			return
+		}
+		d.deny(Denied, 403, "Forbidden", "encoding headers: "+err.Error())
+	}
+	renderDenial(d, e.reasonHeader)
+}
+
+// upstreamHeaders sets the headers of an allowed decision.
+func upstreamHeaders(d *Decision) error {
+	u := d.User
+	userJSON, perms, err1 := u.HeaderJSON(asciiJSON)
+	filters, err2 := asciiJSON(orEmpty(d.Filters))
+	metadata, err3 := asciiJSON(orEmpty(d.Metadata))
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return err
+	}
+	d.Headers = []Header{
+		{HeaderUserID, u.Identity},
+		{HeaderUser, userJSON},
+		{HeaderPermissions, perms},
+		{HeaderFilters, filters},
+		{HeaderMetadata, metadata},
+	}
+	if len(d.Events) > 0 {
+		d.Headers = append(d.Headers, Header{HeaderResource, d.Events[0].Resource}, Header{HeaderAction, d.Events[0].Action})
+	}
+	return nil
+}
+
+// renderDenial writes a denial's response: {"detail": ...} as JSON, a
+// Bearer challenge on a 401 (RFC 6750 §3: no error code when the request
+// had no credential), and the reason header when asked for.
+func renderDenial(d *Decision, reasonHeader bool) {
+	d.Headers, d.RemoveHeaders = nil, nil
+	body, err := asciiJSON(map[string]string{"detail": d.Detail})
+	if err != nil {
+		body = `{"detail":"Forbidden"}`
+	}
+	d.Body = body
+	d.ResponseHeaders = []Header{{Name: "content-type", Value: "application/json"}}
+	if d.Outcome == Unauthenticated {
+		challenge := `Bearer realm="langgate"`
+		if d.AuthFailure != authn.KindMissing {
+			challenge += `, error="invalid_token"`
+		}
+		d.ResponseHeaders = append(d.ResponseHeaders, Header{Name: "www-authenticate", Value: challenge})
+	}
+	if reasonHeader && d.Reason != "" {
+		d.ResponseHeaders = append(d.ResponseHeaders, Header{Name: HeaderReason, Value: shortReason(d.Reason)})
+	}
+}
+
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+// headersToRemove lists the x-langgate-* headers the client sent that
+// langgate does not set itself, plus the route table's dangerous headers:
+// they are removed, so nothing langgate did not write reaches the upstream
+// under its prefix. Headers langgate sets are overwritten instead (Envoy
+// applies removals after sets, so a header must never be in both lists).
+func (p *Policy) headersToRemove(h map[string]string, set []Header) []string {
+	var out []string
+	for name := range h {
+		if !strings.HasPrefix(name, HeaderPrefix) {
+			if slices.Contains(p.strip, name) {
+				out = append(out, name)
+			}
+			continue
+		}
+		owned := false
+		for _, s := range set {
+			if s.Name == name {
+				owned = true
+				break
+			}
+		}
+		if !owned {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// maxReasonHeader bounds the x-langgate-reason value.
+const maxReasonHeader = 256
+
+// shortReason makes a reason fit a response header: printable ASCII, bounded.
+func shortReason(r string) string {
+	b := make([]byte, 0, min(len(r), maxReasonHeader))
+	for i := 0; i < len(r) && len(b) < maxReasonHeader; i++ {
+		if c := r[i]; c >= 0x20 && c <= 0x7e {
+			b = append(b, c)
+		} else {
+			b = append(b, '?')
+		}
+	}
+	return string(b)
+}
+
+// Header is one header name and value.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// asciiJSON encodes v as JSON with every non-ASCII character escaped as
+// \uXXXX, so the result is a valid header value whatever the claims hold.
+func asciiJSON(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	ascii := true
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return string(b), nil
+	}
+	var sb strings.Builder
+	sb.Grow(len(b) + 16)
+	const hex = "0123456789abcdef"
+	writeU := func(r rune) {
+		sb.WriteString(`\u`)
+		sb.WriteByte(hex[r>>12&0xf])
+		sb.WriteByte(hex[r>>8&0xf])
+		sb.WriteByte(hex[r>>4&0xf])
+		sb.WriteByte(hex[r&0xf])
+	}
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		switch {
+		case r < utf8.RuneSelf:
+			sb.WriteByte(b[0])
+		case r > 0xffff:
+			r -= 0x10000
+			writeU(0xd800 + (r>>10)&0x3ff)
+			writeU(0xdc00 + r&0x3ff)
+		default:
+			writeU(r)
+		}
+		b = b[size:]
+	}
+	return sb.String(), nil
+}
+
+// headerSafe reports whether s can be sent as a header value unchanged:
+// printable ASCII only.
+func headerSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
