@@ -2,7 +2,6 @@ package authn
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/langgate/langgate/pkg/config"
@@ -193,47 +193,88 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// discover reads the issuer's discovery document and returns its jwks_uri.
+// discover reads the issuer's discovery document with go-oidc (which
+// requires the document's issuer to be exactly the one configured, OpenID
+// Connect Discovery §4.3) and returns its jwks_uri, held to the same rule
+// as a configured jwks_url. The document is bounded to MaxDiscoveryBytes.
 func (i *Issuer) discover(ctx context.Context) (string, error) {
-	wellKnown := i.cfg.Issuer
-	if len(wellKnown) > 0 && wellKnown[len(wellKnown)-1] == '/' {
-		wellKnown = wellKnown[:len(wellKnown)-1]
-	}
-	wellKnown += "/.well-known/openid-configuration"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, wellKnown, nil)
+	p, err := oidc.NewProvider(oidc.ClientContext(ctx, bounded(i.client, MaxDiscoveryBytes, "discovery document")), i.cfg.Issuer)
 	if err != nil {
-		return "", fmt.Errorf("discovery request: %w", err)
-	}
-	resp, err := i.client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("discovery: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s: HTTP %d", wellKnown, resp.StatusCode)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxDiscoveryBytes+1))
-	if err != nil {
-		return "", fmt.Errorf("reading discovery document: %w", err)
-	}
-	if len(data) > MaxDiscoveryBytes {
-		return "", fmt.Errorf("discovery document larger than %d bytes", MaxDiscoveryBytes)
+		var mismatch *oidc.IssuerMismatchError
+		if errors.As(err, &mismatch) {
+			return "", fmt.Errorf("discovery document names issuer %q, configured %q: %w", mismatch.Discovered, mismatch.Provided, err)
+		}
+		return "", fmt.Errorf("discovery: %s", clip(err.Error(), 512))
 	}
 	var doc struct {
-		Issuer  string `json:"issuer"`
 		JWKSURI string `json:"jwks_uri"`
 	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return "", fmt.Errorf("discovery document is not valid JSON: %w", err)
+	if err := p.Claims(&doc); err != nil {
+		return "", fmt.Errorf("discovery document: %w", err)
 	}
-	// OpenID Connect Discovery §4.3: the document's issuer must be exactly
-	// the one configured.
-	if doc.Issuer != i.cfg.Issuer {
-		return "", fmt.Errorf("discovery document names issuer %q, configured %q", doc.Issuer, i.cfg.Issuer)
-	}
-	// The same rule as for a configured jwks_url.
 	if msg := config.CheckURL(doc.JWKSURI); msg != "" {
 		return "", fmt.Errorf("discovery document's jwks_uri %s", msg)
 	}
 	return doc.JWKSURI, nil
 }
+
+// clip bounds an error text that may quote a response body (go-oidc puts
+// a failed discovery's body in its error).
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// bounded returns a copy of client whose response bodies fail to read past
+// limit bytes, for libraries that read a whole body.
+func bounded(client *http.Client, limit int64, what string) *http.Client {
+	c := *client
+	rt := c.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	c.Transport = limitedTransport{rt: rt, limit: limit, what: what}
+	return &c
+}
+
+type limitedTransport struct {
+	rt    http.RoundTripper
+	limit int64
+	what  string
+}
+
+func (t limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.rt.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &limitedBody{rc: resp.Body, limit: t.limit, left: t.limit, what: t.what}
+	return resp, nil
+}
+
+// limitedBody reads at most left bytes and then fails, so a reader that
+// reads to EOF cannot be made to hold an unbounded document.
+type limitedBody struct {
+	rc          io.ReadCloser
+	limit, left int64
+	what        string
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		return 0, fmt.Errorf("%s larger than %d bytes", b.what, b.limit)
+	}
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return 0, fmt.Errorf("%s larger than %d bytes", b.what, b.limit)
+	}
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }

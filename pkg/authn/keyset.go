@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
 )
 
@@ -42,13 +43,21 @@ var (
 	errAlgMismatch  = errors.New("the token's alg does not fit the key its kid names")
 	errNoKeys       = errors.New("no keys fetched yet")
 	errRateLimited  = errors.New("key set refetch rate limited")
+	// errMalformedJWS: the token does not parse as a compact JWS with one
+	// signature.
+	errMalformedJWS = errors.New("malformed JWS")
+	// errAlgNotAllowed: the token's alg is not one the caller allows.
+	errAlgNotAllowed = errors.New("signature algorithm not allowed")
+	// errPayloadMismatch: the verified payload is not the one decoded.
+	errPayloadMismatch = errors.New("the verified payload differs from the decoded one")
 )
 
 // KeySet is a JSON Web Key Set fetched over HTTP: kept in memory, refreshed
 // in the background by its issuer on a schedule its Cache-Control header
 // influences, and refetched on an unknown kid at most once per minRefetch.
 // A kid still unknown after a fetch is remembered (negatively cached) for
-// the same interval. It implements go-oidc's KeySet interface.
+// the same interval. It implements go-oidc's KeySet interface; langgate
+// itself calls verify, with each policy's algorithm pins.
 type KeySet struct {
 	url        atomic.Pointer[string]
 	client     *http.Client
@@ -70,6 +79,8 @@ type KeySet struct {
 
 	fetches, failures, rateLimited, negativeHits atomic.Uint64
 }
+
+var _ oidc.KeySet = (*KeySet)(nil)
 
 func newKeySet(client *http.Client, algs []jose.SignatureAlgorithm, minRefetch time.Duration, now func() time.Time, log *slog.Logger) *KeySet {
 	k := &KeySet{client: client, algs: algs, minRefetch: minRefetch, now: now, log: log, negative: map[string]time.Time{}}
@@ -127,12 +138,23 @@ func (k *KeySet) cacheLifetime() (time.Duration, bool) {
 // whose signature fails, or whose key does not fit the token's alg, never
 // does.
 func (k *KeySet) VerifySignature(ctx context.Context, token string) ([]byte, error) {
-	jws, err := jose.ParseSignedCompact(token, k.algs)
+	return k.verify(ctx, token, k.algs)
+}
+
+// verify is VerifySignature for a token whose alg must be one of algs.
+// Its errors wrap the key set's sentinels (errUnknownKey, errBadSignature,
+// errAlgMismatch, errNoKeys, errMalformedJWS, errAlgNotAllowed).
+func (k *KeySet) verify(ctx context.Context, token string, algs []jose.SignatureAlgorithm) ([]byte, error) {
+	jws, err := jose.ParseSignedCompact(token, algs)
 	if err != nil {
-		return nil, fmt.Errorf("parsing JWS: %w", err)
+		var unexpected *jose.ErrUnexpectedSignatureAlgorithm
+		if errors.As(err, &unexpected) {
+			return nil, fmt.Errorf("%w: %w", errAlgNotAllowed, err)
+		}
+		return nil, fmt.Errorf("%w: %w", errMalformedJWS, err)
 	}
 	if len(jws.Signatures) != 1 {
-		return nil, fmt.Errorf("JWS has %d signatures, want exactly 1", len(jws.Signatures))
+		return nil, fmt.Errorf("%w: %d signatures, want exactly 1", errMalformedJWS, len(jws.Signatures))
 	}
 	payload, err := k.verifyCached(jws)
 	if !errors.Is(err, errUnknownKey) && !errors.Is(err, errNoKeys) {
