@@ -93,3 +93,12 @@ func (e *Env) Token(tb testing.TB, subject string, extra map[string]any) string 
 	}
 	return tok
 }
+
+// Logger returns a debug-level text logger writing to w, or one that
+// discards everything when w is nil.
+func Logger(w io.Writer) *slog.Logger {
+	if w == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}

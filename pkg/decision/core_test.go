@@ -1,0 +1,298 @@
+package decision_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/langgate/langgate/internal/testengine"
+	"github.com/langgate/langgate/pkg/config"
+	"github.com/langgate/langgate/pkg/decision"
+)
+
+// The core's tests: the engine called directly, no transport in between.
+
+func readExample(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// recorder is an Observer that keeps what it was told.
+type recorder struct {
+	mu sync.Mutex
+	ds []*decision.Decision
+}
+
+func (r *recorder) Observe(d *decision.Decision, _ time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ds = append(r.ds, d)
+}
+
+func (r *recorder) last(t *testing.T) *decision.Decision {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.ds) == 0 {
+		t.Fatal("nothing observed")
+	}
+	return r.ds[len(r.ds)-1]
+}
+
+func get(path, host, token string, ctx map[string]string) *decision.Request {
+	h := map[string]string{":authority": host}
+	if token != "" {
+		h["authorization"] = "Bearer " + token
+	}
+	return &decision.Request{Method: "GET", Path: path, Headers: h, Context: ctx}
+}
+
+// TestSelection: the policy is chosen by the context extension, else the
+// host (exact, then the longest wildcard, port and trailing dot ignored),
+// else the default; a selector naming no policy denies.
+func TestSelection(t *testing.T) {
+	env := testengine.Start(t, testengine.Options{Policy: readExample(t, "examples/policies/rest-api.yaml")})
+	tok := env.Token(t, "alice", nil)
+	for _, c := range []struct {
+		name, host string
+		ctx        map[string]string
+		policy     string
+		outcome    decision.Outcome
+	}{
+		{"context extension wins over host", "agents.example.com", map[string]string{"policy": "billing"}, "billing", decision.Allowed},
+		{"exact host", "agents.example.com", nil, "langgraph", decision.Allowed},
+		{"host with port", "billing.example.com:8443", nil, "billing", decision.Allowed},
+		{"fully qualified host", "billing.example.com.", nil, "billing", decision.Allowed},
+		{"upper case host", "BILLING.example.com", nil, "billing", decision.Allowed},
+		{"wildcard host", "eu.billing.example.com", nil, "billing", decision.Allowed},
+		{"unknown host takes the default", "other.example.com", nil, "langgraph", decision.Allowed},
+		{"context extension naming no policy", "agents.example.com", map[string]string{"policy": "nope"}, "", decision.Denied},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := "/threads/t1"
+			if c.policy == "billing" {
+				path = "/customers/alice/invoices"
+			}
+			d := env.Engine.Decide(context.Background(), get(path, c.host, tok, c.ctx))
+			if d.Policy != c.policy || d.Outcome != c.outcome {
+				t.Errorf("policy %q outcome %s (%s), want %q %s", d.Policy, d.Outcome, d.Reason, c.policy, c.outcome)
+			}
+		})
+	}
+}
+
+// TestNoDefaultPolicy: without default_policy, a host no policy names is
+// refused, never decided by some policy.
+func TestNoDefaultPolicy(t *testing.T) {
+	text := strings.Replace(readExample(t, "examples/policies/rest-api.yaml"), "default_policy: langgraph\n", "", 1)
+	env := testengine.Start(t, testengine.Options{Policy: text})
+	d := env.Engine.Decide(context.Background(), get("/threads/t1", "other.example.com", env.Token(t, "alice", nil), nil))
+	if d.Outcome != decision.Denied || d.Status != 403 || !strings.Contains(d.Reason, "no default_policy") {
+		t.Errorf("%s %d %q", d.Outcome, d.Status, d.Reason)
+	}
+}
+
+// TestEveryOutcomeCarriesItsContext: whatever settles a request, its
+// decision has an id, and the policy, path, user and events known by then
+// reach the observer (metrics) and the rendered denial.
+func TestEveryOutcomeCarriesItsContext(t *testing.T) {
+	rec := &recorder{}
+	text := readExample(t, "examples/policies/rest-api.yaml") + "explain: {reason_header: true}\n"
+	env := testengine.Start(t, testengine.Options{Policy: text, Observer: rec})
+	alice := env.Token(t, "alice", nil)
+	unsafe := env.Token(t, "al\nice", nil)
+	put := func(host, path, token, body string) *decision.Request {
+		r := get(path, host, token, nil)
+		r.Method, r.Body = "PUT", []byte(body)
+		r.Headers["content-length"] = "" + itoa(len(body))
+		return r
+	}
+	for _, c := range []struct {
+		name    string
+		req     *decision.Request
+		outcome decision.Outcome
+		status  int
+		policy  string
+		path    string
+		user    string
+		event   string
+		auth    string // www-authenticate, "" for none
+	}{
+		{"allowed", get("/threads/t1", "agents.example.com", alice, nil), decision.Allowed, 200, "langgraph", "/threads/t1", "alice", "threads:read", ""},
+		{"public", get("/healthz", "billing.example.com", "", nil), decision.Public, 200, "billing", "/healthz", "", "", ""},
+		{"bad path", get("/threads/%zz", "agents.example.com", alice, nil), decision.BadRequest, 400, "langgraph", "", "", "", ""},
+		{"missing credential", get("/threads/t1", "agents.example.com", "", nil), decision.Unauthenticated, 401, "langgraph", "/threads/t1", "", "", `Bearer realm="langgate"`},
+		{"bad credential", get("/threads/t1", "agents.example.com", "a.b.c", nil), decision.Unauthenticated, 401, "langgraph", "/threads/t1", "", "", `Bearer realm="langgate", error="invalid_token"`},
+		{"identity not header-safe", get("/threads/t1", "agents.example.com", unsafe, nil), decision.Unauthenticated, 401, "langgraph", "/threads/t1", "", "", `Bearer realm="langgate", error="invalid_token"`},
+		{"handler denies", put("agents.example.com", "/store/items", alice, `{"namespace":["bob"],"key":"k","value":{}}`), decision.Denied, 403, "langgraph", "/store/items", "alice", "store:put", ""},
+		{"handler denies with its status", get("/customers/bob/invoices", "billing.example.com", alice, nil), decision.Denied, 404, "billing", "/customers/bob/invoices", "alice", "invoices:search", ""},
+		{"unmatched deny", get("/admin", "billing.example.com", alice, nil), decision.Denied, 403, "billing", "/admin", "alice", "", ""},
+		{"no policy", get("/threads/t1", "agents.example.com", alice, map[string]string{"policy": "x"}), decision.Denied, 403, "", "", "", "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := env.Engine.Decide(context.Background(), c.req)
+			if rec.last(t) != d {
+				t.Fatal("the decision returned is not the one observed")
+			}
+			user := ""
+			if d.User != nil {
+				user = d.User.Identity
+			}
+			event := ""
+			if d.Resource() != "" {
+				event = d.Resource() + ":" + d.Action()
+			}
+			if d.ID == "" || d.Outcome != c.outcome || d.Status != c.status || d.Policy != c.policy || d.Path != c.path || user != c.user || event != c.event {
+				t.Errorf("got id %q %s %d policy %q path %q user %q event %q (%s)", d.ID, d.Outcome, d.Status, d.Policy, d.Path, user, event, d.Reason)
+			}
+			if d.Allow() {
+				if d.Body != "" || len(d.ResponseHeaders) != 0 {
+					t.Errorf("an allow carries a denial: %q %v", d.Body, d.ResponseHeaders)
+				}
+				return
+			}
+			var body struct{ Detail string }
+			if err := json.Unmarshal([]byte(d.Body), &body); err != nil || body.Detail == "" || body.Detail != d.Detail {
+				t.Errorf("denial body %q (%v), detail %q", d.Body, err, d.Detail)
+			}
+			hs := map[string]string{}
+			for _, h := range d.ResponseHeaders {
+				hs[h.Name] = h.Value
+			}
+			if hs["content-type"] != "application/json" || hs["www-authenticate"] != c.auth || hs[decision.HeaderReason] == "" {
+				t.Errorf("denial headers %v", hs)
+			}
+			if len(d.Headers) != 0 || len(d.RemoveHeaders) != 0 {
+				t.Errorf("a denial sets upstream headers: %v %v", d.Headers, d.RemoveHeaders)
+			}
+		})
+	}
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// TestMultiEventMerge: the events of one request are authorized in order;
+// their filters merge when they agree and deny when they conflict.
+func TestMultiEventMerge(t *testing.T) {
+	text := strings.Replace(readExample(t, "examples/langgraph/langgate.yaml"), "    - on: store\n", `    - on: threads.create_run
+      filters: {assistant: value.assistant_id}
+    - on: store
+`, 1)
+	env := testengine.Start(t, testengine.Options{Policy: text})
+	alice := env.Token(t, "alice", nil)
+	batch := func(body string) *decision.Decision {
+		r := get("/runs/batch", "", alice, nil)
+		r.Method, r.Body = "POST", []byte(body)
+		r.Headers["content-length"] = itoa(len(body))
+		return env.Engine.Decide(context.Background(), r)
+	}
+	d := batch(`[{"assistant_id":"a"},{"assistant_id":"a"}]`)
+	if d.Outcome != decision.Allowed || len(d.Events) != 2 || d.Filters["assistant"] != "a" {
+		t.Errorf("agreeing events: %s %d events, filters %v (%s)", d.Outcome, len(d.Events), d.Filters, d.Reason)
+	}
+	d = batch(`[{"assistant_id":"a"},{"assistant_id":"b"}]`)
+	if d.Outcome != decision.Denied || len(d.Events) != 2 || d.Handler != "threads.create_run" || !strings.Contains(d.Reason, "conflicting values") {
+		t.Errorf("conflicting events: %s handler %q (%s)", d.Outcome, d.Handler, d.Reason)
+	}
+	// copy fires threads:read then threads:create; both take the global
+	// handler, and the reason names each event.
+	r := get("/threads/t1/copy", "", alice, nil)
+	r.Method = "POST"
+	r.Headers["content-length"] = "0"
+	d = env.Engine.Decide(context.Background(), r)
+	if d.Outcome != decision.Allowed || len(d.Events) != 2 || !strings.Contains(d.Reason, "threads:read: ") || !strings.Contains(d.Reason, "; threads:create: ") {
+		t.Errorf("copy: %s %d events (%s)", d.Outcome, len(d.Events), d.Reason)
+	}
+}
+
+// TestHolderEntryPoint: before the first configuration every request is a
+// 503 denial, and a panic in the pipeline a 500 — each with a decision id,
+// observed and logged like any other decision.
+func TestHolderEntryPoint(t *testing.T) {
+	rec := &recorder{}
+	var logs strings.Builder
+	var mu sync.Mutex
+	h := &decision.Holder{Observer: rec, Log: testengine.Logger(&lockedWriter{w: &logs, mu: &mu})}
+	d := h.Decide(context.Background(), get("/threads/t1", "", "", nil))
+	if d.Allow() || d.Status != 503 || d.Outcome != decision.Error || d.ID == "" || d.Body != `{"detail":"Service unavailable"}` || rec.last(t) != d {
+		t.Errorf("no engine: %+v", d)
+	}
+
+	env := testengine.Start(t, testengine.Options{Observer: rec})
+	h.Store(env.Engine)
+	d = h.Decide(context.Background(), nil) // a nil request panics in the pipeline
+	if d.Allow() || d.Status != 500 || d.Outcome != decision.Error || d.ID == "" || d.Body != `{"detail":"Internal error"}` || rec.last(t) != d {
+		t.Errorf("panic: %+v", d)
+	}
+	d = h.Decide(context.Background(), get("/threads/t1", "", env.Token(t, "alice", nil), nil))
+	if !d.Allow() {
+		t.Errorf("after a recovered panic: %s (%s)", d.Outcome, d.Reason)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "no configuration loaded") {
+		t.Errorf("the 503 was not logged:\n%s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	w  *strings.Builder
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// TestExpressionPlaces: each place in the configuration compiles its
+// expressions against only the variables it can bind, so naming another
+// place's variable is a load error at its position, never a 401 or 403 on
+// every request.
+func TestExpressionPlaces(t *testing.T) {
+	base := readExample(t, "examples/langgraph/langgate.yaml")
+	for _, c := range []struct {
+		name, from, to, want string
+	}{
+		{"user mapping reads the request", "identity: claims.sub", `identity: 'request.headers["x-user"]'`, "test.yaml:23:16: CEL: undeclared reference to 'request'"},
+		{"user mapping reads the user", "identity: claims.sub", "identity: user.identity", "test.yaml:23:15: CEL: undeclared reference to 'user'"},
+		{"user mapping reads the event", "identity: claims.sub", "identity: value.id", "test.yaml:23:15: CEL: undeclared reference to 'value'"},
+		{"handler reads an unknown variable", "owner: user.identity\n      filters", "owner: session.id\n      filters", "undeclared reference to 'session'"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			text := strings.Replace(base, c.from, c.to, 1)
+			if text == base {
+				t.Fatal("replacement did not apply")
+			}
+			f, err := config.Parse("test.yaml", []byte(text), func(string) (string, bool) { return "https://idp.example.com", true })
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = decision.Build(f, decision.Options{Logger: testengine.Logger(nil)})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got %v, want %q", err, c.want)
+			}
+		})
+	}
+	// The handlers' own variables, claims included, still compile.
+	text := strings.Replace(base, "owner: user.identity\n      filters", `owner: 'claims.sub + request.method + resource + action + (has(context.x) ? context.x : "")'`+"\n      filters", 1)
+	f, err := config.Parse("test.yaml", []byte(text), func(string) (string, bool) { return "https://idp.example.com", true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decision.Build(f, decision.Options{Logger: testengine.Logger(nil)}); err != nil {
+		t.Errorf("a handler reading its own variables: %v", err)
+	}
+}
