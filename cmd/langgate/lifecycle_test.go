@@ -18,6 +18,7 @@ import (
 
 	"github.com/langgate/langgate/internal/testproc"
 	"github.com/langgate/langgate/pkg/devissuer"
+	"github.com/langgate/langgate/pkg/devissuer/devissuertest"
 )
 
 // TestMain lets tests run this binary as the real command in a subprocess
@@ -36,7 +37,7 @@ func TestMain(m *testing.M) {
 // not ready first (admin and gRPC health), keeps answering checks during the
 // drain delay, then exits 0. Its JSON logs never contain the token.
 func TestSIGTERMDrains(t *testing.T) {
-	is, err := devissuer.Start(devissuer.Options{})
+	is, err := devissuertest.New(devissuer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,12 +15,13 @@ import (
 	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/decision"
 	"github.com/langgate/langgate/pkg/devissuer"
+	"github.com/langgate/langgate/pkg/devissuer/devissuertest"
 )
 
 // Env is a running engine and the issuer it trusts.
 type Env struct {
 	Engine *decision.Engine
-	Issuer *devissuer.Issuer
+	Issuer *devissuertest.Issuer
 	Config *config.File
 }
 
@@ -42,7 +43,7 @@ type Options struct {
 // Start runs an issuer and an engine for the test's lifetime.
 func Start(tb testing.TB, opts Options) *Env {
 	tb.Helper()
-	is, err := devissuer.Start(devissuer.Options{Now: opts.Now})
+	is, err := devissuertest.New(devissuer.Options{Now: opts.Now})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/decision"
 	"github.com/langgate/langgate/pkg/devissuer"
+	"github.com/langgate/langgate/pkg/devissuer/devissuertest"
 )
 
 func get(t *testing.T, url string) (int, admin.Status) {
@@ -69,7 +70,7 @@ func TestReadinessTransitions(t *testing.T) {
 	if code, _ := get(t, srv.URL+"/healthz"); code != 200 {
 		t.Errorf("liveness while not ready: %d", code)
 	}
-	is, err := devissuer.Start(devissuer.Options{Addr: addr})
+	is, err := devissuertest.New(devissuer.Options{Addr: addr})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/devissuer"
+	"github.com/langgate/langgate/pkg/devissuer/devissuertest"
 )
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
@@ -107,7 +108,7 @@ func TestJWTAttacks(t *testing.T) {
 	claims := func(over map[string]any) map[string]any { return is.Claims("alice", time.Hour, over) }
 	sign := func(key jose.JSONWebKey, header, over map[string]any) string {
 		t.Helper()
-		tok, err := devissuer.SignRaw(key, header, claims(over))
+		tok, err := devissuertest.SignRaw(key, header, claims(over))
 		if err != nil {
 			t.Fatal(err)
 		}

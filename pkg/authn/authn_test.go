@@ -15,6 +15,7 @@ import (
 	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/devissuer"
+	"github.com/langgate/langgate/pkg/devissuer/devissuertest"
 )
 
 func newAuthenticator(t testing.TB, issuerURL, audience string, opts authn.Options) *authn.Authenticator {
@@ -60,9 +61,9 @@ func compileIn(ctx context.Context, t testing.TB, text string, opts authn.Option
 }
 
 // startIssuer runs a dev issuer for the test's lifetime.
-func startIssuer(t testing.TB, opts devissuer.Options) *devissuer.Issuer {
+func startIssuer(t testing.TB, opts devissuer.Options) *devissuertest.Issuer {
 	t.Helper()
-	is, err := devissuer.Start(opts)
+	is, err := devissuertest.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func TestIssuerDownAtStart(t *testing.T) {
 		t.Error("ready without keys")
 	}
 
-	is, err := devissuer.Start(devissuer.Options{Addr: addr})
+	is, err := devissuertest.New(devissuer.Options{Addr: addr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestIssuerDownAtStart(t *testing.T) {
 }
 
 func TestKeyRotationPickedUp(t *testing.T) {
-	is, err := devissuer.Start(devissuer.Options{})
+	is, err := devissuertest.New(devissuer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +224,7 @@ func TestCache(t *testing.T) {
 // FuzzAuthenticate: no input other than a genuinely signed token is ever
 // accepted, and nothing panics.
 func FuzzAuthenticate(f *testing.F) {
-	is, err := devissuer.Start(devissuer.Options{})
+	is, err := devissuertest.New(devissuer.Options{})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/devissuer"
+	"github.com/langgate/langgate/pkg/devissuer/devissuertest"
 )
 
 // clock is a settable clock shared by an issuer and an authenticator.
@@ -25,7 +26,7 @@ func newClock() *clock {
 func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
-func introspectionYAML(is *devissuer.Issuer, extra string) string {
+func introspectionYAML(is *devissuertest.Issuer, extra string) string {
 	return `authenticate:
   introspection:
     url: ` + is.IntrospectionURL() + `

@@ -13,6 +13,7 @@ import (
 	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/devissuer"
+	"github.com/langgate/langgate/pkg/devissuer/devissuertest"
 )
 
 // TestSeveralIssuers: each issuer has its own audiences, algorithms, token
@@ -41,7 +42,7 @@ func TestSeveralIssuers(t *testing.T) {
 `, authn.Options{})
 	waitReady(t, a, 5*time.Second)
 	ctx := context.Background()
-	mint := func(is *devissuer.Issuer, extra map[string]any) string {
+	mint := func(is *devissuertest.Issuer, extra map[string]any) string {
 		tok, err := is.Token("u1", time.Hour, extra)
 		if err != nil {
 			t.Fatal(err)

@@ -16,13 +16,14 @@ import (
 
 	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/devissuer"
+	"github.com/langgate/langgate/pkg/devissuer/devissuertest"
 )
 
-func issuerYAML(is *devissuer.Issuer, extra string) string {
+func issuerYAML(is *devissuertest.Issuer, extra string) string {
 	return "authenticate:\n  oidc:\n    - issuer: " + is.URL + "\n      audiences: [" + is.Audience + "]\n" + extra + "  user: {identity: claims.sub}\n"
 }
 
-func forge(t testing.TB, is *devissuer.Issuer, kid string, n int) string {
+func forge(t testing.TB, is *devissuertest.Issuer, kid string, n int) string {
 	t.Helper()
 	k, err := devissuer.NewKey(jose.ES256, kid)
 	if err != nil {

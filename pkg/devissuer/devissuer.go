@@ -1,19 +1,19 @@
 // Package devissuer is a small, real OpenID Connect issuer for development
-// and tests: discovery, a JWKS endpoint and a token endpoint that mints
-// signed access tokens for any named user. It exists so `langgate serve
-// --dev` and the test suite exercise the same discovery and key-fetch code
-// as production. It must never be exposed beyond loopback: anyone who can
+// and tests: discovery, a JWKS endpoint, a token endpoint that mints
+// signed access tokens for any named user, and RFC 7662 introspection of
+// opaque tokens. It exists so `langgate serve --dev` and the test suite
+// exercise the same discovery and key-fetch code as production. Fault
+// injection and request counting for tests live in devissuertest, outside
+// the shipped binary. It must never be exposed beyond loopback: anyone who can
 // reach its token endpoint can mint tokens.
 package devissuer
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -22,7 +22,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -31,6 +30,14 @@ import (
 
 // DefaultAudience is the audience dev tokens carry unless asked otherwise.
 const DefaultAudience = "langgate-dev"
+
+// The issuer's endpoints.
+const (
+	DiscoveryPath     = "/.well-known/openid-configuration"
+	JWKSPath          = "/jwks"
+	IntrospectionPath = "/introspect"
+	TokenPath         = "/token"
+)
 
 // Issuer is a running development OIDC issuer.
 type Issuer struct {
@@ -45,13 +52,6 @@ type Issuer struct {
 	mu   sync.RWMutex
 	keys []jose.JSONWebKey // private keys; the first one signs
 	now  func() time.Time
-
-	// Fault injection and observation for tests.
-	cacheControl string
-	failStatus   int
-	delay        time.Duration
-	jwksHits     atomic.Uint64
-	introHits    atomic.Uint64
 
 	clientID, clientSecret string
 	opaque                 map[string]map[string]any // opaque token → claims
@@ -78,6 +78,9 @@ type Options struct {
 	// ClientID and ClientSecret authenticate callers of the introspection
 	// endpoint (DefaultClientID, DefaultClientSecret).
 	ClientID, ClientSecret string
+	// Wrap, when set, wraps the issuer's HTTP handler (to log its
+	// requests; the tests' fault injection in devissuertest is one).
+	Wrap func(http.Handler) http.Handler
 }
 
 // Start listens on a loopback address and serves the issuer.
@@ -112,11 +115,15 @@ func Start(opts Options) (*Issuer, error) {
 	is := &Issuer{URL: "http://" + ln.Addr().String(), Audience: opts.Audience, ln: ln, keys: []jose.JSONWebKey{key}, now: opts.Now,
 		clientID: opts.ClientID, clientSecret: opts.ClientSecret, opaque: map[string]map[string]any{}}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", is.faulty(is.discovery))
-	mux.HandleFunc("GET /jwks", is.faulty(is.jwks))
-	mux.HandleFunc("POST /introspect", is.faulty(is.introspect))
-	mux.HandleFunc("/token", is.token)
-	is.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	mux.HandleFunc("GET "+DiscoveryPath, is.discovery)
+	mux.HandleFunc("GET "+JWKSPath, is.jwks)
+	mux.HandleFunc("POST "+IntrospectionPath, is.introspect)
+	mux.HandleFunc(TokenPath, is.token)
+	var h http.Handler = mux
+	if opts.Wrap != nil {
+		h = opts.Wrap(h)
+	}
+	is.srv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = is.srv.Serve(ln) }()
 	return is, nil
 }
@@ -154,46 +161,17 @@ func (is *Issuer) SigningKey() jose.JSONWebKey {
 	return is.keys[0]
 }
 
-// SetKeys replaces the key set; the first key signs from now on. Tests use
-// it to rotate keys.
+// SetKeys replaces the key set; the first key signs from now on (a key
+// rotation, for programs that embed the issuer; langgate serve --dev never
+// rotates).
 func (is *Issuer) SetKeys(keys ...jose.JSONWebKey) {
 	is.mu.Lock()
 	is.keys = keys
 	is.mu.Unlock()
 }
 
-// SetJWKSCacheControl sets the Cache-Control header of the JWKS response
-// ("" sends none).
-func (is *Issuer) SetJWKSCacheControl(v string) {
-	is.mu.Lock()
-	is.cacheControl = v
-	is.mu.Unlock()
-}
-
-// SetFailure makes discovery, JWKS and introspection answer with an HTTP
-// status (an outage); 0 heals it.
-func (is *Issuer) SetFailure(status int) {
-	is.mu.Lock()
-	is.failStatus = status
-	is.mu.Unlock()
-}
-
-// SetDelay makes discovery, JWKS and introspection wait d before answering
-// (a slow provider), or until the caller gives up; 0 removes it.
-func (is *Issuer) SetDelay(d time.Duration) {
-	is.mu.Lock()
-	is.delay = d
-	is.mu.Unlock()
-}
-
-// JWKSRequests counts requests to the JWKS endpoint.
-func (is *Issuer) JWKSRequests() uint64 { return is.jwksHits.Load() }
-
-// IntrospectionRequests counts requests to the introspection endpoint.
-func (is *Issuer) IntrospectionRequests() uint64 { return is.introHits.Load() }
-
 // IntrospectionURL is the RFC 7662 introspection endpoint.
-func (is *Issuer) IntrospectionURL() string { return is.URL + "/introspect" }
+func (is *Issuer) IntrospectionURL() string { return is.URL + IntrospectionPath }
 
 // OpaqueToken mints an opaque (random, non-JWT) access token for subject,
 // valid for ttl, that only the introspection endpoint can resolve. Extra
@@ -230,33 +208,9 @@ func (is *Issuer) Revoke(token string) {
 	is.mu.Unlock()
 }
 
-// faulty wraps a handler with the injected delay and failure.
-func (is *Issuer) faulty(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		is.mu.RLock()
-		delay, status := is.delay, is.failStatus
-		is.mu.RUnlock()
-		if delay > 0 {
-			t := time.NewTimer(delay)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				return
-			}
-		}
-		if status != 0 {
-			http.Error(w, "injected failure", status)
-			return
-		}
-		h(w, r)
-	}
-}
-
 // introspect answers RFC 7662 requests from the configured client, with
 // client_secret_basic or client_secret_post.
 func (is *Issuer) introspect(w http.ResponseWriter, r *http.Request) {
-	is.introHits.Add(1)
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, "bad form", http.StatusBadRequest)
 		return
@@ -350,8 +304,8 @@ func SignWith(key jose.JSONWebKey, claims map[string]any) (string, error) {
 func (is *Issuer) discovery(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, map[string]any{
 		"issuer":                                is.URL,
-		"jwks_uri":                              is.URL + "/jwks",
-		"token_endpoint":                        is.URL + "/token",
+		"jwks_uri":                              is.URL + JWKSPath,
+		"token_endpoint":                        is.URL + TokenPath,
 		"response_types_supported":              []string{"token"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{is.SigningKey().Algorithm},
@@ -360,17 +314,12 @@ func (is *Issuer) discovery(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (is *Issuer) jwks(w http.ResponseWriter, _ *http.Request) {
-	is.jwksHits.Add(1)
 	is.mu.RLock()
 	set := jose.JSONWebKeySet{}
 	for _, k := range is.keys {
 		set.Keys = append(set.Keys, k.Public())
 	}
-	cc := is.cacheControl
 	is.mu.RUnlock()
-	if cc != "" {
-		w.Header().Set("Cache-Control", cc)
-	}
 	writeJSON(w, set)
 }
 
@@ -409,60 +358,4 @@ func (is *Issuer) token(w http.ResponseWriter, r *http.Request) {
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// SignRaw signs claims with key under an arbitrary protected header, for
-// attack tests: the header is used as given (add "alg", "kid", "typ",
-// "crit", "jku", "jwk" as needed), except that "alg" defaults to the key's
-// algorithm. The signature is always made with key's own algorithm, so a
-// header that claims another one yields a token whose alg disagrees with
-// its key.
-func SignRaw(key jose.JSONWebKey, header, claims map[string]any) (string, error) {
-	h := map[string]any{"alg": key.Algorithm}
-	for k, v := range header {
-		h[k] = v
-	}
-	hj, err := json.Marshal(h)
-	if err != nil {
-		return "", fmt.Errorf("devissuer: %w", err)
-	}
-	cj, err := json.Marshal(claims)
-	if err != nil {
-		return "", fmt.Errorf("devissuer: %w", err)
-	}
-	input := base64.RawURLEncoding.EncodeToString(hj) + "." + base64.RawURLEncoding.EncodeToString(cj)
-	sig, err := rawSign(key, []byte(input))
-	if err != nil {
-		return "", err
-	}
-	return input + "." + base64.RawURLEncoding.EncodeToString(sig), nil
-}
-
-func rawSign(key jose.JSONWebKey, input []byte) ([]byte, error) {
-	switch k := key.Key.(type) {
-	case *rsa.PrivateKey:
-		sum := sha256.Sum256(input)
-		sig, err := rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, sum[:])
-		if err != nil {
-			return nil, fmt.Errorf("devissuer: %w", err)
-		}
-		return sig, nil
-	case *ecdsa.PrivateKey:
-		sum := sha256.Sum256(input)
-		r, s, err := ecdsa.Sign(rand.Reader, k, sum[:])
-		if err != nil {
-			return nil, fmt.Errorf("devissuer: %w", err)
-		}
-		size := (k.Curve.Params().BitSize + 7) / 8
-		out := make([]byte, 2*size)
-		r.FillBytes(out[:size])
-		s.FillBytes(out[size:])
-		return out, nil
-	case ed25519.PrivateKey:
-		return ed25519.Sign(k, input), nil
-	case []byte:
-		return nil, fmt.Errorf("devissuer: symmetric keys are not supported")
-	default:
-		return nil, fmt.Errorf("devissuer: unsupported key type %T", key.Key)
-	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/langgate/langgate/internal/testengine"
 	"github.com/langgate/langgate/pkg/decision"
 	"github.com/langgate/langgate/pkg/devissuer"
+	"github.com/langgate/langgate/pkg/devissuer/devissuertest"
 	"github.com/langgate/langgate/pkg/extauthz"
 )
 
@@ -249,7 +250,7 @@ func TestSeedStoreNamespaces(t *testing.T) {
 
 func TestUnauthenticated(t *testing.T) {
 	h := start(t, testengine.Options{})
-	other, err := devissuer.Start(devissuer.Options{})
+	other, err := devissuertest.New(devissuer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +343,7 @@ func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s
 
 func signRaw(t *testing.T, key jose.JSONWebKey, header, claims map[string]any) string {
 	t.Helper()
-	tok, err := devissuer.SignRaw(key, header, claims)
+	tok, err := devissuertest.SignRaw(key, header, claims)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +361,7 @@ func ecKey(t *testing.T) jose.JSONWebKey {
 
 // hs256WithPublicKey forges the classic algorithm-confusion token: HMAC
 // signed with the issuer's public RSA key as the secret.
-func hs256WithPublicKey(t *testing.T, is *devissuer.Issuer, claims map[string]any) string {
+func hs256WithPublicKey(t *testing.T, is *devissuertest.Issuer, claims map[string]any) string {
 	t.Helper()
 	key := is.SigningKey()
 	pub := key.Public()

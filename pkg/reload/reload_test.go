@@ -16,6 +16,7 @@ import (
 	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/decision"
 	"github.com/langgate/langgate/pkg/devissuer"
+	"github.com/langgate/langgate/pkg/devissuer/devissuertest"
 	"github.com/langgate/langgate/pkg/reload"
 )
 
@@ -54,7 +55,7 @@ func (r *recorder) counts() (int, int) {
 }
 
 type fixture struct {
-	is       *devissuer.Issuer
+	is       *devissuertest.Issuer
 	reloader *reload.Reloader
 	holder   *decision.Holder
 	rec      *recorder
@@ -63,7 +64,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, source reload.Source) *fixture {
 	t.Helper()
-	is, err := devissuer.Start(devissuer.Options{})
+	is, err := devissuertest.New(devissuer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/langgate/langgate/internal/langgraphjs"
 	"github.com/langgate/langgate/internal/testproc"
 	"github.com/langgate/langgate/pkg/devissuer"
+	"github.com/langgate/langgate/pkg/devissuer/devissuertest"
 )
 
 // The fixtures every test of this package shares, started on first use and
@@ -39,7 +40,7 @@ var (
 		once     sync.Once
 		err      error
 		bin      string
-		issuer   *devissuer.Issuer
+		issuer   *devissuertest.Issuer
 		tap      *tap
 		cleanups []func()
 	}
@@ -76,7 +77,7 @@ func startShared() error {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/langgate: %w\n%s", err, out)
 	}
-	if shared.issuer, err = devissuer.Start(devissuer.Options{}); err != nil {
+	if shared.issuer, err = devissuertest.New(devissuer.Options{}); err != nil {
 		return err
 	}
 	shared.cleanups = append(shared.cleanups, func() { shared.issuer.Close() })
