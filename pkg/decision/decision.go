@@ -115,6 +115,3 @@ func (d *Decision) Action() string {
 func (d *Decision) deny(o Outcome, status int, detail, reason string) {
 	d.Outcome, d.Status, d.Detail, d.Reason = o, status, detail, reason
 }
-
-// decided reports whether a phase has settled the outcome.
-func (d *Decision) decided() bool { return d.Outcome != "" }

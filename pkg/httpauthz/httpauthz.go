@@ -112,56 +112,58 @@ func (s *server) envoy(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// nginx: auth_request sends a body-less GET; the original method and URI
-// come from the headers the nginx configuration sets. nginx never forwards
-// the body to an auth subrequest, so body rules fail closed.
-func (s *server) nginx(w http.ResponseWriter, r *http.Request) {
-	req := s.forwarded(w, r, "nginx", "X-Original-Method", "X-Original-URI", "X-Original-Host",
-		" (proxy_set_header them in the auth location)")
-	if req == nil {
-		return
-	}
-	req.BodyUnavailable = true
-	delete(req.Headers, "content-length") // the subrequest's, not the client's
-	// The subrequest's own Host is the auth upstream's: without
-	// X-Original-Host there is no client host to select a policy by.
-	if r.Header.Get("X-Original-Host") == "" {
-		delete(req.Headers, ":authority")
-	}
-	if s.decide(w, r, req) != nil {
-		w.WriteHeader(http.StatusOK)
-	}
+// forwardAuth is a proxy that puts the original method, URI and host in
+// headers of its own and asks with a request of its own.
+type forwardAuth struct {
+	name                                string
+	methodHeader, uriHeader, hostHeader string
+	hint                                string // how to fix a request that lacks them
+	// body: the proxy can forward the client's body; when false it never
+	// does, and rules that need the body fail closed.
+	body bool
 }
 
-// traefik: forwardAuth copies the client's headers and adds
-// X-Forwarded-Method/-Uri/-Host; with forwardBody the body comes along.
-func (s *server) traefik(w http.ResponseWriter, r *http.Request) {
-	req := s.forwarded(w, r, "traefik", "X-Forwarded-Method", "X-Forwarded-Uri", "X-Forwarded-Host", "")
-	if req == nil {
-		return
-	}
-	if !s.readBody(w, r, req) {
-		return
-	}
-	if s.decide(w, r, req) != nil {
-		w.WriteHeader(http.StatusOK)
-	}
-}
+var (
+	// nginx auth_request sends a body-less GET; the original method and
+	// URI come from the headers the nginx configuration sets.
+	nginxAuth = forwardAuth{name: "nginx", methodHeader: "X-Original-Method", uriHeader: "X-Original-URI", hostHeader: "X-Original-Host",
+		hint: " (proxy_set_header them in the auth location)"}
+	// Traefik forwardAuth copies the client's headers and adds
+	// X-Forwarded-Method/-Uri/-Host; with forwardBody the body comes along.
+	traefikAuth = forwardAuth{name: "traefik", methodHeader: "X-Forwarded-Method", uriHeader: "X-Forwarded-Uri", hostHeader: "X-Forwarded-Host",
+		body: true}
+)
 
-// forwarded builds the request from the original method, URI and host a
-// proxy put in its own headers. It answers a check request that lacks
-// them (403, logged) and returns nil.
-func (s *server) forwarded(w http.ResponseWriter, r *http.Request, proxy, methodHeader, uriHeader, hostHeader, hint string) *decision.Request {
-	method, uri := r.Header.Get(methodHeader), r.Header.Get(uriHeader)
+func (s *server) nginx(w http.ResponseWriter, r *http.Request)   { s.forward(nginxAuth, w, r) }
+func (s *server) traefik(w http.ResponseWriter, r *http.Request) { s.forward(traefikAuth, w, r) }
+
+// forward decides a forward-auth request. A check request that lacks the
+// original method or URI is answered 403 and logged.
+func (s *server) forward(p forwardAuth, w http.ResponseWriter, r *http.Request) {
+	method, uri := r.Header.Get(p.methodHeader), r.Header.Get(p.uriHeader)
 	if method == "" || uri == "" {
-		s.misconfigured(w, proxy+": "+methodHeader+" and "+uriHeader+" are required"+hint)
-		return nil
+		s.misconfigured(w, p.name+": "+p.methodHeader+" and "+p.uriHeader+" are required"+p.hint)
+		return
 	}
 	req := baseRequest(r, method, uri)
-	if host := r.Header.Get(hostHeader); host != "" {
+	if host := r.Header.Get(p.hostHeader); host != "" {
 		req.Headers[":authority"] = host
+	} else {
+		// The check request's own Host is langgate's: without the proxy's
+		// host header there is no client host to select a policy by.
+		delete(req.Headers, ":authority")
 	}
-	return req
+	if p.body {
+		if !s.readBody(w, r, req) {
+			return
+		}
+	} else {
+		req.BodyUnavailable = true
+		delete(req.Headers, "content-length") // the check request's, not the client's
+	}
+	if s.decide(w, r, req) != nil {
+		w.WriteHeader(http.StatusOK)
+	}
 }
 
 func baseRequest(r *http.Request, method, path string) *decision.Request {
