@@ -247,6 +247,49 @@ func TestBadReloadKeepsOld(t *testing.T) {
 	}
 }
 
+// TestFailedBuildStartsNothing: a configuration that adds an issuer and
+// fails to compile never contacts that issuer; the same issuer in a good
+// configuration is discovered once it is committed.
+func TestFailedBuildStartsNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "langgate.yaml")
+	writeFile(t, path, policy("good"))
+	fx := newFixture(t, reload.FileSource(path))
+	other := devissuertest.Start(t, devissuer.Options{})
+	ctx := context.Background()
+	if err := fx.reloader.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, fx.holder)
+	withOther := func(marker string) string {
+		return strings.Replace(policy(marker), `oidc: [{issuer: "${OIDC_ISSUER}", audiences: ["${OIDC_AUDIENCE}"]}]`,
+			`oidc: [{issuer: "${OIDC_ISSUER}", audiences: ["${OIDC_AUDIENCE}"]}, {issuer: "`+other.URL+`", audiences: [x]}]`, 1)
+	}
+	bad := strings.Replace(withOther("x"), "user.identity", "user.identity +", 1)
+	if bad == withOther("x") || !strings.Contains(bad, other.URL) {
+		t.Fatal("the test configuration did not change")
+	}
+	writeFile(t, path, bad)
+	if err := fx.reloader.Reload(ctx); err == nil {
+		t.Fatal("the bad configuration loaded")
+	}
+	// Proving an absence takes a wait: a started discovery loop asks at
+	// once, so 300 ms is ample.
+	time.Sleep(300 * time.Millisecond)
+	if n := other.DiscoveryRequests(); n != 0 {
+		t.Errorf("a configuration that failed to build contacted its new issuer %d times", n)
+	}
+	writeFile(t, path, withOther("good2"))
+	if err := fx.reloader.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := other.DiscoveryRequests(); n == 0 || !fx.holder.Load().Ready() {
+		t.Errorf("the committed configuration's new issuer: %d discovery requests, ready %v", n, fx.holder.Load().Ready())
+	}
+	if got := fx.marker(t); got != "good2" {
+		t.Errorf("policy %q after the good reload", got)
+	}
+}
+
 // TestWatchConfigMapSwap: Kubernetes updates a mounted ConfigMap by
 // swapping a ..data symlink; Watch sees it. SIGHUP reloads too.
 func TestWatchConfigMapSwap(t *testing.T) {

@@ -34,6 +34,7 @@ type Issuer struct {
 	cacheControl string
 	failStatus   int
 	delay        time.Duration
+	discoHits    atomic.Uint64
 	jwksHits     atomic.Uint64
 	introHits    atomic.Uint64
 }
@@ -91,6 +92,9 @@ func (is *Issuer) SetDelay(d time.Duration) {
 	is.mu.Unlock()
 }
 
+// DiscoveryRequests counts requests to the discovery document.
+func (is *Issuer) DiscoveryRequests() uint64 { return is.discoHits.Load() }
+
 // JWKSRequests counts requests to the JWKS endpoint.
 func (is *Issuer) JWKSRequests() uint64 { return is.jwksHits.Load() }
 
@@ -105,6 +109,8 @@ func (is *Issuer) faulty(h http.Handler) http.Handler {
 		case devissuer.TokenPath:
 			h.ServeHTTP(w, r)
 			return
+		case devissuer.DiscoveryPath:
+			is.discoHits.Add(1)
 		case devissuer.JWKSPath:
 			is.jwksHits.Add(1)
 		case devissuer.IntrospectionPath:
