@@ -117,7 +117,7 @@ func TestValidate(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte(`authenticate:
   oidc: [{issuer: "https://i.example", audiences: [a]}]
-  user: {identity: claims.sub}
+  user: {identity: 'request.headers["x-user"]'}
 authorize:
   handlers:
     - on: thread
@@ -131,6 +131,8 @@ authorize:
 		t.Fatalf("exit %d, want %d", code, exitFail)
 	}
 	for _, want := range []string{
+		// A user mapping sees only the claims: the request is a handler's.
+		bad + `:3:21: CEL: undeclared reference to 'request'`,
 		bad + `:6:7: handler "thread": unknown resource "thread"`,
 		bad + `:8:33: CEL: Syntax error: token recognition error at: '= '`,
 	} {
