@@ -1,7 +1,7 @@
 # End-to-end test prerequisites (test/e2e): the Node packages of the real
 # LangGraph server and SDK, pinned by test/e2e/package-lock.json, and
 # Debian's nginx for the auth_request proxy; the real Envoy comes from
-# mk/envoy.mk. Included by the Makefile.
+# mk/python.mk. Included by the Makefile.
 #
 #   make e2e-deps    node-deps + nginx (a `make test` prerequisite)
 #   make node-deps   npm ci in test/e2e, when the lock file changed

@@ -293,6 +293,12 @@ func (lg *langgate) decisions() map[string]float64 {
 // nil, changes the configuration first.
 func envoyFor(t *testing.T, file string, lg *langgate, patch func(*envoyproc.Config)) *envoyproc.Envoy {
 	t.Helper()
+	return envoyTo(t, file, lg, shared.tap.addr, patch)
+}
+
+// envoyTo is envoyFor with the LangGraph cluster at upstream.
+func envoyTo(t *testing.T, file string, lg *langgate, upstream string, patch func(*envoyproc.Config)) *envoyproc.Envoy {
+	t.Helper()
 	cfg, err := envoyproc.LoadConfig(filepath.Join("../../envoy", file))
 	if err != nil {
 		t.Fatal(err)
@@ -310,7 +316,7 @@ func envoyFor(t *testing.T, file string, lg *langgate, patch func(*envoyproc.Con
 	if err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
-	if err := cfg.SetEndpoint("langgraph", shared.tap.addr, 0); err != nil {
+	if err := cfg.SetEndpoint("langgraph", upstream, 0); err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
 	if patch != nil {

@@ -13,6 +13,7 @@
 // PROXY          envoy | envoy-http | nginx (reported in test names): Envoy with
 //                ext_authz over gRPC, Envoy with ext_authz http_service, nginx
 //                auth_request
+// SERVER         js | python: the LangGraph server behind the proxy (default js)
 // PROXY_BODY     1 when the proxy forwards request bodies to langgate; 0 (nginx)
 //                when it does not: rules that read the body then fail closed,
 //                so store put/delete/search/list_namespaces must be refused (403).
@@ -34,6 +35,8 @@ const BASE = env("LANGGRAPH_URL").replace(/\/$/, "");
 const TOKEN_URL = env("TOKEN_URL");
 const PROXY = env("PROXY", ["envoy", "envoy-http", "nginx"]);
 const BODY = env("PROXY_BODY", ["0", "1"]) === "1";
+const SERVER = process.env.SERVER || "js";
+if (!["js", "python"].includes(SERVER)) throw new Error(`SERVER must be js or python, not ${SERVER}`);
 const RUN = randomBytes(6).toString("hex");
 const TIMEOUT = { timeout: 30_000 };
 
@@ -125,10 +128,11 @@ describe(`langgate in front of LangGraph (${PROXY}, bodies ${BODY ? "forwarded" 
   test("public routes answer without a token", TIMEOUT, async () => {
     const info = await raw("GET", "/info");
     assert.equal(info.status, 200, `GET /info: ${info.status} ${info.text.slice(0, 200)}`);
-    assert.equal(JSON.parse(info.text).context, "js");
+    if (SERVER === "js") assert.equal(JSON.parse(info.text).context, "js");
+    else assert.ok(JSON.parse(info.text).version, `GET /info of the Python server has a version: ${info.text.slice(0, 200)}`);
     const ok = await raw("GET", "/ok");
     assert.equal(ok.status, 200, `GET /ok: ${ok.status} ${ok.text.slice(0, 200)}`);
-    assert.deepEqual(JSON.parse(ok.text), { ok: true });
+    assert.equal(JSON.parse(ok.text).ok, true, `GET /ok: ${ok.text.slice(0, 200)}`);
   });
 
   test("alice's threads and assistants are stamped metadata.owner = alice", TIMEOUT, async () => {
@@ -292,7 +296,7 @@ describe(`langgate in front of LangGraph (${PROXY}, bodies ${BODY ? "forwarded" 
     }
   });
 
-  test("routes LangGraph JS cannot authorize per request are refused (403)", TIMEOUT, async () => {
+  test("routes LangGraph JS cannot authorize per request are refused (403)", { ...TIMEOUT, skip: SERVER !== "js" && "the JS adapter's list" }, async () => {
     const tid = A.thread.thread_id;
     const run = (await alice.runs.create(tid, "agent", { input: human("bg") })).run_id;
     for (const [who, tok] of [["bob", tokens.bob], ["alice", tokens.alice]]) {
@@ -309,6 +313,39 @@ describe(`langgate in front of LangGraph (${PROXY}, bodies ${BODY ? "forwarded" 
         assert.equal(r.status, 403, `${who} ${method} ${path}: want 403, got ${r.status} ${r.text.slice(0, 200)}`);
         assert.ok(!r.text.includes("echo:"), `${who} ${method} ${path} leaks run output`);
       }
+    }
+    assert.equal((await alice.threads.get(tid)).thread_id, tid, "nothing was truncated");
+  });
+
+  // The Python server authorizes these routes per event (the streaming
+  // protocol's commands fire the run and thread events of what they do),
+  // and it serves no /internal/truncate: bob learns nothing of alice's run.
+  test("the streaming protocol and run joins leak nothing across users (Python)", { ...TIMEOUT, skip: SERVER !== "python" && "Python server only" }, async () => {
+    const tid = A.thread.thread_id;
+    const run = (await alice.runs.create(tid, "agent", { input: human("secret-py") })).run_id;
+    await alice.runs.join(tid, run);
+    const auth = `Bearer ${tokens.bob}`;
+    for (const [method, path, body] of [
+      ["POST", `/threads/${tid}/commands`, { id: 1, method: "run.start", params: { assistant_id: "agent", input: human("x") } }],
+      ["GET", `/runs/${run}/stream`],
+      ["GET", `/threads/${tid}/runs/${run}/stream`],
+      ["POST", "/internal/truncate", { threads: true }],
+    ]) {
+      const ctl = new AbortController();
+      const timer = setTimeout(() => ctl.abort(), 3000);
+      let status, text;
+      try {
+        const res = await fetch(BASE + path, { method, signal: ctl.signal, headers: { authorization: auth, "content-type": "application/json" }, body: body && JSON.stringify(body) });
+        status = res.status;
+        text = await res.text();
+      } catch (err) {
+        status = "aborted";
+        text = "";
+      } finally {
+        clearTimeout(timer);
+      }
+      console.log(`python probe: bob ${method} ${path} -> ${status} ${text.slice(0, 200)}`);
+      assert.ok(!text.includes("secret-py"), `bob ${method} ${path} leaks alice's run: ${text.slice(0, 300)}`);
     }
     assert.equal((await alice.threads.get(tid)).thread_id, tid, "nothing was truncated");
   });

@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/langgate/langgate/internal/envoyproc"
+	"github.com/langgate/langgate/internal/langgraphpy"
+	"github.com/langgate/langgate/internal/testproc"
+)
+
+// pythonServer runs the real LangGraph Python server (langgraph-api, in
+// memory, from the pinned packages in .cache/venv) with the e2e graphs
+// (graph.py) and the upstream adapter examples/langgraph/upstream/auth.py,
+// behind a tap of its own, for the test's lifetime. It returns the tap.
+func pythonServer(t *testing.T) *tap {
+	t.Helper()
+	fixtures(t)
+	root, err := envoyproc.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log testproc.SyncBuffer
+	srv, err := langgraphpy.Start(langgraphpy.Options{Config: "langgraph.python.json", Venv: langgraphpy.Venv(root), Stderr: &log, Timeout: 90 * time.Second})
+	if err != nil {
+		t.Fatalf("%v; its log:\n%s", err, log.String())
+	}
+	t.Cleanup(func() {
+		srv.Stop()
+		if t.Failed() {
+			t.Logf("the LangGraph Python server's log:\n%s", log.String())
+		}
+	})
+	up, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := newTap(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tp.close)
+	return tp
+}
+
+// TestLangGraphPythonIsolation runs scenarios.mjs (the JS SDK as alice
+// and bob) against the real Python server, through Envoy and nginx.
+func TestLangGraphPythonIsolation(t *testing.T) {
+	node := requireTool(t, "node", "Node.js")
+	nginx := requireTool(t, "nginx", "nginx (Debian package nginx-light)")
+	py := pythonServer(t)
+	lg := startLanggate(t, "../../examples/langgraph/langgate.yaml")
+	grpcEnvoy := envoyTo(t, "front-proxy.yaml", lg, py.addr, relaxed)
+	nginxURL := startNginx(t, nginx, lg.http, py.addr)
+	for _, p := range []struct{ name, url, body string }{
+		{"envoy", grpcEnvoy.URL("langgraph_http"), "1"},
+		{"nginx", nginxURL, "0"},
+	} {
+		t.Run(p.name, func(t *testing.T) {
+			runScenarios(t, node, "scenarios.mjs", p.url, p.name, p.body, "python")
+		})
+	}
+}
+
+func runScenarios(t *testing.T, node, file, url, proxy, body, server string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", file)
+	cmd.Env = append(os.Environ(),
+		"LANGGRAPH_URL="+url,
+		"TOKEN_URL="+shared.issuer.URL+"/token",
+		"PROXY="+proxy,
+		"PROXY_BODY="+body,
+		"SERVER="+server,
+	)
+	out, err := cmd.CombinedOutput()
+	t.Logf("node --test %s through %s to the %s server:\n%s", filepath.Base(file), proxy, server, out)
+	if err != nil {
+		t.Fatalf("%s through %s to the %s server failed: %v", file, proxy, server, err)
+	}
+}
