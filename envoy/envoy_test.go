@@ -63,6 +63,7 @@ var publicPaths = []string{"/ok", "/info", "/docs", "/openapi.json", "/metrics"}
 var langgateHeaders = []string{
 	"x-langgate-user-id", "x-langgate-user", "x-langgate-permissions",
 	"x-langgate-resource", "x-langgate-action", "x-langgate-filters", "x-langgate-metadata",
+	"x-langgate-events",
 }
 
 // decisionKeys are the dynamic-metadata keys langgate sets on decisions

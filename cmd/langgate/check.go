@@ -143,7 +143,11 @@ func writeTrace(w io.Writer, req *decision.Request, t *decision.Trace, claims bo
 		line("identity", "%s (%s)", t.Identity, how)
 	}
 	for i, ev := range t.Events {
-		line(fmt.Sprintf("event %d", i+1), "%s", ev.Event)
+		if ev.Optional {
+			line(fmt.Sprintf("event %d", i+1), "%s (optional: the server fires it only in some cases)", ev.Event)
+		} else {
+			line(fmt.Sprintf("event %d", i+1), "%s", ev.Event)
+		}
 		if ev.ValueError != "" {
 			fmt.Fprintf(w, "  value:   unavailable: %s\n", ev.ValueError)
 		} else {

@@ -2,15 +2,21 @@ package decision
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/langgate/langgate/pkg/policy"
 )
 
 // authorize is the authorize phase: the handler LangGraph would run for
-// each event, in order. Any denial denies the request; the filters and
-// metadata of every event are merged.
+// each event, in order. A denial of one of the route's events denies the
+// request; an optional event (one the server fires only in some cases)
+// that its handler denies is left out of the grants instead, so the
+// upstream adapter refuses it if the server fires it. The filters and
+// metadata of the route's events are merged into the request's; every
+// allowed event's filters are kept per event in the grants.
 func (p *pass) authorize() bool {
 	d := p.d
 	preq := &policy.Request{Method: p.req.Method, Path: p.target.Path, Headers: p.req.Headers, Query: p.target.Query}
@@ -22,31 +28,77 @@ func (p *pass) authorize() bool {
 			in.Trace = p.tr.event(ev, p.pol.Handlers)
 		}
 		res := p.pol.Handlers.Evaluate(in)
-		if res.Handler != nil && (i == 0 || !res.Allowed) {
+		if res.Handler != nil && (i == 0 || !res.Allowed && !ev.Optional) {
 			d.Handler = res.Handler.Key
 		}
+		reason := res.Reason
+		if ev.Optional && !res.Allowed {
+			reason += " (optional: not granted)"
+		}
 		if len(d.Events) == 1 {
-			d.Reason = res.Reason
+			d.Reason = reason
 		} else {
-			reasons = append(reasons, ev.Resource+":"+ev.Action+": "+res.Reason)
+			reasons = append(reasons, ev.Resource+":"+ev.Action+": "+reason)
 			d.Reason = strings.Join(reasons, "; ")
 		}
 		if !res.Allowed {
+			if ev.Optional {
+				continue
+			}
 			d.deny(Denied, res.Status, res.Detail, d.Reason)
 			return true
 		}
+		name := ev.Resource + ":" + ev.Action
+		if err := d.grant(name, res.Filters); err != nil {
+			if ev.Optional {
+				d.revoke(name)
+				continue
+			}
+			d.deny(Denied, 403, "Forbidden", "filters of "+name+": "+err.Error())
+			return true
+		}
+		if ev.Optional {
+			continue
+		}
 		var err error
 		if d.Filters, err = merge(d.Filters, res.Filters); err != nil {
-			d.deny(Denied, 403, "Forbidden", "filters of "+ev.Resource+":"+ev.Action+": "+err.Error())
+			d.deny(Denied, 403, "Forbidden", "filters of "+name+": "+err.Error())
 			return true
 		}
 		if d.Metadata, err = merge(d.Metadata, res.Metadata); err != nil {
-			d.deny(Denied, 403, "Forbidden", "metadata of "+ev.Resource+":"+ev.Action+": "+err.Error())
+			d.deny(Denied, 403, "Forbidden", "metadata of "+name+": "+err.Error())
 			return true
 		}
 	}
 	d.Outcome, d.Status = Allowed, 200
 	return true
+}
+
+// Grant is one event the upstream may run for this request, with the
+// filters its handler returned (nil when none).
+type Grant struct {
+	Event   string // "resource:action"
+	Filters map[string]any
+}
+
+// grant adds an allowed event; the same event fired twice (the runs of a
+// batch) must agree on its filters.
+func (d *Decision) grant(name string, filters map[string]any) error {
+	for i := range d.Grants {
+		if d.Grants[i].Event == name {
+			var err error
+			d.Grants[i].Filters, err = merge(d.Grants[i].Filters, filters)
+			return err
+		}
+	}
+	// A copy: the request's merged filters may start as this very map.
+	d.Grants = append(d.Grants, Grant{Event: name, Filters: maps.Clone(filters)})
+	return nil
+}
+
+// revoke removes an event's grant.
+func (d *Decision) revoke(name string) {
+	d.Grants = slices.DeleteFunc(d.Grants, func(g Grant) bool { return g.Event == name })
 }
 
 // merge combines the filters (or metadata) of several events; the same key

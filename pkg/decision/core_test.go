@@ -197,12 +197,18 @@ func TestMultiEventMerge(t *testing.T) {
 		r.Headers["content-length"] = itoa(len(body))
 		return env.Engine.Decide(context.Background(), r)
 	}
+	// Each run of a batch fires threads:create_run and, optionally,
+	// assistants:read.
 	d := batch(`[{"assistant_id":"a"},{"assistant_id":"a"}]`)
-	if d.Outcome != decision.Allowed || len(d.Events) != 2 || d.Filters["assistant"] != "a" {
+	if d.Outcome != decision.Allowed || len(d.Events) != 4 || d.Filters["assistant"] != "a" {
 		t.Errorf("agreeing events: %s %d events, filters %v (%s)", d.Outcome, len(d.Events), d.Filters, d.Reason)
 	}
+	if len(d.Grants) != 2 || d.Grants[0].Event != "threads:create_run" || d.Grants[0].Filters["assistant"] != "a" ||
+		d.Grants[1].Event != "assistants:read" || d.Grants[1].Filters["owner"] != "alice" || d.Grants[1].Filters["assistant"] != nil {
+		t.Errorf("grants %+v", d.Grants)
+	}
 	d = batch(`[{"assistant_id":"a"},{"assistant_id":"b"}]`)
-	if d.Outcome != decision.Denied || len(d.Events) != 2 || d.Handler != "threads.create_run" || !strings.Contains(d.Reason, "conflicting values") {
+	if d.Outcome != decision.Denied || len(d.Events) != 4 || d.Handler != "threads.create_run" || !strings.Contains(d.Reason, "conflicting values") {
 		t.Errorf("conflicting events: %s handler %q (%s)", d.Outcome, d.Handler, d.Reason)
 	}
 	// copy fires threads:read then threads:create; both take the global
@@ -213,6 +219,43 @@ func TestMultiEventMerge(t *testing.T) {
 	d = env.Engine.Decide(context.Background(), r)
 	if d.Outcome != decision.Allowed || len(d.Events) != 2 || !strings.Contains(d.Reason, "threads:read: ") || !strings.Contains(d.Reason, "; threads:create: ") {
 		t.Errorf("copy: %s %d events (%s)", d.Outcome, len(d.Events), d.Reason)
+	}
+}
+
+// TestOptionalEvents: an event the server fires only in some cases runs
+// its handler like any other; a denial leaves it out of the grants (the
+// adapter refuses it if the server fires it) without denying the request,
+// while a denial of the route's own event denies.
+func TestOptionalEvents(t *testing.T) {
+	text := strings.Replace(readExample(t, "examples/langgraph/langgate.yaml"), "    - on: store\n", `    - on: assistants.read
+      allow: "'admin' in user.permissions"
+    - on: store
+`, 1)
+	env := testengine.Start(t, testengine.Options{Policy: text})
+	alice := env.Token(t, "alice", nil)
+	run := get("/threads/t1/runs/wait", "", alice, nil)
+	run.Method, run.Body = "POST", []byte(`{"assistant_id":"a1"}`)
+	run.Headers["content-length"] = itoa(len(run.Body))
+	d := env.Engine.Decide(context.Background(), run)
+	var granted []string
+	for _, g := range d.Grants {
+		granted = append(granted, g.Event)
+	}
+	if d.Outcome != decision.Allowed || strings.Join(granted, ",") != "threads:create_run,threads:read" || !strings.Contains(d.Reason, "(optional: not granted)") {
+		t.Errorf("run: %s, grants %v (%s)", d.Outcome, granted, d.Reason)
+	}
+	var events string
+	for _, h := range d.Headers {
+		if h.Name == decision.HeaderEvents {
+			events = h.Value
+		}
+	}
+	if events != `{"threads:create_run":{"owner":"alice"},"threads:read":{"owner":"alice"}}` {
+		t.Errorf("x-langgate-events = %s", events)
+	}
+	d = env.Engine.Decide(context.Background(), get("/assistants/a1", "", alice, nil))
+	if d.Outcome != decision.Denied || d.Status != 403 {
+		t.Errorf("the route's own assistants:read: %s %d (%s)", d.Outcome, d.Status, d.Reason)
 	}
 }
 

@@ -81,6 +81,9 @@ type Decision struct {
 	Path     string
 	Filters  map[string]any
 	Metadata map[string]any
+	// Grants are the events the upstream may run, with each one's own
+	// filters (allow only; x-langgate-events).
+	Grants []Grant
 
 	// Headers are set on the upstream request (allow only), overwriting.
 	Headers []Header

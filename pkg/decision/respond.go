@@ -21,6 +21,13 @@ const (
 	HeaderAction      = "x-langgate-action"
 	HeaderFilters     = "x-langgate-filters"
 	HeaderMetadata    = "x-langgate-metadata"
+	// HeaderEvents is every event langgate authorized for the request: a
+	// JSON object from "resource:action" to that event's filters ({} when
+	// the path fires none). The upstream adapter refuses any event the
+	// server fires that is not in it and applies each event's own filters,
+	// so a route the table maps too narrowly (or not at all) can never run
+	// an unauthorized event.
+	HeaderEvents = "x-langgate-events"
 	// HeaderReason carries a short denial reason to the client when
 	// explain.reason_header is on.
 	HeaderReason = "x-langgate-reason"
@@ -66,7 +73,37 @@ func upstreamHeaders(d *Decision) error {
 	if len(d.Events) > 0 {
 		d.Headers = append(d.Headers, Header{HeaderResource, d.Events[0].Resource}, Header{HeaderAction, d.Events[0].Action})
 	}
+	events, err := eventsJSON(d.Grants)
+	if err != nil {
+		return err
+	}
+	d.Headers = append(d.Headers, Header{HeaderEvents, events})
 	return nil
+}
+
+// eventsJSON is the x-langgate-events value: an object from each granted
+// event ("resource:action", in firing order) to its filters ({} when
+// none). Event names are validated words, so only the filters need
+// encoding.
+func eventsJSON(gs []Grant) (string, error) {
+	if len(gs) == 0 {
+		return "{}", nil
+	}
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, g := range gs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		f, err := asciiJSON(orEmpty(g.Filters))
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(`"` + g.Event + `":`)
+		b.WriteString(f)
+	}
+	b.WriteByte('}')
+	return b.String(), nil
 }
 
 // renderDenial writes a denial's response: {"detail": ...} as JSON, a

@@ -30,6 +30,7 @@ type Trace struct {
 // value of each expression the handler evaluated.
 type EventTrace struct {
 	Event      string         `json:"event"`
+	Optional   bool           `json:"optional,omitempty"`
 	Value      map[string]any `json:"value,omitempty"`
 	ValueError string         `json:"value_error,omitempty"`
 	Handler    string         `json:"handler,omitempty"`
@@ -61,7 +62,7 @@ func (t *Trace) route(path string, r *routes.Route) {
 }
 
 func (t *Trace) event(ev *routes.Event, p *policy.Handlers) *policy.EvalTrace {
-	et := &EventTrace{Event: ev.Resource + ":" + ev.Action, Value: ev.Value}
+	et := &EventTrace{Event: ev.Resource + ":" + ev.Action, Optional: ev.Optional, Value: ev.Value}
 	if ev.ValueErr != nil {
 		et.ValueError = ev.ValueErr.Error()
 	}

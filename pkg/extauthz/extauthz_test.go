@@ -206,8 +206,19 @@ func TestSeedOwnerIsolation(t *testing.T) {
 					t.Errorf("%s = %q, want %q", k, hs[k], v)
 				}
 			}
-			if len(hs) != len(want) {
-				t.Errorf("got %d headers, want %d: %v", len(hs), len(want), hs)
+			// Every granted event carries the seed's owner filter; the
+			// route's own event comes first.
+			var events map[string]map[string]any
+			if err := json.Unmarshal([]byte(hs["x-langgate-events"]), &events); err != nil || !strings.HasPrefix(hs["x-langgate-events"], `{"`+tc.resource+":"+tc.action+`":`) {
+				t.Errorf("x-langgate-events = %q (%v)", hs["x-langgate-events"], err)
+			}
+			for name, f := range events {
+				if len(f) != 1 || f["owner"] != "alice" {
+					t.Errorf("x-langgate-events: %s has filters %v", name, f)
+				}
+			}
+			if len(hs) != len(want)+1 {
+				t.Errorf("got %d headers, want %d: %v", len(hs), len(want)+1, hs)
 			}
 		})
 	}

@@ -34,9 +34,13 @@ func LangGraph() []Route {
 		return fs
 	}
 	with := func(first []Field, rest ...Field) []Field { return append(append([]Field(nil), rest...), first...) }
+	// may marks an event the server fires only in some cases (Event.Optional).
+	may := func(e EventSpec) EventSpec { e.Optional = true; return e }
 
-	// Public routes: no credential, no event.
-	for _, p := range []string{"/ok", "/info", "/docs", "/openapi.json", "/metrics"} {
+	// Public routes: no credential, no event. GET / is the Python server's
+	// root health check; /ui/... are the graphs' UI bundles, which the
+	// <script> and <link> tags of a generative UI load without a token.
+	for _, p := range []string{"/", "/ok", "/info", "/docs", "/openapi.json", "/metrics", "/ui/{path...}"} {
 		public("GET", p)
 	}
 
@@ -47,10 +51,13 @@ func LangGraph() []Route {
 	add("POST", "/threads", ev("threads", "create", threadCreate...))
 	add("POST", "/threads/search", ev("threads", "search", threadSearch...))
 	add("POST", "/threads/count", ev("threads", "search", threadSearch...))
+	// Python: one threads:delete event for all the ids.
+	add("POST", "/threads/prune", ev("threads", "delete", body("thread_ids", "strategy")...))
 	add("GET", "/threads/{thread_id}", ev("threads", "read", tid))
 	add("PATCH", "/threads/{thread_id}", ev("threads", "update", with(body("metadata"), tid)...))
 	add("DELETE", "/threads/{thread_id}", ev("threads", "delete", tid))
 	add("GET", "/threads/{thread_id}/state", ev("threads", "read", tid))
+	add("GET", "/threads/{thread_id}/storage", ev("threads", "read", tid))
 	add("GET", "/threads/{thread_id}/state/{checkpoint_id}", ev("threads", "read", tid))
 	add("POST", "/threads/{thread_id}/state/checkpoint", ev("threads", "read", tid))
 	add("POST", "/threads/{thread_id}/state", ev("threads", "update", tid))
@@ -61,7 +68,7 @@ func LangGraph() []Route {
 	// The streaming protocol (SDK threads.stream()): commands can start runs
 	// (run.start, input.respond) as well as read state, so they count as run
 	// creation; the event stream is a read.
-	add("POST", "/threads/{thread_id}/commands", ev("threads", "create_run", tid))
+	add("POST", "/threads/{thread_id}/commands", ev("threads", "create_run", tid), may(ev("threads", "read", tid)))
 	add("GET", "/threads/{thread_id}/stream/events", ev("threads", "read", tid))
 	add("POST", "/threads/{thread_id}/stream/events", ev("threads", "read", tid))
 
@@ -69,15 +76,29 @@ func LangGraph() []Route {
 	runCreate := append(body("assistant_id", "metadata", "multitask_strategy", "if_not_exists", "after_seconds"),
 		Field{Name: "kwargs", From: FromBodyGroup, Keys: []string{"input", "command", "config", "context", "stream_mode",
 			"interrupt_before", "interrupt_after", "webhook", "feedback_keys"}})
+	// A run on an assistant a user created also fires assistants:read
+	// (Python: the server checks the assistant's owner with the user's
+	// handler; system assistants skip it); a run the request waits for or
+	// streams fires threads:read when the server joins it.
+	assistantRead := may(ev("assistants", "read", Field{Name: "assistant_id", From: FromBody}))
 	for _, suffix := range []string{"", "/stream", "/wait"} {
-		add("POST", "/threads/{thread_id}/runs"+suffix, ev("threads", "create_run", with(runCreate, tid)...))
-		add("POST", "/runs"+suffix, ev("threads", "create_run", runCreate...))
+		thread := []EventSpec{ev("threads", "create_run", with(runCreate, tid)...), assistantRead}
+		stateless := []EventSpec{ev("threads", "create_run", runCreate...), assistantRead}
+		if suffix != "" {
+			thread = append(thread, may(ev("threads", "read", tid)))
+			stateless = append(stateless, may(ev("threads", "read")))
+		}
+		add("POST", "/threads/{thread_id}/runs"+suffix, thread...)
+		add("POST", "/runs"+suffix, stateless...)
 	}
 	// LangGraph runs the create_run handler once per run of a batch.
 	batch := ev("threads", "create_run", runCreate...)
 	batch.EachBodyItem = true
-	add("POST", "/runs/batch", batch)
-	add("GET", "/threads/{thread_id}/runs", ev("threads", "search", tid))
+	batchAssistant := assistantRead
+	batchAssistant.EachBodyItem = true
+	add("POST", "/runs/batch", batch, batchAssistant)
+	// Listing a thread's runs reads the thread first.
+	add("GET", "/threads/{thread_id}/runs", ev("threads", "search", tid), may(ev("threads", "read", tid)))
 	rid := path("run_id")
 	add("GET", "/threads/{thread_id}/runs/{run_id}", ev("threads", "read", tid, rid))
 	add("GET", "/threads/{thread_id}/runs/{run_id}/join", ev("threads", "read", tid, rid))
@@ -87,8 +108,24 @@ func LangGraph() []Route {
 	add("POST", "/runs/cancel", ev("threads", "update", body("thread_id", "run_ids", "status")...))
 	add("GET", "/runs/{run_id}/stream", ev("threads", "read", rid))
 
-	// The JS dev server's test hook wipes all storage: never through the edge.
+	// The dev servers' test and debug hooks (the JS and Python servers wipe
+	// all storage on /internal/truncate; the Python one dumps a raw thread,
+	// deploys and profiles) never pass the edge.
 	blocked("POST", "/internal/truncate")
+	blocked("GET", "/internal/debug/thread/{thread_id}")
+	blocked("GET", "/deploy")
+	blocked("POST", "/deploy")
+	blocked("GET", "/deploy/{operation_id}/stream")
+	blocked("GET", "/profile")
+	// MCP and A2A (Python) run assistants and threads on the caller's behalf
+	// with events langgate cannot tell from the path: refused until mapped.
+	for _, m := range []string{"GET", "POST", "DELETE"} {
+		blocked(m, "/mcp")
+		blocked(m, "/a2a/{assistant_id}")
+	}
+	blocked("GET", "/a2a/{assistant_id}/.well-known/agent-card.json")
+	blocked("GET", "/a2a/{assistant_id}/.well-known/agent.json")
+	blocked("GET", "/.well-known/agent-card.json")
 
 	// Crons.
 	cronCreate := body("payload", "schedule", "cron_id", "thread_id", "end_time", "metadata")
@@ -112,7 +149,8 @@ func LangGraph() []Route {
 		add("GET", "/assistants/{assistant_id}"+suffix, ev("assistants", "read", aid))
 	}
 	add("PATCH", "/assistants/{assistant_id}", ev("assistants", "update", with(body("graph_id", "config", "metadata", "name", "description"), aid)...))
-	add("DELETE", "/assistants/{assistant_id}", ev("assistants", "delete", aid))
+	// Python: deleting an assistant updates the threads that ran it.
+	add("DELETE", "/assistants/{assistant_id}", ev("assistants", "delete", aid), may(ev("threads", "update")))
 	add("POST", "/assistants/{assistant_id}/latest", ev("assistants", "update", with(body("version"), aid)...))
 	add("POST", "/assistants/{assistant_id}/versions", ev("assistants", "read", aid))
 

@@ -162,7 +162,7 @@ func TestMatch(t *testing.T) {
 		{"HEAD", "/ok", "/ok", ""},
 		{"HEAD", "/threads/search", "/threads/{thread_id}", "thread_id=search"},
 		{"GET", "/threads/t1/unknown", "", ""},
-		{"GET", "/", "", ""},
+		{"GET", "/", "/", ""}, // the Python server's root health check
 	}
 	for _, tc := range tests {
 		target, err := Normalize(tc.path)

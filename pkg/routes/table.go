@@ -18,6 +18,13 @@ type Event struct {
 	// unusable (not sent, truncated, malformed). A rule that reads `value`
 	// then fails, and the request is denied.
 	ValueErr error
+	// Optional marks an event the server fires only in some cases (the
+	// assistant check of a run on a user's assistant, the thread read that
+	// joins a run). Its handler runs like any other; a denial does not deny
+	// the request but leaves the event unauthorized, so the upstream
+	// adapter refuses it (403) if the server does fire it — as LangGraph
+	// answers when the handler denies.
+	Optional bool
 }
 
 // Source says where a value field comes from.
@@ -66,6 +73,8 @@ type EventSpec struct {
 	// EachBodyItem fires the event once per object of a JSON array body,
 	// each with its own value (POST /runs/batch).
 	EachBodyItem bool
+	// Optional: see Event.Optional.
+	Optional bool
 }
 
 func (e EventSpec) needsBody() bool {
@@ -452,7 +461,11 @@ func (t *Table) Describe() []string {
 	for _, r := range t.routes {
 		var evs []string
 		for _, e := range r.Events {
-			evs = append(evs, e.Resource+":"+e.Action)
+			name := e.Resource + ":" + e.Action
+			if e.Optional {
+				name += "?" // fired only in some cases
+			}
+			evs = append(evs, name)
 		}
 		target := strings.Join(evs, ", ")
 		switch {

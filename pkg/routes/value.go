@@ -135,7 +135,7 @@ func (r *Route) Fire(params Params, query url.Values, body *Body) []Event {
 			out = append(out, spec.fireEach(params, query, body)...)
 			continue
 		}
-		ev := Event{Resource: spec.Resource, Action: spec.Action}
+		ev := Event{Resource: spec.Resource, Action: spec.Action, Optional: spec.Optional}
 		obj, err := map[string]any(nil), error(nil)
 		if spec.needsBody() {
 			obj, err = body.Object()
@@ -157,11 +157,11 @@ func (r *Route) Fire(params Params, query url.Values, body *Body) []Event {
 func (e EventSpec) fireEach(params Params, query url.Values, body *Body) []Event {
 	items, err := body.Objects()
 	if err != nil {
-		return []Event{{Resource: e.Resource, Action: e.Action, ValueErr: err}}
+		return []Event{{Resource: e.Resource, Action: e.Action, ValueErr: err, Optional: e.Optional}}
 	}
 	out := make([]Event, len(items))
 	for i, obj := range items {
-		out[i] = Event{Resource: e.Resource, Action: e.Action, Value: e.value(params, query, obj)}
+		out[i] = Event{Resource: e.Resource, Action: e.Action, Value: e.value(params, query, obj), Optional: e.Optional}
 	}
 	return out
 }

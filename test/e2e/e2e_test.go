@@ -14,7 +14,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -25,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/langgate/langgate/internal/envoyproc"
+	"github.com/langgate/langgate/internal/langgraphpy"
 	"github.com/langgate/langgate/internal/testproc"
 )
 
@@ -44,20 +45,7 @@ func TestLangGraphIsolation(t *testing.T) {
 		{"nginx", nginxURL, "0"},
 	} {
 		t.Run(p.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "scenarios.mjs")
-			cmd.Env = append(os.Environ(),
-				"LANGGRAPH_URL="+p.url,
-				"TOKEN_URL="+shared.issuer.URL+"/token",
-				"PROXY="+p.name,
-				"PROXY_BODY="+p.body,
-			)
-			out, err := cmd.CombinedOutput()
-			t.Logf("node --test scenarios.mjs through %s:\n%s", p.name, out)
-			if err != nil {
-				t.Fatalf("scenarios through %s failed: %v", p.name, err)
-			}
+			runScenarios(t, node, "scenarios.mjs", p.url, p.name, p.body, "js", shared.jsLog)
 		})
 	}
 }
@@ -140,12 +128,11 @@ http {
 }
 
 // TestAdapters checks the upstream adapters users copy: the JS one with
-// its own unit tests (adapter.test.mjs; the end-to-end test runs it inside
-// the real server too), the Python one with py_compile (PyPI is
-// unreachable here, so it cannot run).
+// its own unit tests (adapter.test.mjs), the Python one with the real
+// langgraph_sdk from .cache/venv (adapter_test.py); the end-to-end tests
+// run both inside the real servers.
 func TestAdapters(t *testing.T) {
 	node := requireTool(t, "node", "Node.js")
-	python := requireTool(t, "python3", "Python 3")
 	if _, err := os.Stat("node_modules/@langchain/langgraph-sdk"); err != nil {
 		t.Fatal("test/e2e/node_modules is missing: run `make e2e-deps` (make test does)")
 	}
@@ -154,9 +141,17 @@ func TestAdapters(t *testing.T) {
 	if err != nil {
 		t.Errorf("adapter.test.mjs: %v", err)
 	}
-	cmd := exec.Command(python, "-c", "import sys, py_compile; py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)",
-		"../../examples/langgraph/upstream/auth.py", filepath.Join(t.TempDir(), "auth.pyc"))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("auth.py: %v\n%s", err, out)
+	root, err := envoyproc.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	python := filepath.Join(langgraphpy.Venv(root), "bin", "python")
+	cmd := exec.Command(python, "adapter_test.py", "../../examples/langgraph/upstream/auth.py")
+	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err = cmd.Output()
+	if err != nil || strings.TrimSpace(string(out)) != "OK" {
+		t.Errorf("adapter_test.py (auth.py with the real langgraph_sdk): %v\n%s%s", err, out, stderr.String())
 	}
 }

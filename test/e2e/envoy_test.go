@@ -141,6 +141,7 @@ var forged = [][2]string{
 	{"X-Langgate-Action", "put"},
 	{"X-Langgate-Filters", "{}"},
 	{"X-Langgate-Metadata", `{"owner":"alice"}`},
+	{"X-Langgate-Events", `{"store:put":{}}`},
 	{"X-Langgate-Context", "eyJhbGciOiJub25lIn0.e30."},
 	{"X-Langgate-Anything", "smuggled"},
 	{"X-Auth-Scheme", "langsmith"},
@@ -173,6 +174,7 @@ func TestEnvoyHeaderHygiene(t *testing.T) {
 					"X-Langgate-Action":      "search",
 					"X-Langgate-Filters":     `{"owner":"bob"}`,
 					"X-Langgate-Metadata":    `{"owner":"bob"}`,
+					"X-Langgate-Events":      `{"threads:search":{"owner":"bob"}}`,
 				}
 				checkLanggateHeaders(t, r.proto, got[0], want)
 				if u := got[0].Values("X-Langgate-User"); len(u) != 1 || !strings.Contains(u[0], `"identity":"bob"`) {

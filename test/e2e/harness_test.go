@@ -42,6 +42,7 @@ var (
 		bin      string
 		issuer   *devissuertest.Issuer
 		tap      *tap
+		jsLog    *testproc.SyncBuffer // the LangGraph JS server's log
 		cleanups []func()
 	}
 )
@@ -81,8 +82,9 @@ func startShared() error {
 		return err
 	}
 	shared.cleanups = append(shared.cleanups, func() { shared.issuer.Close() })
-	var lgLog testproc.SyncBuffer
-	lg, err := langgraphjs.Start(langgraphjs.Options{Dir: ".", Stderr: &lgLog, Timeout: 90 * time.Second})
+	lgLog := &testproc.SyncBuffer{}
+	shared.jsLog = lgLog
+	lg, err := langgraphjs.Start(langgraphjs.Options{Dir: ".", Stderr: lgLog, Timeout: 90 * time.Second})
 	if err != nil {
 		return fmt.Errorf("%w; its log:\n%s", err, lgLog.String())
 	}

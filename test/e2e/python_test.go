@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,15 +19,15 @@ import (
 // memory, from the pinned packages in .cache/venv) with the e2e graphs
 // (graph.py) and the upstream adapter examples/langgraph/upstream/auth.py,
 // behind a tap of its own, for the test's lifetime. It returns the tap.
-func pythonServer(t *testing.T) *tap {
+func pythonServer(t *testing.T) (*tap, *testproc.SyncBuffer) {
 	t.Helper()
 	fixtures(t)
 	root, err := envoyproc.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log testproc.SyncBuffer
-	srv, err := langgraphpy.Start(langgraphpy.Options{Config: "langgraph.python.json", Venv: langgraphpy.Venv(root), Stderr: &log, Timeout: 90 * time.Second})
+	log := &testproc.SyncBuffer{}
+	srv, err := langgraphpy.Start(langgraphpy.Options{Config: "langgraph.python.json", Venv: langgraphpy.Venv(root), Stderr: log, Timeout: 90 * time.Second})
 	if err != nil {
 		t.Fatalf("%v; its log:\n%s", err, log.String())
 	}
@@ -45,7 +46,7 @@ func pythonServer(t *testing.T) *tap {
 		t.Fatal(err)
 	}
 	t.Cleanup(tp.close)
-	return tp
+	return tp, log
 }
 
 // TestLangGraphPythonIsolation runs scenarios.mjs (the JS SDK as alice
@@ -53,7 +54,7 @@ func pythonServer(t *testing.T) *tap {
 func TestLangGraphPythonIsolation(t *testing.T) {
 	node := requireTool(t, "node", "Node.js")
 	nginx := requireTool(t, "nginx", "nginx (Debian package nginx-light)")
-	py := pythonServer(t)
+	py, pyLog := pythonServer(t)
 	lg := startLanggate(t, "../../examples/langgraph/langgate.yaml")
 	grpcEnvoy := envoyTo(t, "front-proxy.yaml", lg, py.addr, relaxed)
 	nginxURL := startNginx(t, nginx, lg.http, py.addr)
@@ -62,12 +63,14 @@ func TestLangGraphPythonIsolation(t *testing.T) {
 		{"nginx", nginxURL, "0"},
 	} {
 		t.Run(p.name, func(t *testing.T) {
-			runScenarios(t, node, "scenarios.mjs", p.url, p.name, p.body, "python")
+			runScenarios(t, node, "scenarios.mjs", p.url, p.name, p.body, "python", pyLog)
 		})
 	}
 }
 
-func runScenarios(t *testing.T, node, file, url, proxy, body, server string) {
+// runScenarios runs a node --test file against url; on failure it shows
+// the events the server's adapter refused (from serverLog).
+func runScenarios(t *testing.T, node, file, url, proxy, body, server string, serverLog *testproc.SyncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -82,6 +85,12 @@ func runScenarios(t *testing.T, node, file, url, proxy, body, server string) {
 	out, err := cmd.CombinedOutput()
 	t.Logf("node --test %s through %s to the %s server:\n%s", filepath.Base(file), proxy, server, out)
 	if err != nil {
-		t.Fatalf("%s through %s to the %s server failed: %v", file, proxy, server, err)
+		var refused []string
+		for _, line := range strings.Split(serverLog.String(), "\n") {
+			if strings.Contains(line, "langgate adapter: refused") {
+				refused = append(refused, line)
+			}
+		}
+		t.Fatalf("%s through %s to the %s server failed: %v\nevents the adapter refused:\n%s", file, proxy, server, err, strings.Join(refused, "\n"))
 	}
 }

@@ -8,6 +8,8 @@
 //   x-langgate-user-id      the identity
 //   x-langgate-user         {"identity","display_name","is_authenticated","permissions"}
 //   x-langgate-filters      filter object in LangGraph syntax, {} when none
+//   x-langgate-events       {"resource:action": filters, ...}: every event langgate
+//                           authorized for this request, each with its own filters
 //   x-langgate-metadata     object to merge into the metadata of what is written
 //
 // This file does not decide anything: it trusts ONLY those headers and makes the
@@ -30,6 +32,7 @@ import { Auth, HTTPException } from "@langchain/langgraph-sdk/auth";
 // `user.langgate_filters` / `user.langgate_metadata`; graph code sees them in
 // config.configurable.langgraph_auth_user.
 export const FILTERS = "langgate_filters";
+export const EVENTS = "langgate_events";
 export const METADATA = "langgate_metadata";
 
 // Events whose `value.metadata` the JS server writes: threads:create (also the
@@ -125,6 +128,10 @@ export const auth = new Auth()
     const metadata = jsonHeader(h, "x-langgate-metadata");
     if (!isObject(filters)) throw refuse("Malformed x-langgate-filters");
     if (!isObject(metadata)) throw refuse("Malformed x-langgate-metadata");
+    const events = jsonHeader(h, "x-langgate-events");
+    if (!isObject(events) || !Object.values(events).every(isObject)) {
+      throw refuse("Malformed x-langgate-events");
+    }
     return {
       identity: user.identity,
       display_name: user.display_name ?? user.identity,
@@ -132,16 +139,25 @@ export const auth = new Auth()
       permissions,
       [FILTERS]: filters,
       [METADATA]: metadata,
+      [EVENTS]: events,
     };
   })
   // The only handler: langgate already allowed the request; apply its result.
-  .on("*", ({ action, value, user }) => {
+  .on("*", ({ resource, action, value, user }) => {
     const filters = user?.[FILTERS];
     const metadata = user?.[METADATA];
+    const events = user?.[EVENTS];
     // Not authenticated by the function above (the studio user of
     // `x-auth-scheme: langsmith`, or the anonymous /ok user): refuse.
-    if (!isObject(filters) || !isObject(metadata)) {
+    if (!isObject(filters) || !isObject(metadata) || !isObject(events)) {
       throw refuse("Request did not come through langgate");
+    }
+    // The server may fire only what langgate authorized for this request: a
+    // route langgate maps to other events (or to none) never runs this one.
+    const event = `${resource}:${action}`;
+    if (!Object.hasOwn(events, event)) {
+      console.warn(`langgate adapter: refused ${event}, which langgate did not authorize (it authorized ${JSON.stringify(events)})`);
+      throw refuse(`langgate did not authorize ${event} for this request`, 403);
     }
     if (WRITES.has(action) && isObject(value) && Object.keys(metadata).length > 0) {
       if (isObject(value.metadata)) {
@@ -152,5 +168,7 @@ export const auth = new Auth()
         value.metadata = { ...metadata };
       }
     }
-    return Object.keys(filters).length > 0 ? filters : undefined;
+    // This event's own filters (its handler's, in langgate).
+    const own = events[event];
+    return Object.keys(own).length > 0 ? own : undefined;
   });

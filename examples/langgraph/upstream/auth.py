@@ -14,6 +14,8 @@ this server as request headers (docs/headers.md):
     x-langgate-user         {"identity","display_name","is_authenticated","permissions"}
     x-langgate-filters      filter object in LangGraph syntax, {} when none
     x-langgate-metadata     object to merge into the metadata of what is written
+    x-langgate-events       {"resource:action": filters, ...}: every event langgate
+                            authorized for this request, each with its own filters
 
 This file does not decide anything: it trusts ONLY those headers and makes the
 server enforce them with its own machinery (filters: 404 / left out of
@@ -35,6 +37,7 @@ Load it from langgraph.json:
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from langgraph_sdk import Auth
@@ -43,6 +46,7 @@ from langgraph_sdk import Auth
 # them in config["configurable"]["langgraph_auth_user"].
 FILTERS = "langgate_filters"
 METADATA = "langgate_metadata"
+EVENTS = "langgate_events"
 
 # Events whose value["metadata"] the server writes: threads/assistants create,
 # threads create_run (a thread the run creates, and the run), threads and
@@ -50,6 +54,7 @@ METADATA = "langgate_metadata"
 WRITES = frozenset({"create", "update", "create_run"})
 
 auth = Auth()
+_log = logging.getLogger("langgate.adapter")
 
 
 def _refuse(detail: str) -> Exception:
@@ -115,6 +120,9 @@ async def authenticate(method: str, path: str, headers: dict) -> dict[str, Any]:
         raise _refuse("Malformed x-langgate-filters")
     if not isinstance(metadata, dict):
         raise _refuse("Malformed x-langgate-metadata")
+    events = _json_header(headers, "x-langgate-events")
+    if not isinstance(events, dict) or not all(isinstance(f, dict) for f in events.values()):
+        raise _refuse("Malformed x-langgate-events")
     return {
         "identity": user["identity"],
         "display_name": display_name if display_name is not None else user["identity"],
@@ -122,6 +130,7 @@ async def authenticate(method: str, path: str, headers: dict) -> dict[str, Any]:
         "permissions": permissions,
         FILTERS: filters,
         METADATA: metadata,
+        EVENTS: events,
     }
 
 
@@ -130,10 +139,19 @@ async def authenticate(method: str, path: str, headers: dict) -> dict[str, Any]:
 async def enforce(ctx: Auth.types.AuthContext, value: Any) -> dict[str, Any] | None:
     filters = _user_field(ctx.user, FILTERS)
     metadata = _user_field(ctx.user, METADATA)
+    events = _user_field(ctx.user, EVENTS)
     # Not authenticated by the function above (the studio user of
     # `x-auth-scheme: langsmith`, or the anonymous /ok user): refuse.
-    if not isinstance(filters, dict) or not isinstance(metadata, dict):
+    if not isinstance(filters, dict) or not isinstance(metadata, dict) or not isinstance(events, dict):
         raise _refuse("Request did not come through langgate")
+    # The server may fire only what langgate authorized for this request: a
+    # route langgate maps to other events (or to none) never runs this one.
+    event = f"{ctx.resource}:{ctx.action}"
+    if event not in events:
+        _log.warning("langgate adapter: refused %s, which langgate did not authorize (it authorized %s)", event, events)
+        raise Auth.exceptions.HTTPException(
+            status_code=403, detail=f"langgate did not authorize {event} for this request"
+        )
     if ctx.action in WRITES and isinstance(value, dict) and metadata:
         current = value.get("metadata")
         if isinstance(current, dict):
@@ -141,4 +159,5 @@ async def enforce(ctx: Auth.types.AuthContext, value: Any) -> dict[str, Any] | N
             current.update(metadata)
         else:
             value["metadata"] = dict(metadata)
-    return filters or None
+    # This event's own filters (its handler's, in langgate).
+    return events[event] or None
