@@ -149,6 +149,11 @@ type Authorize struct {
 	// Unmatched decides requests whose path maps to no event: "allow"
 	// (LangGraph's behaviour, the default) or "deny".
 	Unmatched string `yaml:"unmatched"`
+	// CORSPreflight decides a browser's CORS preflight (OPTIONS with Origin
+	// and Access-Control-Request-Method, which never carries a
+	// credential): "allow" (the default: passed to the upstream, whose CORS
+	// middleware answers it; it fires no event) or "authenticate".
+	CORSPreflight string `yaml:"cors_preflight"`
 	// Handlers are the authorization rules, LangGraph's @auth.on handlers.
 	Handlers []Handler `yaml:"handlers"`
 }
@@ -207,6 +212,10 @@ type RouteEntry struct {
 	Pos Pos `yaml:"-"`
 	// Include inserts a built-in table ("langgraph") at this point.
 	Include string `yaml:"include"`
+	// MountPrefix, on an include entry, puts every route of the table under
+	// a path prefix, as a LangGraph server deployed with http.mount_prefix
+	// serves them ("/api": GET /api/threads/{thread_id}, ...).
+	MountPrefix string `yaml:"mount_prefix"`
 	// Method or Methods the route answers.
 	Method  string   `yaml:"method"`
 	Methods []string `yaml:"methods"`

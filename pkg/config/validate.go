@@ -19,6 +19,10 @@ const (
 	UnmatchedAllow = "allow"
 	// UnmatchedDeny refuses authenticated requests whose path fires no event.
 	UnmatchedDeny = "deny"
+	// CORSPreflightAllow passes a CORS preflight without a credential.
+	CORSPreflightAllow = "allow"
+	// CORSPreflightAuthenticate treats a preflight like any request.
+	CORSPreflightAuthenticate = "authenticate"
 )
 
 // AsymmetricAlgorithms are the JWS algorithms langgate accepts at all. HMAC
@@ -134,6 +138,13 @@ func validateAuthorize(z *Authorize, sink *errorSink) {
 	default:
 		sink.add(z.Pos, "authorize.unmatched: must be %q or %q, got %q", UnmatchedAllow, UnmatchedDeny, z.Unmatched)
 	}
+	switch z.CORSPreflight {
+	case "":
+		z.CORSPreflight = CORSPreflightAllow
+	case CORSPreflightAllow, CORSPreflightAuthenticate:
+	default:
+		sink.add(z.Pos, "authorize.cors_preflight: must be %q or %q, got %q", CORSPreflightAllow, CORSPreflightAuthenticate, z.CORSPreflight)
+	}
 	for i := range z.Handlers {
 		h := &z.Handlers[i]
 		if h.On == "" {
@@ -157,9 +168,15 @@ func validateRoute(r *RouteEntry, sink *errorSink) {
 			sink.add(r.Pos, "routes: unknown table %q to include (want %q)", r.Include, RoutesLangGraph)
 		}
 		if r.Method != "" || r.Methods != nil || r.Path != "" || r.Resource != "" || r.Action != "" || r.Public || r.Value != nil {
-			sink.add(r.Pos, "routes: an include entry has no other fields")
+			sink.add(r.Pos, "routes: an include entry has no other fields than mount_prefix")
+		}
+		if p := r.MountPrefix; p != "" && !validMountPrefix(p) {
+			sink.add(r.Pos, "routes: mount_prefix %q must be a path such as /api: a leading /, no trailing /, literal segments only (letters, digits, '-', '_', '.', '~')", p)
 		}
 		return
+	}
+	if r.MountPrefix != "" {
+		sink.add(r.Pos, "route %s: mount_prefix applies only to an include entry", r.Path)
 	}
 	if r.Method != "" {
 		if r.Methods != nil {
@@ -189,6 +206,25 @@ func validateRoute(r *RouteEntry, sink *errorSink) {
 			sink.add(r.Pos, "route %s: value.%s: %v", r.Path, field, err)
 		}
 	}
+}
+
+// validMountPrefix accepts "/seg" or "/seg/seg...", each segment literal
+// unreserved characters, never "." or "..".
+func validMountPrefix(p string) bool {
+	if !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
+		return false
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+		for _, c := range seg {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_.~", c)) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Value source kinds: where a route's value field is read from.

@@ -119,6 +119,7 @@ func buildPolicy(file string, pc *config.Policy, env *cel.Env, reg *authn.Regist
 	}
 	return &Policy{
 		Name:          pc.Name,
+		corsPreflight: pc.Authorize.CORSPreflight == config.CORSPreflightAllow,
 		Table:         table,
 		Auth:          auth,
 		Handlers:      handlers,
@@ -141,7 +142,7 @@ func routeTable(file string, spec config.RouteSpec) ([]routes.Route, []string, e
 	var strip []string
 	for _, entry := range spec.List {
 		if entry.Include == config.RoutesLangGraph {
-			rs = append(rs, routes.LangGraph()...)
+			rs = append(rs, routes.Mounted(routes.LangGraph(), entry.MountPrefix)...)
 			strip = routes.LangGraphStripHeaders
 			continue
 		}

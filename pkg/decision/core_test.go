@@ -339,3 +339,99 @@ func TestExpressionPlaces(t *testing.T) {
 		t.Errorf("a handler reading its own variables: %v", err)
 	}
 }
+
+// TestLangGraphHoles: routes that were allowed unfiltered, or refused
+// although browsers need them, as the LangGraph table now decides them.
+func TestLangGraphHoles(t *testing.T) {
+	env := testengine.Start(t, testengine.Options{})
+	bob := env.Token(t, "bob", nil)
+	req := func(method, path, token, body string, h map[string]string) *decision.Request {
+		r := get(path, "", token, nil)
+		r.Method = method
+		if body != "" {
+			r.Body = []byte(body)
+			r.Headers["content-length"] = itoa(len(body))
+		}
+		for k, v := range h {
+			r.Headers[k] = v
+		}
+		return r
+	}
+	preflight := map[string]string{"origin": "https://app.example", "access-control-request-method": "POST"}
+	for _, c := range []struct {
+		name    string
+		req     *decision.Request
+		outcome decision.Outcome
+		event   string
+		value   string
+	}{
+		{"prune is a delete of the threads named", req("POST", "/threads/prune", bob, `{"thread_ids":["t1","t2"]}`, nil), decision.Allowed, "threads:delete", `{"thread_ids":["t1","t2"]}`},
+		{"thread storage is a read", req("GET", "/threads/t1/storage", bob, "", nil), decision.Allowed, "threads:read", `{"thread_id":"t1"}`},
+		{"MCP is refused", req("POST", "/mcp", bob, `{}`, nil), decision.Denied, "", ""},
+		{"MCP with a trailing slash is refused", req("POST", "/mcp/", bob, `{}`, nil), decision.Denied, "", ""},
+		{"A2A is refused", req("POST", "/a2a/asst-1", bob, `{}`, nil), decision.Denied, "", ""},
+		{"the A2A agent card is refused", req("GET", "/.well-known/agent-card.json", bob, "", nil), decision.Denied, "", ""},
+		{"the Python debug dump is refused", req("GET", "/internal/debug/thread/t1", bob, "", nil), decision.Denied, "", ""},
+		{"CORS preflight passes without a token", req("OPTIONS", "/threads", "", "", preflight), decision.Public, "", ""},
+		{"OPTIONS without Origin is not a preflight", req("OPTIONS", "/threads", "", "", map[string]string{"access-control-request-method": "POST"}), decision.Unauthenticated, "", ""},
+		{"UI bundles load without a token", req("GET", "/ui/agent/entrypoint.js", "", "", nil), decision.Public, "", ""},
+		{"the root health check", req("GET", "/", "", "", nil), decision.Public, "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := env.Engine.Decide(context.Background(), c.req)
+			event, value := "", ""
+			if len(d.Events) > 0 {
+				event = d.Resource() + ":" + d.Action()
+				b, _ := json.Marshal(d.Events[0].Value)
+				value = string(b)
+			}
+			if d.Outcome != c.outcome || event != c.event || value != c.value {
+				t.Errorf("%s %s value %s (%s), want %s %s %s", d.Outcome, event, value, d.Reason, c.outcome, c.event, c.value)
+			}
+		})
+	}
+	// The preflight rule can be turned off.
+	text := strings.Replace(readExample(t, "examples/langgraph/langgate.yaml"), "authorize:\n", "authorize:\n  cors_preflight: authenticate\n", 1)
+	strict := testengine.Start(t, testengine.Options{Policy: text})
+	if d := strict.Engine.Decide(context.Background(), req("OPTIONS", "/threads", "", "", preflight)); d.Outcome != decision.Unauthenticated {
+		t.Errorf("cors_preflight: authenticate: %s", d.Outcome)
+	}
+}
+
+// TestMountPrefix: a LangGraph server mounted under http.mount_prefix is
+// decided under that prefix; outside it nothing fires an event.
+func TestMountPrefix(t *testing.T) {
+	text := strings.Replace(readExample(t, "examples/langgraph/langgate.yaml"), "  routes: langgraph\n", "  routes:\n    - {include: langgraph, mount_prefix: /api/v1}\n", 1)
+	env := testengine.Start(t, testengine.Options{Policy: text})
+	bob := env.Token(t, "bob", nil)
+	for _, c := range []struct {
+		path    string
+		outcome decision.Outcome
+		event   string
+	}{
+		{"/api/v1/threads/t1", decision.Allowed, "threads:read"},
+		{"/api/v1/ok", decision.Public, ""},
+		{"/api/v1", decision.Public, ""}, // the root health check
+		{"/threads/t1", decision.Allowed, ""},
+		{"/api/threads/t1", decision.Allowed, ""},
+	} {
+		d := env.Engine.Decide(context.Background(), get(c.path, "", bob, nil))
+		event := ""
+		if len(d.Events) > 0 {
+			event = d.Resource() + ":" + d.Action()
+		}
+		if d.Outcome != c.outcome || event != c.event {
+			t.Errorf("%s: %s %s (%s), want %s %s", c.path, d.Outcome, event, d.Reason, c.outcome, c.event)
+		}
+		if c.outcome == decision.Allowed && c.event == "" && len(d.Grants) != 0 {
+			t.Errorf("%s outside the prefix grants %v", c.path, d.Grants)
+		}
+	}
+	for _, bad := range []string{"api", "/api/", "/a/{x}", "/a/../b", "/a b"} {
+		text := strings.Replace(readExample(t, "examples/langgraph/langgate.yaml"), "  routes: langgraph\n", "  routes:\n    - {include: langgraph, mount_prefix: \""+bad+"\"}\n", 1)
+		_, err := config.Parse("test.yaml", []byte(text), func(string) (string, bool) { return "https://idp.example.com", true })
+		if err == nil || !strings.Contains(err.Error(), "mount_prefix") {
+			t.Errorf("mount_prefix %q: %v", bad, err)
+		}
+	}
+}

@@ -34,6 +34,7 @@ type Policy struct {
 	Handlers      *policy.Handlers
 	Vocabulary    policy.Vocabulary
 	unmatchedDeny bool
+	corsPreflight bool // CORS preflights pass without a credential
 	// strip lists client headers removed from every request (lower case).
 	strip []string
 }

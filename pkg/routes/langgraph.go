@@ -172,3 +172,21 @@ func LangGraph() []Route {
 	}
 	return rs
 }
+
+// Mounted returns rs with every pattern under prefix ("/api"), as a server
+// mounted there serves them; "" returns rs unchanged.
+func Mounted(rs []Route, prefix string) []Route {
+	if prefix == "" {
+		return rs
+	}
+	out := make([]Route, len(rs))
+	for i, r := range rs {
+		if r.Pattern == "/" {
+			r.Pattern = prefix
+		} else {
+			r.Pattern = prefix + r.Pattern
+		}
+		out[i] = r
+	}
+	return out
+}
