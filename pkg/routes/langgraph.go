@@ -19,6 +19,11 @@ func LangGraph() []Route {
 	public := func(method, pattern string) {
 		rs = append(rs, Route{Method: method, Pattern: pattern, Public: true})
 	}
+	// signedIn routes need a credential and fire no event: the server runs
+	// nothing a handler could filter (the adapter refuses any event).
+	signedIn := func(method, pattern string) {
+		rs = append(rs, Route{Method: method, Pattern: pattern})
+	}
 	blocked := func(method, pattern string) {
 		rs = append(rs, Route{Method: method, Pattern: pattern, Blocked: true})
 	}
@@ -43,6 +48,8 @@ func LangGraph() []Route {
 	for _, p := range []string{"/", "/ok", "/info", "/docs", "/openapi.json", "/metrics", "/ui/{path...}"} {
 		public("GET", p)
 	}
+	// The HTML that loads a graph's UI bundle.
+	signedIn("POST", "/ui/{graph_id}")
 
 	// Threads.
 	threadCreate := body("thread_id", "metadata", "if_exists", "ttl")

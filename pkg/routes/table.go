@@ -473,6 +473,8 @@ func (t *Table) Describe() []string {
 			target = "public"
 		case r.Blocked:
 			target = "blocked"
+		case len(evs) == 0:
+			target = "signed in, no event"
 		}
 		out = append(out, fmt.Sprintf("%-6s %-45s -> %s", r.Method, r.Pattern, target))
 	}
