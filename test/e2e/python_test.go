@@ -94,3 +94,40 @@ func runScenarios(t *testing.T, node, file, url, proxy, body, server string, ser
 		t.Fatalf("%s through %s to the %s server failed: %v\nevents the adapter refused:\n%s", file, proxy, server, err, strings.Join(refused, "\n"))
 	}
 }
+
+// TestClientForms runs the seed's five client forms against both real
+// servers through Envoy: the JS SDK (scenarios.mjs, above and in
+// TestLangGraphIsolation), JS RemoteGraph and curl (clients.mjs), the
+// Python SDK and Python RemoteGraph (clients.py).
+func TestClientForms(t *testing.T) {
+	node := requireTool(t, "node", "Node.js")
+	root, err := envoyproc.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	python := filepath.Join(langgraphpy.Venv(root), "bin", "python")
+	lg := startLanggate(t, "../../examples/langgraph/langgate.yaml")
+	py, pyLog := pythonServer(t)
+	for _, s := range []struct {
+		name, upstream string
+		log            *testproc.SyncBuffer
+	}{
+		{"js", shared.tap.addr, shared.jsLog},
+		{"python", py.addr, pyLog},
+	} {
+		t.Run(s.name, func(t *testing.T) {
+			e := envoyTo(t, "front-proxy.yaml", lg, s.upstream, relaxed)
+			url := e.URL("langgraph_http")
+			runScenarios(t, node, "clients.mjs", url, "envoy", "1", s.name, s.log)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, python, "clients.py")
+			cmd.Env = append(os.Environ(), "LANGGRAPH_URL="+url, "TOKEN_URL="+shared.issuer.URL+"/token", "PYTHONDONTWRITEBYTECODE=1")
+			out, err := cmd.CombinedOutput()
+			t.Logf("clients.py against the %s server:\n%s", s.name, out)
+			if err != nil {
+				t.Errorf("clients.py against the %s server: %v", s.name, err)
+			}
+		})
+	}
+}
