@@ -138,10 +138,13 @@ func LangGraph() []Route {
 	cronCreate := body("payload", "schedule", "cron_id", "thread_id", "end_time", "metadata")
 	cronSearch := body("assistant_id", "thread_id", "limit", "offset")
 	cid := path("cron_id")
+	// Python: a cron on a thread reads the thread; cron searches and
+	// counts also fire threads:search (the in-memory runtime filters crons
+	// through their threads).
 	add("POST", "/runs/crons", ev("crons", "create", cronCreate...))
-	add("POST", "/threads/{thread_id}/runs/crons", ev("crons", "create", with(cronCreate, tid)...))
-	add("POST", "/runs/crons/search", ev("crons", "search", cronSearch...))
-	add("POST", "/runs/crons/count", ev("crons", "search", cronSearch...))
+	add("POST", "/threads/{thread_id}/runs/crons", ev("crons", "create", with(cronCreate, tid)...), may(ev("threads", "read", tid)))
+	add("POST", "/runs/crons/search", ev("crons", "search", cronSearch...), may(ev("threads", "search")))
+	add("POST", "/runs/crons/count", ev("crons", "search", cronSearch...), may(ev("threads", "search")))
 	add("GET", "/runs/crons/{cron_id}", ev("crons", "read", cid))
 	add("PATCH", "/runs/crons/{cron_id}", ev("crons", "update", with(body("payload", "schedule"), cid)...))
 	add("DELETE", "/runs/crons/{cron_id}", ev("crons", "delete", cid))
