@@ -82,7 +82,8 @@ func LangGraph() []Route {
 	// Runs are thread events.
 	runCreate := append(body("assistant_id", "metadata", "multitask_strategy", "if_not_exists", "after_seconds"),
 		Field{Name: "kwargs", From: FromBodyGroup, Keys: []string{"input", "command", "config", "context", "stream_mode",
-			"interrupt_before", "interrupt_after", "webhook", "feedback_keys"}})
+			"interrupt_before", "interrupt_after", "webhook", "feedback_keys", "checkpoint", "checkpoint_id",
+			"checkpoint_during", "durability", "stream_subgraphs", "stream_resumable"}})
 	// A run on an assistant a user created also fires assistants:read
 	// (Python: the server checks the assistant's owner with the user's
 	// handler; system assistants skip it); a run the request waits for or
@@ -111,8 +112,11 @@ func LangGraph() []Route {
 	add("GET", "/threads/{thread_id}/runs/{run_id}/join", ev("threads", "read", tid, rid))
 	add("GET", "/threads/{thread_id}/runs/{run_id}/stream", ev("threads", "read", tid, rid))
 	add("DELETE", "/threads/{thread_id}/runs/{run_id}", ev("threads", "delete", tid, rid))
-	add("POST", "/threads/{thread_id}/runs/{run_id}/cancel", ev("threads", "update", tid, rid))
-	add("POST", "/runs/cancel", ev("threads", "update", body("thread_id", "run_ids", "status")...))
+	// Cancelling is an update whose action (interrupt, the default, or
+	// rollback) is a query parameter.
+	action := Field{Name: "action", From: FromQuery}
+	add("POST", "/threads/{thread_id}/runs/{run_id}/cancel", ev("threads", "update", tid, rid, action))
+	add("POST", "/runs/cancel", ev("threads", "update", append(body("thread_id", "run_ids", "status"), action)...))
 	add("GET", "/runs/{run_id}/stream", ev("threads", "read", rid))
 
 	// The dev servers' test and debug hooks (the JS and Python servers wipe
@@ -135,7 +139,11 @@ func LangGraph() []Route {
 	blocked("GET", "/.well-known/agent-card.json")
 
 	// Crons.
-	cronCreate := body("payload", "schedule", "cron_id", "thread_id", "end_time", "metadata")
+	// The SDKs send a cron's run flat (assistant_id, input, config, webhook,
+	// schedule, ...); the server hands the whole body to the handler as
+	// value.payload.
+	payload := Field{Name: "payload", From: FromBodyObject}
+	cronCreate := append([]Field{payload}, body("schedule", "cron_id", "end_time", "metadata")...)
 	cronSearch := body("assistant_id", "thread_id", "limit", "offset")
 	cid := path("cron_id")
 	// Python: a cron on a thread reads the thread; cron searches and
@@ -146,7 +154,7 @@ func LangGraph() []Route {
 	add("POST", "/runs/crons/search", ev("crons", "search", cronSearch...), may(ev("threads", "search")))
 	add("POST", "/runs/crons/count", ev("crons", "search", cronSearch...), may(ev("threads", "search")))
 	add("GET", "/runs/crons/{cron_id}", ev("crons", "read", cid))
-	add("PATCH", "/runs/crons/{cron_id}", ev("crons", "update", with(body("payload", "schedule"), cid)...))
+	add("PATCH", "/runs/crons/{cron_id}", ev("crons", "update", cid, payload, Field{Name: "schedule", From: FromBody}))
 	add("DELETE", "/runs/crons/{cron_id}", ev("crons", "delete", cid))
 
 	// Assistants.
@@ -159,8 +167,11 @@ func LangGraph() []Route {
 		add("GET", "/assistants/{assistant_id}"+suffix, ev("assistants", "read", aid))
 	}
 	add("PATCH", "/assistants/{assistant_id}", ev("assistants", "update", with(body("graph_id", "config", "metadata", "name", "description"), aid)...))
-	// Python: deleting an assistant updates the threads that ran it.
-	add("DELETE", "/assistants/{assistant_id}", ev("assistants", "delete", aid), may(ev("threads", "update")))
+	// Python: deleting an assistant cancels its runs (threads:update) and,
+	// with ?delete_threads=true, deletes its threads (threads:delete, each
+	// through the handler: those it refuses are skipped).
+	add("DELETE", "/assistants/{assistant_id}", ev("assistants", "delete", aid, Field{Name: "delete_threads", From: FromQuery}),
+		may(ev("threads", "update")), may(ev("threads", "delete")))
 	add("POST", "/assistants/{assistant_id}/latest", ev("assistants", "update", with(body("version"), aid)...))
 	add("POST", "/assistants/{assistant_id}/versions", ev("assistants", "read", aid))
 

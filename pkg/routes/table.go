@@ -44,6 +44,8 @@ const (
 	// FromBodyGroup gathers the body fields named in Keys into one object
 	// (LangGraph's run `kwargs`).
 	FromBodyGroup
+	// FromBodyObject is the whole JSON body object (a cron's `payload`).
+	FromBodyObject
 )
 
 // Field is one value field and where it comes from.
@@ -79,7 +81,7 @@ type EventSpec struct {
 
 func (e EventSpec) needsBody() bool {
 	for _, f := range e.Fields {
-		if f.From == FromBody || f.From == FromBodyGroup {
+		if f.From == FromBody || f.From == FromBodyGroup || f.From == FromBodyObject {
 			return true
 		}
 	}

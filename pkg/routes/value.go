@@ -191,6 +191,10 @@ func (e EventSpec) value(params Params, query url.Values, obj map[string]any) ma
 			if x, ok := obj[f.key()]; ok {
 				v[f.Name] = x
 			}
+		case FromBodyObject:
+			if obj != nil {
+				v[f.Name] = obj
+			}
 		case FromBodyGroup:
 			group := make(map[string]any, len(f.Keys))
 			for _, k := range f.Keys {
