@@ -88,7 +88,9 @@ func Compile(env *cel.Env, file string, e config.Expr, want *cel.Type) (*Program
 	}
 	if want != nil {
 		out := ast.OutputType()
-		if !out.IsExactType(want) && !out.IsExactType(cel.DynType) {
+		// Assignable, not exact: {"$or": [ ... ]} is a map(string, list(...)),
+		// which a map(string, dyn) takes.
+		if !want.IsAssignableType(out) && !out.IsExactType(cel.DynType) {
 			return nil, config.ErrorList{{File: file, Pos: e.Pos, Msg: fmt.Sprintf("CEL: expression %q must produce %s, but produces %s", e.Source, want, out)}}
 		}
 	}

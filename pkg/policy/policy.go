@@ -486,7 +486,7 @@ func evalEntries(es []entry, act *activation, filters bool, tr *EvalTrace) (map[
 			if e.op != "" {
 				j = map[string]any{e.op: j}
 			}
-			if j, err = normalizeFilterValue(j); err != nil {
+			if j, err = normalizeFilter(e.key, j, 0); err != nil {
 				return nil, fmt.Errorf("filter %q: %w", e.key, err)
 			}
 		}
@@ -518,7 +518,7 @@ func evalWhole(p *expr.Program, act *activation, filters bool, tr *EvalTrace) (m
 	}
 	if filters {
 		for k, fv := range m {
-			if m[k], err = normalizeFilterValue(fv); err != nil {
+			if m[k], err = normalizeFilter(k, fv, 0); err != nil {
 				return nil, fmt.Errorf("filter %q: %w", k, err)
 			}
 		}
@@ -527,6 +527,52 @@ func evalWhole(p *expr.Program, act *activation, filters bool, tr *EvalTrace) (m
 		return nil, nil
 	}
 	return m, nil
+}
+
+// Logical filter operators, as the LangGraph Python server accepts them at
+// the top of a filter object (and at most two levels deep): a list of at
+// least two filter objects, any (or all) of which must match.
+const (
+	OpOr  = "$or"
+	OpAnd = "$and"
+)
+
+// maxFilterNesting is the Python server's limit on nested $or/$and.
+const maxFilterNesting = 2
+
+// normalizeFilter normalizes the value of one key of a filter object: a
+// logical operator's list of filter objects, or a metadata key's value.
+func normalizeFilter(key string, v any, depth int) (any, error) {
+	if key != OpOr && key != OpAnd {
+		if strings.HasPrefix(key, "$") {
+			return nil, fmt.Errorf("unknown logical operator %q (known: %s, %s)", key, OpOr, OpAnd)
+		}
+		return normalizeFilterValue(v)
+	}
+	if depth >= maxFilterNesting {
+		return nil, fmt.Errorf("%s nested more than %d levels deep (the LangGraph server refuses it)", key, maxFilterNesting)
+	}
+	list, ok := v.([]any)
+	if !ok || len(list) < 2 {
+		return nil, fmt.Errorf("%s needs a list of at least two filter objects, got %v", key, v)
+	}
+	out := make([]any, len(list))
+	for i, g := range list {
+		group, ok := g.(map[string]any)
+		if !ok || len(group) == 0 {
+			return nil, fmt.Errorf("%s[%d] must be a non-empty filter object, got %v", key, i, g)
+		}
+		norm := make(map[string]any, len(group))
+		for k, gv := range group {
+			nv, err := normalizeFilter(k, gv, depth+1)
+			if err != nil {
+				return nil, fmt.Errorf("%s[%d].%s: %w", key, i, k, err)
+			}
+			norm[k] = nv
+		}
+		out[i] = norm
+	}
+	return out, nil
 }
 
 // normalizeFilterValue puts a filter value in the one form every LangGraph

@@ -184,6 +184,37 @@ func TestFilterValuesNeverMatchEverything(t *testing.T) {
 	}
 }
 
+// TestLogicalFilters: $or and $and, as the Python server takes them: a
+// list of at least two filter objects, each normalized like a filter, at
+// most two levels deep; written as a key or computed in a whole map.
+func TestLogicalFilters(t *testing.T) {
+	for _, tc := range []struct {
+		filters string
+		want    string // the filters as JSON, or the denial's reason
+		ok      bool
+	}{
+		{`{"$or": '[{"owner": user.identity}, {"public": true}]'}`, `map[$or:[map[owner:u] map[public:true]]]`, true},
+		{`'{"$and": [{"owner": user.identity}, {"tags": {"$contains": "x"}}]}'`, `map[$and:[map[owner:u] map[tags:map[$contains:x]]]]`, true},
+		{`{"$or": '[{"$and": [{"a": 1}, {"b": 2}]}, {"c": 3}]'}`, `map[$or:[map[$and:[map[a:1] map[b:2]]] map[c:3]]]`, true},
+		{`{"$or": '[{"owner": user.identity}]'}`, "at least two filter objects", false},
+		{`{"$or": '[{"a": 1}, {}]'}`, "non-empty filter object", false},
+		{`{"$or": '[{"a": ["x"]}, {"b": 1}]'}`, "a list is not a filter value", false},
+		{`{"$or": '[{"$or": [{"$or": [{"a": 1}, {"b": 1}]}, {"c": 1}]}, {"d": 1}]'}`, "nested more than 2 levels", false},
+		{`{"$not": '{"a": 1}'}`, `unknown logical operator "$not"`, false},
+	} {
+		p := compile(t, "    - on: \"*\"\n      filters: "+tc.filters+"\n")
+		r := p.Evaluate(&Input{User: authn.NewUser("u", "", nil, nil), Event: &routes.Event{Resource: "threads", Action: "read"}})
+		switch {
+		case tc.ok && !r.Allowed:
+			t.Errorf("%s: denied: %s", tc.filters, r.Reason)
+		case tc.ok && fmt.Sprint(r.Filters) != tc.want:
+			t.Errorf("%s: filters %v, want %s", tc.filters, r.Filters, tc.want)
+		case !tc.ok && (r.Allowed || !strings.Contains(r.Reason, tc.want)):
+			t.Errorf("%s: allowed=%v (%s), want a denial mentioning %q", tc.filters, r.Allowed, r.Reason, tc.want)
+		}
+	}
+}
+
 func TestCompileErrors(t *testing.T) {
 	tests := []struct{ yaml, want string }{
 		{"    - {on: thread}\n", `p.yaml:6:7: handler "thread": unknown resource "thread" (known: assistants, crons, store, threads)`},

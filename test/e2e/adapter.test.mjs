@@ -136,6 +136,9 @@ test("refuses an event langgate did not authorize (403) and applies each event's
   // The event's own filters win over x-langgate-filters.
   const own = sdk(lg("alice", { filters: {}, events: { "threads:read": { owner: "bob" } } }));
   await assert.rejects(own.threads.get(t.thread_id), (e) => e.status === 404);
+  // $or / $and: the JS server would skip them (match everything): refused.
+  const or = sdk(lg("alice", { events: { "threads:read": { $or: [{ owner: "alice" }, { public: true }] } } }));
+  await assert.rejects(or.threads.get(t.thread_id), (e) => e.status === 403);
   // No event granted (a route langgate maps to none): every event refused.
   assert.equal((await call("POST", "/threads/search", lg("alice", { events: {} }), {})).status, 403);
 });

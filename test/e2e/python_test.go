@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -129,5 +131,53 @@ func TestClientForms(t *testing.T) {
 				t.Errorf("clients.py against the %s server: %v", s.name, err)
 			}
 		})
+	}
+}
+
+// TestLogicalFiltersPython: a policy whose filter is an $or (one's own, or
+// anything public), which the Python server enforces through the adapter:
+// bob sees alice's public thread, never her private one.
+func TestLogicalFiltersPython(t *testing.T) {
+	base, err := os.ReadFile("../../examples/langgraph/langgate.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(base), `      filters:
+        owner: user.identity`, `      filters:
+        $or: '[{"owner": user.identity}, {"public": true}]'`, 1)
+	if text == string(base) {
+		t.Fatal("the example policy no longer has the filter this test replaces")
+	}
+	policy := filepath.Join(t.TempDir(), "or.yaml")
+	if err := os.WriteFile(policy, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	py, _ := pythonServer(t)
+	lg := startLanggate(t, policy)
+	url := envoyTo(t, "front-proxy.yaml", lg, py.addr, relaxed).URL("langgraph_http")
+	alice, bob := bearer(token(t, "alice")), bearer(token(t, "bob"))
+	run := newProbe()
+	create := func(public bool) string {
+		t.Helper()
+		body := fmt.Sprintf(`{"metadata":{"public":%v,"e2e_run":%q}}`, public, run)
+		r := send(t, h1, "POST", url+"/threads", [][2]string{alice, jsonType}, []byte(body))
+		var th struct {
+			ThreadID string `json:"thread_id"`
+		}
+		if r.status != 200 || json.Unmarshal([]byte(r.body), &th) != nil {
+			t.Fatalf("alice creates a thread: %d %s", r.status, r.body)
+		}
+		return th.ThreadID
+	}
+	public, private := create(true), create(false)
+	if r := send(t, h1, "GET", url+"/threads/"+public, [][2]string{bob}, nil); r.status != 200 {
+		t.Errorf("bob reads alice's public thread: %d %s", r.status, r.body)
+	}
+	if r := send(t, h1, "GET", url+"/threads/"+private, [][2]string{bob}, nil); r.status != 404 {
+		t.Errorf("bob reads alice's private thread: %d %s", r.status, r.body)
+	}
+	r := send(t, h1, "POST", url+"/threads/search", [][2]string{bob, jsonType}, []byte(fmt.Sprintf(`{"metadata":{"e2e_run":%q}}`, run)))
+	if r.status != 200 || !strings.Contains(r.body, public) || strings.Contains(r.body, private) {
+		t.Errorf("bob's search: %d %s, want alice's public thread only", r.status, r.body)
 	}
 }

@@ -170,5 +170,12 @@ export const auth = new Auth()
     }
     // This event's own filters (its handler's, in langgate).
     const own = events[event];
+    // LangGraph JS (1.5.1) matches filters key by key and skips a key whose
+    // value it does not understand, so $or / $and (which the Python server
+    // enforces) would match everything here: refuse instead.
+    if (Object.keys(own).some((k) => k === "$or" || k === "$and")) {
+      console.warn(`langgate adapter: refused ${event}: its filters use $or/$and, which this server cannot enforce`);
+      throw refuse("This server cannot enforce $or/$and filters", 403);
+    }
     return Object.keys(own).length > 0 ? own : undefined;
   });
