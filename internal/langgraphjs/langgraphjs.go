@@ -31,6 +31,11 @@ type Options struct {
 	LogLevel string
 	// Timeout bounds the wait for the server to answer (default 120 s).
 	Timeout time.Duration
+	// Config is the langgraph.json to serve (server.mjs's default, the one
+	// in Dir, when empty).
+	Config string
+	// Env is added to the server's environment.
+	Env []string
 }
 
 // Server is a running server.
@@ -60,9 +65,14 @@ func Start(opts Options) (*Server, error) {
 	if opts.Stderr == nil {
 		opts.Stderr = io.Discard
 	}
-	cmd := exec.Command(node, "server.mjs")
+	args := []string{"server.mjs"}
+	if opts.Config != "" {
+		args = append(args, opts.Config)
+	}
+	cmd := exec.Command(node, args...)
 	cmd.Dir = opts.Dir
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(opts.Port), "LOG_LEVEL="+opts.LogLevel)
+	cmd.Env = append(cmd.Env, opts.Env...)
 	cmd.Stderr = opts.Stderr
 	// Its own process group (the server may start workers), killed with
 	// the caller.
