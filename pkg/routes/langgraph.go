@@ -55,7 +55,8 @@ func LangGraph() []Route {
 	threadCreate := body("thread_id", "metadata", "if_exists", "ttl")
 	threadSearch := body("metadata", "values", "status", "limit", "offset", "ids")
 	tid := path("thread_id")
-	add("POST", "/threads", ev("threads", "create", threadCreate...))
+	// With supersteps, creating a thread also writes and reads its state.
+	add("POST", "/threads", ev("threads", "create", threadCreate...), may(ev("threads", "update")), may(ev("threads", "read")))
 	add("POST", "/threads/search", ev("threads", "search", threadSearch...))
 	add("POST", "/threads/count", ev("threads", "search", threadSearch...))
 	// Python: one threads:delete event for all the ids.
@@ -67,7 +68,8 @@ func LangGraph() []Route {
 	add("GET", "/threads/{thread_id}/storage", ev("threads", "read", tid))
 	add("GET", "/threads/{thread_id}/state/{checkpoint_id}", ev("threads", "read", tid))
 	add("POST", "/threads/{thread_id}/state/checkpoint", ev("threads", "read", tid))
-	add("POST", "/threads/{thread_id}/state", ev("threads", "update", tid))
+	// The JS server reads the thread before it updates the state.
+	add("POST", "/threads/{thread_id}/state", ev("threads", "update", tid), may(ev("threads", "read", tid)))
 	add("GET", "/threads/{thread_id}/history", ev("threads", "read", tid))
 	add("POST", "/threads/{thread_id}/history", ev("threads", "read", tid))
 	add("GET", "/threads/{thread_id}/stream", ev("threads", "read", tid))

@@ -165,6 +165,10 @@ async def corpus(t: Target) -> None:
         await observe(t, f"{u} reads alice's history", u, "POST", "/threads/{T_alice}/history", {"limit": 5},
                       view=lambda t, h: len(h))
 
+    await observe(t, "bob updates alice's state", "bob", "POST", "/threads/{T_alice}/state", {"values": {}})
+    await observe(t, "alice updates her state", "alice", "POST", "/threads/{T_alice}/state",
+                  {"values": {"messages": [{"role": "human", "content": "set"}]}}, view=lambda t, r: sorted(r))
+
     # Runs: on one's own thread, on another's, stateless, streamed, listed.
     await observe(t, "alice runs on her thread", "alice", "POST", "/threads/{T_alice}/runs/wait",
                   {"assistant_id": "agent", "input": human("hello")}, view=lambda t, o: last_message(o))
