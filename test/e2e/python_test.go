@@ -181,3 +181,52 @@ func TestLogicalFiltersPython(t *testing.T) {
 		t.Errorf("bob's search: %d %s, want alice's public thread only", r.status, r.body)
 	}
 }
+
+// TestEnvoyWebSocketAndCORS: through the shipped Envoy configuration, a
+// browser's CORS preflight reaches the Python server's CORS middleware
+// without a token (langgate passes it, firing no event), and the streaming
+// protocol's WebSocket is authorized on its handshake, then upgraded.
+func TestEnvoyWebSocketAndCORS(t *testing.T) {
+	root, err := envoyproc.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	python := filepath.Join(langgraphpy.Venv(root), "bin", "python")
+	py, _ := pythonServer(t)
+	lg := startLanggate(t, "../../examples/langgraph/langgate.yaml")
+	url := envoyTo(t, "front-proxy.yaml", lg, py.addr, relaxed).URL("langgraph_http")
+
+	pre := send(t, h1, "OPTIONS", url+"/threads", [][2]string{{"Origin", "https://app.example"}, {"Access-Control-Request-Method", "POST"},
+		{"Access-Control-Request-Headers", "authorization,content-type"}}, nil)
+	if pre.status != 200 || pre.header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Errorf("CORS preflight: %d %v %s", pre.status, pre.header, pre.body)
+	}
+	if r := send(t, h1, "OPTIONS", url+"/threads", nil, nil); r.status != 401 {
+		t.Errorf("a bare OPTIONS (no preflight) without a token: %d, want 401", r.status)
+	}
+
+	alice := token(t, "alice")
+	r := send(t, h1, "POST", url+"/threads", [][2]string{bearer(alice), jsonType}, []byte(`{}`))
+	var th struct {
+		ThreadID string `json:"thread_id"`
+	}
+	if r.status != 200 || json.Unmarshal([]byte(r.body), &th) != nil {
+		t.Fatalf("alice creates a thread: %d %s", r.status, r.body)
+	}
+	ws := "ws" + strings.TrimPrefix(url, "http") + "/threads/" + th.ThreadID + "/stream/events"
+	for _, c := range []struct {
+		name, token, want string
+	}{
+		{"alice", alice, "101"},
+		{"no token", "", "401"},
+	} {
+		args := []string{"ws_probe.py", ws}
+		if c.token != "" {
+			args = append(args, c.token)
+		}
+		out, err := exec.Command(python, args...).CombinedOutput()
+		if got := strings.TrimSpace(string(out)); err != nil || got != c.want {
+			t.Errorf("WebSocket handshake as %s: %q (%v), want %s", c.name, got, err, c.want)
+		}
+	}
+}
