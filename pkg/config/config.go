@@ -174,6 +174,11 @@ type Handler struct {
 	Filters ValueMap `yaml:"filters"`
 	// Metadata maps a metadata key to a CEL value stamped on writes.
 	Metadata ValueMap `yaml:"metadata"`
+	// NamespacePrefix, on a store handler, is a CEL list of strings put
+	// before the namespace the client sent (LangGraph's
+	// `value["namespace"] = (user.identity, *value["namespace"])`), so each
+	// user works in a namespace of their own.
+	NamespacePrefix Expr `yaml:"namespace_prefix"`
 }
 
 // RouteSpec is a route table: a built-in one by name, or a list.

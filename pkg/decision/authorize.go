@@ -49,7 +49,7 @@ func (p *pass) authorize() bool {
 			return true
 		}
 		name := ev.Resource + ":" + ev.Action
-		if err := d.grant(name, res.Filters); err != nil {
+		if err := d.grant(name, res.Filters, res.NamespacePrefix); err != nil {
 			if ev.Optional {
 				d.revoke(name)
 				continue
@@ -74,25 +74,30 @@ func (p *pass) authorize() bool {
 	return true
 }
 
-// Grant is one event the upstream may run for this request, with the
-// filters its handler returned (nil when none).
+// Grant is one event the upstream may run for this request, with what its
+// handler returned: filters (nil when none) and, for a store event, the
+// labels to put before the namespace (nil when none).
 type Grant struct {
-	Event   string // "resource:action"
-	Filters map[string]any
+	Event           string // "resource:action"
+	Filters         map[string]any
+	NamespacePrefix []string
 }
 
 // grant adds an allowed event; the same event fired twice (the runs of a
-// batch) must agree on its filters.
-func (d *Decision) grant(name string, filters map[string]any) error {
+// batch) must agree on what its handler returned.
+func (d *Decision) grant(name string, filters map[string]any, prefix []string) error {
 	for i := range d.Grants {
-		if d.Grants[i].Event == name {
+		if g := &d.Grants[i]; g.Event == name {
+			if !slices.Equal(g.NamespacePrefix, prefix) {
+				return fmt.Errorf("namespace_prefix differs across events")
+			}
 			var err error
-			d.Grants[i].Filters, err = merge(d.Grants[i].Filters, filters)
+			g.Filters, err = merge(g.Filters, filters)
 			return err
 		}
 	}
 	// A copy: the request's merged filters may start as this very map.
-	d.Grants = append(d.Grants, Grant{Event: name, Filters: maps.Clone(filters)})
+	d.Grants = append(d.Grants, Grant{Event: name, Filters: maps.Clone(filters), NamespacePrefix: prefix})
 	return nil
 }
 

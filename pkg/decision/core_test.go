@@ -250,7 +250,7 @@ func TestOptionalEvents(t *testing.T) {
 			events = h.Value
 		}
 	}
-	if events != `{"threads:create_run":{"owner":"alice"},"threads:read":{"owner":"alice"}}` {
+	if events != `{"threads:create_run":{"filters":{"owner":"alice"}},"threads:read":{"filters":{"owner":"alice"}}}` {
 		t.Errorf("x-langgate-events = %s", events)
 	}
 	d = env.Engine.Decide(context.Background(), get("/assistants/a1", "", alice, nil))

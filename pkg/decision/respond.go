@@ -22,8 +22,8 @@ const (
 	HeaderFilters     = "x-langgate-filters"
 	HeaderMetadata    = "x-langgate-metadata"
 	// HeaderEvents is every event langgate authorized for the request: a
-	// JSON object from "resource:action" to that event's filters ({} when
-	// the path fires none). The upstream adapter refuses any event the
+	// JSON object from "resource:action" to {"filters": ...} and, for a
+	// store event, "namespace_prefix" ({} when the path fires none). The upstream adapter refuses any event the
 	// server fires that is not in it and applies each event's own filters,
 	// so a route the table maps too narrowly (or not at all) can never run
 	// an unauthorized event.
@@ -82,9 +82,10 @@ func upstreamHeaders(d *Decision) error {
 }
 
 // eventsJSON is the x-langgate-events value: an object from each granted
-// event ("resource:action", in firing order) to its filters ({} when
-// none). Event names are validated words, so only the filters need
-// encoding.
+// event ("resource:action", in firing order) to what the upstream applies
+// to it: {"filters": {...}} ({} when none) and, for a store event whose
+// handler sets one, "namespace_prefix": [...]. Event names are validated
+// words, so only the parts need encoding.
 func eventsJSON(gs []Grant) (string, error) {
 	if len(gs) == 0 {
 		return "{}", nil
@@ -99,8 +100,17 @@ func eventsJSON(gs []Grant) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		b.WriteString(`"` + g.Event + `":`)
+		b.WriteString(`"` + g.Event + `":{"filters":`)
 		b.WriteString(f)
+		if g.NamespacePrefix != nil {
+			ns, err := asciiJSON(g.NamespacePrefix)
+			if err != nil {
+				return "", err
+			}
+			b.WriteString(`,"namespace_prefix":`)
+			b.WriteString(ns)
+		}
+		b.WriteByte('}')
 	}
 	b.WriteByte('}')
 	return b.String(), nil

@@ -208,12 +208,12 @@ func TestSeedOwnerIsolation(t *testing.T) {
 			}
 			// Every granted event carries the seed's owner filter; the
 			// route's own event comes first.
-			var events map[string]map[string]any
+			var events map[string]struct{ Filters map[string]any }
 			if err := json.Unmarshal([]byte(hs["x-langgate-events"]), &events); err != nil || !strings.HasPrefix(hs["x-langgate-events"], `{"`+tc.resource+":"+tc.action+`":`) {
 				t.Errorf("x-langgate-events = %q (%v)", hs["x-langgate-events"], err)
 			}
-			for name, f := range events {
-				if len(f) != 1 || f["owner"] != "alice" {
+			for name, g := range events {
+				if f := g.Filters; len(f) != 1 || f["owner"] != "alice" {
 					t.Errorf("x-langgate-events: %s has filters %v", name, f)
 				}
 			}

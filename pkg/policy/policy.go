@@ -173,6 +173,8 @@ type Handler struct {
 	// expression (instead of filters/metadata entries).
 	wholeFilters  *expr.Program
 	wholeMetadata *expr.Program
+	// nsPrefix is put before a store event's namespace.
+	nsPrefix *expr.Program
 }
 
 type entry struct {
@@ -314,6 +316,16 @@ func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabula
 		collect(err)
 		h.wholeMetadata = prg
 	}
+	if !c.NamespacePrefix.IsZero() {
+		if res != "store" {
+			errs = append(errs, &config.Error{File: file, Pos: c.NamespacePrefix.Pos, Msg: fmt.Sprintf("handler %q: namespace_prefix applies only to store handlers (on: store or store.<action>)", c.On)})
+		} else {
+			// list(dyn): the labels are checked when computed.
+			prg, err := expr.Compile(env, file, c.NamespacePrefix, cel.ListType(cel.DynType))
+			collect(err)
+			h.nsPrefix = prg
+		}
+	}
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
@@ -402,6 +414,9 @@ type Result struct {
 	Reason   string
 	Filters  map[string]any
 	Metadata map[string]any
+	// NamespacePrefix is put before a store event's namespace by the
+	// upstream (nil when the handler sets none).
+	NamespacePrefix []string
 }
 
 // Evaluate runs the handler selected for in.Event. Any evaluation error is a
@@ -453,6 +468,11 @@ func (p *Handlers) Evaluate(in *Input) Result {
 	if err != nil {
 		return h.failed("metadata", err)
 	}
+	if h.nsPrefix != nil {
+		if r.NamespacePrefix, err = evalNamespacePrefix(h.nsPrefix, act, in.Trace); err != nil {
+			return h.failed("namespace_prefix", err)
+		}
+	}
 	r.Allowed = true
 	r.Reason = h.allowed
 	return r
@@ -491,6 +511,35 @@ func evalEntries(es []entry, act *activation, filters bool, tr *EvalTrace) (map[
 			}
 		}
 		out[e.key] = j
+	}
+	return out, nil
+}
+
+// evalNamespacePrefix computes a store namespace prefix: one or more
+// labels, each a non-empty string without "." (LangGraph's namespace
+// labels; the query form of a namespace splits on ".").
+func evalNamespacePrefix(p *expr.Program, act *activation, tr *EvalTrace) ([]string, error) {
+	v, err := p.Eval(act)
+	if err != nil {
+		tr.record("namespace_prefix", p.Source, nil, err)
+		return nil, err
+	}
+	j, err := expr.ToJSON(v)
+	tr.record("namespace_prefix", p.Source, j, err)
+	if err != nil {
+		return nil, err
+	}
+	list, _ := j.([]any)
+	if len(list) == 0 {
+		return nil, fmt.Errorf("%s: produced %v, want a non-empty list of labels", p.Source, j)
+	}
+	out := make([]string, len(list))
+	for i, x := range list {
+		label, ok := x.(string)
+		if !ok || label == "" || strings.Contains(label, ".") {
+			return nil, fmt.Errorf("%s: label %v is not a non-empty string without \".\"", p.Source, x)
+		}
+		out[i] = label
 	}
 	return out, nil
 }

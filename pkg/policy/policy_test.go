@@ -215,6 +215,28 @@ func TestLogicalFilters(t *testing.T) {
 	}
 }
 
+// TestNamespacePrefix: a store handler's namespace_prefix is computed per
+// event, checked as labels, and refused on handlers of other resources.
+func TestNamespacePrefix(t *testing.T) {
+	p := compile(t, "    - on: store\n      namespace_prefix: '[user.identity, \"v1\"]'\n")
+	r := p.Evaluate(&Input{User: authn.NewUser("alice", "", nil, nil), Event: &routes.Event{Resource: "store", Action: "put"}})
+	if !r.Allowed || fmt.Sprint(r.NamespacePrefix) != "[alice v1]" {
+		t.Errorf("prefix: %v %v (%s)", r.Allowed, r.NamespacePrefix, r.Reason)
+	}
+	for _, bad := range []string{`'[user.identity + ".x"]'`, `'[]'`, `'[""]'`} {
+		p := compile(t, "    - on: store\n      namespace_prefix: "+bad+"\n")
+		if r := p.Evaluate(&Input{User: authn.NewUser("alice", "", nil, nil), Event: &routes.Event{Resource: "store", Action: "put"}}); r.Allowed {
+			t.Errorf("namespace_prefix %s: allowed %v", bad, r.NamespacePrefix)
+		}
+	}
+	if _, err := compileText("    - on: threads\n      namespace_prefix: '[user.identity]'\n"); err == nil || !strings.Contains(err.Error(), "applies only to store handlers") {
+		t.Errorf("namespace_prefix on threads: %v", err)
+	}
+	if _, err := compileText("    - on: store\n      namespace_prefix: '\"x\"'\n"); err == nil || !strings.Contains(err.Error(), "must produce list(dyn)") {
+		t.Errorf("namespace_prefix not a list: %v", err)
+	}
+}
+
 func TestCompileErrors(t *testing.T) {
 	tests := []struct{ yaml, want string }{
 		{"    - {on: thread}\n", `p.yaml:6:7: handler "thread": unknown resource "thread" (known: assistants, crons, store, threads)`},

@@ -61,7 +61,7 @@ const EVERY_EVENT = [
 // The headers langgate sends on an allowed request (by default every event
 // granted, each with the request's filters).
 function lg(identity, { filters = { owner: identity }, metadata = { owner: identity }, permissions = [], events } = {}) {
-  events ??= Object.fromEntries(EVERY_EVENT.map((e) => [e, filters]));
+  events ??= Object.fromEntries(EVERY_EVENT.map((e) => [e, { filters }]));
   return {
     "x-langgate-events": JSON.stringify(events),
     "x-langgate-user-id": identity,
@@ -107,7 +107,9 @@ test("refuses requests without langgate's headers, or with broken ones (401 JSON
     "metadata null": { ...good, "x-langgate-metadata": "null" },
     "no events": (({ "x-langgate-events": _, ...rest }) => rest)(good),
     "events an array": { ...good, "x-langgate-events": '["threads:search"]' },
-    "events with non-object filters": { ...good, "x-langgate-events": '{"threads:search":[]}' },
+    "events with non-object filters": { ...good, "x-langgate-events": '{"threads:search":{"filters":[]}}' },
+    "events without filters": { ...good, "x-langgate-events": '{"threads:search":{}}' },
+    "events with an empty namespace prefix": { ...good, "x-langgate-events": '{"store:put":{"filters":{},"namespace_prefix":[]}}' },
   };
   for (const [name, headers] of Object.entries(cases)) {
     const r = await call("POST", "/threads/search", headers, {});
@@ -130,15 +132,24 @@ test("refuses an event langgate did not authorize (403) and applies each event's
   const t = await alice.threads.create({ metadata: { topic: "grants" } });
   // Only threads:search granted: a read of the thread is an event langgate
   // did not authorize for this request.
-  const searchOnly = sdk(lg("alice", { events: { "threads:search": { owner: "alice" } } }));
+  const searchOnly = sdk(lg("alice", { events: { "threads:search": { filters: { owner: "alice" } } } }));
   await assert.rejects(searchOnly.threads.get(t.thread_id), (e) => e.status === 403);
   assert.ok((await searchOnly.threads.search({ limit: 1000 })).some((x) => x.thread_id === t.thread_id));
   // The event's own filters win over x-langgate-filters.
-  const own = sdk(lg("alice", { filters: {}, events: { "threads:read": { owner: "bob" } } }));
+  const own = sdk(lg("alice", { filters: {}, events: { "threads:read": { filters: { owner: "bob" } } } }));
   await assert.rejects(own.threads.get(t.thread_id), (e) => e.status === 404);
   // $or / $and: the JS server would skip them (match everything): refused.
-  const or = sdk(lg("alice", { events: { "threads:read": { $or: [{ owner: "alice" }, { public: true }] } } }));
+  const or = sdk(lg("alice", { events: { "threads:read": { filters: { $or: [{ owner: "alice" }, { public: true }] } } } }));
   await assert.rejects(or.threads.get(t.thread_id), (e) => e.status === 403);
+  // A store namespace prefix: put, get and delete under it; search and
+  // list_namespaces refused (this server would ignore the rewrite there).
+  const grants = { filters: {}, namespace_prefix: ["alice"] };
+  const scoped = sdk(lg("alice", { events: { "store:put": grants, "store:get": grants, "store:search": grants } }));
+  await scoped.store.putItem(["notes"], "k1", { v: 1 });
+  const unscoped = sdk(lg("alice", { filters: {} }));
+  assert.deepEqual((await unscoped.store.getItem(["alice", "notes"], "k1"))?.value, { v: 1 }, "stored under the prefix");
+  assert.deepEqual((await scoped.store.getItem(["notes"], "k1"))?.value, { v: 1 }, "read back under the prefix");
+  await assert.rejects(scoped.store.searchItems(["notes"]), (e) => e.status === 403);
   // No event granted (a route langgate maps to none): every event refused.
   assert.equal((await call("POST", "/threads/search", lg("alice", { events: {} }), {})).status, 403);
 });

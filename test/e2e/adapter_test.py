@@ -45,7 +45,7 @@ def headers(identity="alice", filters=None, metadata=None, events=None, **extra)
         ),
         "x-langgate-filters": json.dumps(filters),
         "x-langgate-metadata": json.dumps({"owner": identity} if metadata is None else metadata),
-        "x-langgate-events": json.dumps({e: filters for e in EVERY_EVENT} if events is None else events),
+        "x-langgate-events": json.dumps({e: {"filters": filters} for e in EVERY_EVENT} if events is None else events),
     }
     h.update(extra)
     # The server passes lower-case bytes names and values.
@@ -75,7 +75,9 @@ async def main(path: str) -> None:
         "no metadata": headers(**{"x-langgate-metadata": None}),
         "no events": headers(**{"x-langgate-events": None}),
         "events an array": headers(**{"x-langgate-events": '["threads:read"]'}),
-        "events with a list of filters": headers(**{"x-langgate-events": '{"threads:read": []}'}),
+        "events with a list of filters": headers(**{"x-langgate-events": '{"threads:read": {"filters": []}}'}),
+        "events without filters": headers(**{"x-langgate-events": '{"threads:read": {}}'}),
+        "an empty namespace prefix": headers(**{"x-langgate-events": '{"store:put": {"filters": {}, "namespace_prefix": []}}'}),
         "user id disagrees": headers(**{"x-langgate-user-id": "bob"}),
         "malformed user": headers(**{"x-langgate-user": "{"}),
         "filters an array": headers(**{"x-langgate-filters": "[]"}),
@@ -104,12 +106,22 @@ async def main(path: str) -> None:
     # refused with 403.
     g = await m.authenticate(
         method="POST", path="/threads/t/runs",
-        headers=headers(events={"threads:create_run": {"owner": "alice"}, "assistants:read": {"team": "a"}}),
+        headers=headers(events={"threads:create_run": {"filters": {"owner": "alice"}}, "assistants:read": {"filters": {"team": "a"}}}),
     )
     assert await m.enforce(ctx=ctx(g, "assistants", "read"), value={}) == {"team": "a"}
     assert await status_of(m.enforce(ctx=ctx(g, "threads", "delete"), value={})) == 403
     none = await m.authenticate(method="GET", path="/x", headers=headers(events={}))
     assert await status_of(m.enforce(ctx=ctx(none, "threads", "read"), value={})) == 403
+    # A store namespace prefix is put before the client's namespace (a
+    # listing without a prefix gets the prefix itself).
+    grant = {"filters": {}, "namespace_prefix": ["alice"]}
+    s = await m.authenticate(method="PUT", path="/store/items", headers=headers(events={"store:put": grant, "store:list_namespaces": grant}))
+    v = {"namespace": ("notes",), "key": "k"}
+    await m.enforce(ctx=ctx(s, "store", "put"), value=v)
+    assert v["namespace"] == ("alice", "notes"), v
+    v = {"namespace": None}
+    await m.enforce(ctx=ctx(s, "store", "list_namespaces"), value=v)
+    assert v["namespace"] == ("alice",), v
     open_ = await m.authenticate(method="GET", path="/threads", headers=headers("carol", {}, {}))
     assert await m.enforce(ctx=ctx(open_, "threads", "read"), value={}) is None
 

@@ -230,3 +230,54 @@ func TestEnvoyWebSocketAndCORS(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreNamespacePrefixPython: LangGraph's documented store pattern as
+// a langgate rule (namespace_prefix: '[user.identity]'), applied by the
+// adapter inside the Python server: each user's items live under their
+// own identity, whatever namespace the client names, and a listing
+// without a prefix shows only one's own.
+func TestStoreNamespacePrefixPython(t *testing.T) {
+	base, err := os.ReadFile("../../examples/langgraph/langgate.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(base), `    - on: store
+      allow: value.namespace[0] == user.identity
+      message: Not authorized`, `    - on: store
+      namespace_prefix: '[user.identity]'`, 1)
+	if text == string(base) {
+		t.Fatal("the example policy no longer has the store rule this test replaces")
+	}
+	policy := filepath.Join(t.TempDir(), "ns.yaml")
+	if err := os.WriteFile(policy, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	py, _ := pythonServer(t)
+	lg := startLanggate(t, policy)
+	url := envoyTo(t, "front-proxy.yaml", lg, py.addr, relaxed).URL("langgraph_http")
+	alice, bob := bearer(token(t, "alice")), bearer(token(t, "bob"))
+	run := newProbe()
+	put := func(who [2]string, v string) {
+		t.Helper()
+		r := send(t, h1, "PUT", url+"/store/items", [][2]string{who, jsonType}, []byte(fmt.Sprintf(`{"namespace":["notes",%q],"key":"k","value":{"v":%q}}`, run, v)))
+		if r.status != 204 && r.status != 200 {
+			t.Fatalf("put: %d %s", r.status, r.body)
+		}
+	}
+	put(alice, "alice's")
+	put(bob, "bob's")
+	get := func(who [2]string) string {
+		r := send(t, h1, "GET", url+"/store/items?namespace=notes."+run+"&key=k", [][2]string{who}, nil)
+		return fmt.Sprint(r.status, " ", r.body)
+	}
+	if got := get(alice); !strings.Contains(got, `"alice's"`) || !strings.Contains(got, `"namespace":["alice","notes"`) {
+		t.Errorf("alice gets notes/k: %s", got)
+	}
+	if got := get(bob); !strings.Contains(got, `"bob's"`) {
+		t.Errorf("bob gets notes/k: %s", got)
+	}
+	r := send(t, h1, "POST", url+"/store/namespaces", [][2]string{alice, jsonType}, []byte(`{}`))
+	if r.status != 200 || !strings.Contains(r.body, `["alice","notes",`) || strings.Contains(r.body, `"bob"`) {
+		t.Errorf("alice lists namespaces: %d %s", r.status, r.body)
+	}
+}

@@ -8,8 +8,10 @@
 //   x-langgate-user-id      the identity
 //   x-langgate-user         {"identity","display_name","is_authenticated","permissions"}
 //   x-langgate-filters      filter object in LangGraph syntax, {} when none
-//   x-langgate-events       {"resource:action": filters, ...}: every event langgate
-//                           authorized for this request, each with its own filters
+//   x-langgate-events       {"resource:action": {"filters": {...}, "namespace_prefix": [...]}}:
+//                           every event langgate authorized for this request, each
+//                           with its own filters (and, for a store event, labels to
+//                           put before its namespace)
 //   x-langgate-metadata     object to merge into the metadata of what is written
 //
 // This file does not decide anything: it trusts ONLY those headers and makes the
@@ -78,6 +80,14 @@ function unenforced(url) {
 
 const isObject = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
 
+const validGrant = (g) =>
+  isObject(g) &&
+  isObject(g.filters) &&
+  (g.namespace_prefix === undefined ||
+    (Array.isArray(g.namespace_prefix) &&
+      g.namespace_prefix.length > 0 &&
+      g.namespace_prefix.every((p) => typeof p === "string" && p !== "")));
+
 function refuse(detail, status = 401) {
   return new HTTPException(status, {
     message: JSON.stringify({ detail }),
@@ -129,7 +139,7 @@ export const auth = new Auth()
     if (!isObject(filters)) throw refuse("Malformed x-langgate-filters");
     if (!isObject(metadata)) throw refuse("Malformed x-langgate-metadata");
     const events = jsonHeader(h, "x-langgate-events");
-    if (!isObject(events) || !Object.values(events).every(isObject)) {
+    if (!isObject(events) || !Object.values(events).every(validGrant)) {
       throw refuse("Malformed x-langgate-events");
     }
     return {
@@ -168,8 +178,20 @@ export const auth = new Auth()
         value.metadata = { ...metadata };
       }
     }
+    const grant = events[event];
+    if (grant.namespace_prefix && resource === "store" && isObject(value)) {
+      // LangGraph's documented store pattern: the handler rewrites the
+      // namespace. LangGraph JS 1.5.1 reads the rewritten namespace back
+      // for put, get and delete only; search and list_namespaces would run
+      // on the client's: refuse them rather than search outside the prefix.
+      if (action === "search" || action === "list_namespaces") {
+        console.warn(`langgate adapter: refused ${event}: this server ignores a rewritten namespace there`);
+        throw refuse("This server cannot scope a store search to a namespace prefix", 403);
+      }
+      value.namespace = [...grant.namespace_prefix, ...(value.namespace ?? [])];
+    }
     // This event's own filters (its handler's, in langgate).
-    const own = events[event];
+    const own = grant.filters;
     // LangGraph JS (1.5.1) matches filters key by key and skips a key whose
     // value it does not understand, so $or / $and (which the Python server
     // enforces) would match everything here: refuse instead.

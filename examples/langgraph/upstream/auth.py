@@ -14,8 +14,10 @@ this server as request headers (docs/headers.md):
     x-langgate-user         {"identity","display_name","is_authenticated","permissions"}
     x-langgate-filters      filter object in LangGraph syntax, {} when none
     x-langgate-metadata     object to merge into the metadata of what is written
-    x-langgate-events       {"resource:action": filters, ...}: every event langgate
-                            authorized for this request, each with its own filters
+    x-langgate-events       {"resource:action": {"filters": {...}, "namespace_prefix": [...]}}:
+                            every event langgate authorized for this request, each
+                            with its own filters (and, for a store event, labels to
+                            put before its namespace)
 
 This file does not decide anything: it trusts ONLY those headers and makes the
 server enforce them with its own machinery (filters: 404 / left out of
@@ -89,6 +91,15 @@ def _user_field(user: Any, name: str) -> Any:
         return getattr(user, name, None)
 
 
+def _valid_grant(grant: Any) -> bool:
+    if not isinstance(grant, dict) or not isinstance(grant.get("filters"), dict):
+        return False
+    prefix = grant.get("namespace_prefix")
+    return prefix is None or (
+        isinstance(prefix, list) and len(prefix) > 0 and all(isinstance(p, str) and p for p in prefix)
+    )
+
+
 @auth.authenticate
 async def authenticate(method: str, path: str, headers: dict) -> dict[str, Any]:
     # The proxy sends no langgate headers on its public routes; GET /ok is a
@@ -121,7 +132,7 @@ async def authenticate(method: str, path: str, headers: dict) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise _refuse("Malformed x-langgate-metadata")
     events = _json_header(headers, "x-langgate-events")
-    if not isinstance(events, dict) or not all(isinstance(f, dict) for f in events.values()):
+    if not isinstance(events, dict) or not all(_valid_grant(g) for g in events.values()):
         raise _refuse("Malformed x-langgate-events")
     return {
         "identity": user["identity"],
@@ -159,5 +170,11 @@ async def enforce(ctx: Auth.types.AuthContext, value: Any) -> dict[str, Any] | N
             current.update(metadata)
         else:
             value["metadata"] = dict(metadata)
+    grant = events[event]
+    prefix = grant.get("namespace_prefix")
+    if prefix and ctx.resource == "store" and isinstance(value, dict):
+        # LangGraph's documented store pattern: the handler rewrites the
+        # namespace (the server reads it back after the handler ran).
+        value["namespace"] = (*prefix, *(value.get("namespace") or ()))
     # This event's own filters (its handler's, in langgate).
-    return events[event] or None
+    return grant["filters"] or None
