@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -91,6 +92,22 @@ type trusted struct {
 
 type userMapping struct {
 	identity, displayName, permissions *expr.Program
+	fields                             []userField
+}
+
+type userField struct {
+	name string
+	prg  *expr.Program
+}
+
+// reservedField reports whether a user field name is one the user object
+// already has, or one the upstream adapters keep their state under.
+func reservedField(name string) bool {
+	switch name {
+	case "identity", "display_name", "is_authenticated", "permissions":
+		return true
+	}
+	return strings.HasPrefix(name, "langgate_")
 }
 
 // VarClaims is the one variable a user mapping's expressions can read: the
@@ -196,6 +213,19 @@ func compileMapping(env *cel.Env, file string, u config.UserMapping) (*userMappi
 		identity:    compile(u.Identity, cel.StringType),
 		displayName: compile(u.DisplayName, cel.StringType),
 		permissions: compile(u.Permissions, cel.ListType(cel.StringType)),
+	}
+	for _, e := range u.Fields.Entries {
+		switch {
+		case e.Op != "":
+			errs = append(errs, &config.Error{File: file, Pos: e.OpPos, Msg: fmt.Sprintf("user field %q: operators are only allowed in filters", e.Key)})
+		case reservedField(e.Key):
+			errs = append(errs, &config.Error{File: file, Pos: e.KeyPos, Msg: fmt.Sprintf("user field %q: the name is taken (identity, display_name, is_authenticated, permissions, langgate_*)", e.Key)})
+		default:
+			m.fields = append(m.fields, userField{name: e.Key, prg: compile(e.Expr, nil)})
+		}
+	}
+	if u.Fields.Whole != nil {
+		errs = append(errs, &config.Error{File: file, Pos: u.Fields.Whole.Pos, Msg: "user.fields: a map from a field name to a CEL value, not one expression"})
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -394,5 +424,20 @@ func (m *userMapping) build(claims map[string]any) (*User, error) {
 			}
 		}
 	}
-	return NewUser(identity, display, perms, claims), nil
+	var fields map[string]any
+	for _, f := range m.fields {
+		v, err := f.prg.Eval(act)
+		if err != nil {
+			return nil, fmt.Errorf("fields.%s: %w", f.name, err)
+		}
+		j, err := expr.ToJSON(v)
+		if err != nil {
+			return nil, fmt.Errorf("fields.%s: %w", f.name, err)
+		}
+		if fields == nil {
+			fields = make(map[string]any, len(m.fields))
+		}
+		fields[f.name] = j
+	}
+	return NewUserWithFields(identity, display, perms, claims, fields), nil
 }

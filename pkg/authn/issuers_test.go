@@ -2,6 +2,7 @@ package authn_test
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -152,5 +153,33 @@ func TestRegistryAcrossReloads(t *testing.T) {
 	}
 	if !changed.Issuers()[0].Ready() {
 		t.Error("the handover stopped an issuer the new registry took over")
+	}
+}
+
+// TestUserFields: the user mapping's extra fields are computed from the
+// claims, carried in the user's JSON and its CEL view; names the user
+// object or the adapters already use are refused at load.
+func TestUserFields(t *testing.T) {
+	const head = "authenticate:\n  oidc: [{issuer: https://idp.example.com, audiences: [x]}]\n  user:\n    identity: claims.sub\n    fields:\n"
+	a, _ := compile(t, head+"      org: claims.org\n      admin: \"'admins' in claims.groups\"\n", authn.Options{})
+	u, err := a.FromClaims(map[string]any{"iss": "https://idp.example.com", "sub": "alice", "org": "acme", "groups": []any{"admins"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Fields["org"] != "acme" || u.Fields["admin"] != true || u.Attributes()["org"] != "acme" {
+		t.Errorf("fields %v, attributes %v", u.Fields, u.Attributes())
+	}
+	user, _, err := u.HeaderJSON(func(v any) (string, error) { b, err := json.Marshal(v); return string(b), err })
+	if err != nil || !strings.Contains(user, `"org":"acme"`) || !strings.Contains(user, `"identity":"alice"`) {
+		t.Errorf("x-langgate-user %s (%v)", user, err)
+	}
+	for _, bad := range []string{"identity", "permissions", "langgate_filters"} {
+		f, err := config.Parse("t.yaml", []byte(head+"      "+bad+": claims.sub\n"), func(string) (string, bool) { return "", false })
+		if err == nil {
+			_, err = authn.New(f.Name, f.Authenticate, authn.NewRegistry(authn.Options{}))
+		}
+		if err == nil || !strings.Contains(err.Error(), "the name is taken") {
+			t.Errorf("field %q: %v", bad, err)
+		}
 	}
 }

@@ -15,6 +15,9 @@ type User struct {
 	Permissions     []string
 	// Claims are the verified token claims the user was built from.
 	Claims map[string]any
+	// Fields are the extra fields of the user mapping (role, org, ...);
+	// nil when it has none.
+	Fields map[string]any
 
 	attrs map[string]any // the user as expressions see it, built once
 
@@ -31,12 +34,13 @@ type User struct {
 func (u *User) HeaderJSON(enc func(any) (string, error)) (user, perms string, err error) {
 	u.jsonOnce.Do(func() {
 		var e1, e2 error
-		u.userJSON, e1 = enc(map[string]any{
-			"identity":         u.Identity,
-			"display_name":     u.DisplayName,
-			"is_authenticated": u.IsAuthenticated,
-			"permissions":      u.Permissions,
-		})
+		obj := make(map[string]any, 4+len(u.Fields))
+		for k, v := range u.Fields {
+			obj[k] = v
+		}
+		obj["identity"], obj["display_name"] = u.Identity, u.DisplayName
+		obj["is_authenticated"], obj["permissions"] = u.IsAuthenticated, u.Permissions
+		u.userJSON, e1 = enc(obj)
 		u.permsJSON, e2 = enc(u.Permissions)
 		u.jsonErr = errors.Join(e1, e2)
 	})
@@ -46,23 +50,29 @@ func (u *User) HeaderJSON(enc func(any) (string, error)) (user, perms string, er
 // NewUser builds a user and its CEL view once, so that a cached user costs
 // nothing to hand to handlers again.
 func NewUser(identity, displayName string, permissions []string, claims map[string]any) *User {
+	return NewUserWithFields(identity, displayName, permissions, claims, nil)
+}
+
+// NewUserWithFields is NewUser with the extra fields of a user mapping
+// (which never replace the four standard ones).
+func NewUserWithFields(identity, displayName string, permissions []string, claims, fields map[string]any) *User {
 	if displayName == "" {
 		displayName = identity
 	}
 	if permissions == nil {
 		permissions = []string{}
 	}
-	u := &User{Identity: identity, DisplayName: displayName, IsAuthenticated: true, Permissions: permissions, Claims: claims}
+	u := &User{Identity: identity, DisplayName: displayName, IsAuthenticated: true, Permissions: permissions, Claims: claims, Fields: fields}
 	perms := make([]any, len(permissions))
 	for i, p := range permissions {
 		perms[i] = p
 	}
-	u.attrs = map[string]any{
-		"identity":         identity,
-		"display_name":     displayName,
-		"is_authenticated": true,
-		"permissions":      perms,
+	u.attrs = make(map[string]any, 4+len(fields))
+	for k, v := range fields {
+		u.attrs[k] = v
 	}
+	u.attrs["identity"], u.attrs["display_name"] = identity, displayName
+	u.attrs["is_authenticated"], u.attrs["permissions"] = true, perms
 	return u
 }
 

@@ -138,6 +138,11 @@ type UserMapping struct {
 	Identity    Expr `yaml:"identity"`
 	DisplayName Expr `yaml:"display_name"`
 	Permissions Expr `yaml:"permissions"`
+	// Fields are extra user fields, as a LangGraph authenticate function
+	// returns them (role, org, ...): a map from a field name to a CEL value
+	// over the claims. Handlers read them as user.<name>; graph code as
+	// config["configurable"]["langgraph_auth_user"][<name>].
+	Fields ValueMap `yaml:"fields"`
 }
 
 // Authorize holds the route table and the handlers.

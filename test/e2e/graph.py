@@ -2,7 +2,8 @@
 
 "agent" is deterministic, with no LLM: it answers the last input message with
 "echo: <its content>" and records in `user` the identity the server handed to
-graph code (from langgate's x-langgate-user, via the adapter's authenticate()).
+graph code (from langgate's x-langgate-user, via the adapter's authenticate()),
+and in `role` the user's extra field of that name, if any.
 "slow" takes three steps, 300 ms apart, so a client streaming its run sees the
 first update long before the last.
 """
@@ -21,6 +22,7 @@ from langgraph.graph.message import add_messages
 class State(TypedDict, total=False):
     messages: Annotated[list[AnyMessage], add_messages]
     user: str
+    role: str
 
 
 def _text(content: Any) -> str:
@@ -34,8 +36,15 @@ def _text(content: Any) -> str:
 def echo(state: State, config: RunnableConfig) -> State:
     messages = state.get("messages") or []
     last = _text(messages[-1].content) if messages else ""
-    user = (config.get("configurable") or {}).get("langgraph_auth_user_id", "")
-    return {"messages": [AIMessage(content=f"echo: {last}")], "user": user}
+    configurable = config.get("configurable") or {}
+    user = configurable.get("langgraph_auth_user_id", "")
+    # An extra field of the user (langgate's user.fields), as graph code
+    # reads it.
+    try:
+        role = configurable["langgraph_auth_user"]["role"]
+    except (KeyError, TypeError):
+        role = ""
+    return {"messages": [AIMessage(content=f"echo: {last}")], "user": user, "role": role or ""}
 
 
 graph = StateGraph(State).add_node("echo", echo).add_edge(START, "echo").add_edge("echo", END).compile()

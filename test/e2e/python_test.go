@@ -281,3 +281,33 @@ func TestStoreNamespacePrefixPython(t *testing.T) {
 		t.Errorf("alice lists namespaces: %d %s", r.status, r.body)
 	}
 }
+
+// TestUserFieldsPython: extra user fields of the user mapping (user.fields)
+// reach handlers as user.<name> and graph code as langgraph_auth_user[...],
+// as fields returned by a LangGraph authenticate function do.
+func TestUserFieldsPython(t *testing.T) {
+	base, err := os.ReadFile("../../examples/langgraph/langgate.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(base), "    identity: claims.sub\n", "    identity: claims.sub\n    fields:\n      role: \"claims.sub == 'alice' ? 'admin' : 'member'\"\n", 1)
+	text = strings.Replace(text, "    - on: \"*\"\n", "    - on: assistants.create\n      allow: user.role == 'admin'\n    - on: \"*\"\n", 1)
+	policy := filepath.Join(t.TempDir(), "fields.yaml")
+	if err := os.WriteFile(policy, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	py, _ := pythonServer(t)
+	lg := startLanggate(t, policy)
+	url := envoyTo(t, "front-proxy.yaml", lg, py.addr, relaxed).URL("langgraph_http")
+	alice, bob := bearer(token(t, "alice")), bearer(token(t, "bob"))
+	r := send(t, h1, "POST", url+"/runs/wait", [][2]string{alice, jsonType}, []byte(`{"assistant_id":"agent","input":{"messages":[{"role":"human","content":"hi"}]}}`))
+	if r.status != 200 || !strings.Contains(r.body, `"role":"admin"`) {
+		t.Errorf("alice's run: %d %s, want graph code to see role admin", r.status, r.body)
+	}
+	if r := send(t, h1, "POST", url+"/assistants", [][2]string{bob, jsonType}, []byte(`{"graph_id":"agent"}`)); r.status != 403 {
+		t.Errorf("bob (member) creates an assistant: %d, want 403 from user.role", r.status)
+	}
+	if r := send(t, h1, "POST", url+"/assistants", [][2]string{alice, jsonType}, []byte(`{"graph_id":"agent"}`)); r.status != 200 {
+		t.Errorf("alice (admin) creates an assistant: %d %s", r.status, r.body)
+	}
+}

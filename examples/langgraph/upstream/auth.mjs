@@ -142,7 +142,16 @@ export const auth = new Auth()
     if (!isObject(events) || !Object.values(events).every(validGrant)) {
       throw refuse("Malformed x-langgate-events");
     }
+    // Extra user fields of langgate's user mapping (role, org, ...), as an
+    // authenticate function returns them: graph code reads them in
+    // config.configurable.langgraph_auth_user.
+    const extra = Object.fromEntries(
+      Object.entries(user).filter(
+        ([k]) => !["identity", "display_name", "is_authenticated", "permissions"].includes(k) && !k.startsWith("langgate_"),
+      ),
+    );
     return {
+      ...extra,
       identity: user.identity,
       display_name: user.display_name ?? user.identity,
       is_authenticated: user.is_authenticated ?? true,

@@ -134,7 +134,16 @@ async def authenticate(method: str, path: str, headers: dict) -> dict[str, Any]:
     events = _json_header(headers, "x-langgate-events")
     if not isinstance(events, dict) or not all(_valid_grant(g) for g in events.values()):
         raise _refuse("Malformed x-langgate-events")
+    # Extra user fields of langgate's user mapping (role, org, ...), as an
+    # authenticate function returns them: graph code reads them in
+    # config["configurable"]["langgraph_auth_user"].
+    extra = {
+        k: v
+        for k, v in user.items()
+        if k not in ("identity", "display_name", "is_authenticated", "permissions") and not k.startswith("langgate_")
+    }
     return {
+        **extra,
         "identity": user["identity"],
         "display_name": display_name if display_name is not None else user["identity"],
         "is_authenticated": True if is_authenticated is None else is_authenticated,
