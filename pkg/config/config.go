@@ -43,6 +43,8 @@ type File struct {
 	DefaultPolicy string `yaml:"default_policy"`
 	// Explain controls what denials tell the client.
 	Explain Explain `yaml:"explain"`
+	// CORS makes denials readable by browser apps on other origins.
+	CORS *CORS `yaml:"cors"`
 
 	policies []*Policy
 }
@@ -66,6 +68,19 @@ type Explain struct {
 	// ReasonHeader adds a short `x-langgate-reason` header to denials
 	// (which handler or check refused; never a credential).
 	ReasonHeader bool `yaml:"reason_header"`
+}
+
+// CORS lets a browser app on another origin read langgate's denials: the
+// upstream's CORS middleware answers what it serves, but a 401 or 403 from
+// langgate never reaches it, and without Access-Control-Allow-Origin the
+// browser hides the denial from the app.
+type CORS struct {
+	Pos Pos `yaml:"-"`
+	// AllowOrigins are exact origins ("https://app.example.com") or "*".
+	AllowOrigins []string `yaml:"allow_origins"`
+	// AllowCredentials adds Access-Control-Allow-Credentials: true (not
+	// with "*").
+	AllowCredentials bool `yaml:"allow_credentials"`
 }
 
 // PolicyList returns the policies in name order, a single-policy

@@ -33,6 +33,9 @@ var AsymmetricAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384",
 // validate checks what decoding cannot: required fields, enumerations, URL
 // shapes, and it fills defaults and the resolved policy list.
 func validate(f *File, sink *errorSink) {
+	if c := f.CORS; c != nil {
+		validateCORS(c, sink)
+	}
 	if len(f.Policies) == 0 {
 		if f.DefaultPolicy != "" {
 			sink.add(Pos{Line: 1}, "default_policy: only meaningful with policies")
@@ -108,6 +111,24 @@ func validate(f *File, sink *errorSink) {
 		validateAuthorize(p.Authorize, sink)
 	}
 	checkSharedIssuers(f.policies, sink)
+}
+
+func validateCORS(c *CORS, sink *errorSink) {
+	if len(c.AllowOrigins) == 0 {
+		sink.add(c.Pos, "cors.allow_origins: at least one origin (https://app.example.com) or \"*\"")
+	}
+	for _, o := range c.AllowOrigins {
+		if o == "*" {
+			if c.AllowCredentials {
+				sink.add(c.Pos, "cors: allow_credentials cannot go with the origin \"*\" (browsers refuse it)")
+			}
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+			sink.add(c.Pos, "cors.allow_origins: %q is not an origin (scheme://host[:port], nothing after)", o)
+		}
+	}
 }
 
 func validName(s string) bool {

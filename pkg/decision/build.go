@@ -54,6 +54,9 @@ func Build(f *config.File, opts Options) (*Engine, error) {
 		reasonHeader: f.Explain.ReasonHeader,
 		sink:         sink{observer: opts.Observer, log: opts.Logger, opts: opts.Log},
 	}
+	if f.CORS != nil {
+		e.cors = newCORSRules(f.CORS.AllowOrigins, f.CORS.AllowCredentials)
+	}
 	if opts.Previous != nil {
 		e.registry = opts.Previous.registry.Next(opts.Authn)
 	} else {

@@ -435,3 +435,40 @@ func TestMountPrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestCORSOnDenials: with a cors section, a denial for a request from an
+// allowed origin carries the headers a browser needs to show it to the
+// app; other origins, and configurations without the section, get none.
+func TestCORSOnDenials(t *testing.T) {
+	text := readExample(t, "examples/langgraph/langgate.yaml") + "cors:\n  allow_origins: [\"https://app.example\"]\n  allow_credentials: true\n"
+	env := testengine.Start(t, testengine.Options{Policy: text})
+	for _, c := range []struct {
+		origin, want string
+	}{
+		{"https://app.example", "https://app.example"},
+		{"https://evil.example", ""},
+		{"", ""},
+	} {
+		r := get("/threads/t1", "", "", nil)
+		if c.origin != "" {
+			r.Headers["origin"] = c.origin
+		}
+		d := env.Engine.Decide(context.Background(), r)
+		hs := map[string]string{}
+		for _, h := range d.ResponseHeaders {
+			hs[h.Name] = h.Value
+		}
+		if d.Status != 401 || hs["access-control-allow-origin"] != c.want {
+			t.Errorf("origin %q: %d %v", c.origin, d.Status, hs)
+		}
+		if c.want != "" && (hs["access-control-allow-credentials"] != "true" || hs["vary"] != "Origin" || !strings.Contains(hs["access-control-expose-headers"], "www-authenticate")) {
+			t.Errorf("origin %q: %v", c.origin, hs)
+		}
+	}
+	for _, bad := range []string{"cors: {allow_origins: []}\n", "cors: {allow_origins: [\"app.example\"]}\n", "cors: {allow_origins: [\"https://a.example/path\"]}\n", "cors: {allow_origins: [\"*\"], allow_credentials: true}\n"} {
+		_, err := config.Parse("test.yaml", []byte(readExample(t, "examples/langgraph/langgate.yaml")+bad), func(string) (string, bool) { return "https://idp.example.com", true })
+		if err == nil || !strings.Contains(err.Error(), "cors") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

@@ -22,6 +22,7 @@ type Engine struct {
 	registry      *authn.Registry
 	issuers       []*authn.Issuer
 	reasonHeader  bool
+	cors          *corsRules // nil without a cors section
 	sink          sink
 }
 

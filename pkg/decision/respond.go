@@ -52,6 +52,46 @@ func (e *Engine) respond(p *pass) {
 		d.deny(Denied, 403, "Forbidden", "encoding headers: "+err.Error())
 	}
 	renderDenial(d, e.reasonHeader)
+	e.cors.apply(d, p.req.Headers["origin"])
+}
+
+// corsRules are the configuration's cors section: which browser origins
+// may read langgate's denials.
+type corsRules struct {
+	any         bool
+	origins     map[string]bool
+	credentials bool
+}
+
+func newCORSRules(origins []string, credentials bool) *corsRules {
+	c := &corsRules{origins: map[string]bool{}, credentials: credentials}
+	for _, o := range origins {
+		if o == "*" {
+			c.any = true
+		} else {
+			c.origins[o] = true
+		}
+	}
+	return c
+}
+
+// apply adds the CORS response headers to a denial for a request from an
+// allowed origin, so the browser lets the app read the status and detail.
+func (c *corsRules) apply(d *Decision, origin string) {
+	if c == nil || origin == "" || !(c.any || c.origins[origin]) {
+		return
+	}
+	allow := origin
+	if c.any && !c.credentials {
+		allow = "*"
+	}
+	d.ResponseHeaders = append(d.ResponseHeaders,
+		Header{Name: "access-control-allow-origin", Value: allow},
+		Header{Name: "access-control-expose-headers", Value: "www-authenticate, x-langgate-decision-id, " + HeaderReason},
+		Header{Name: "vary", Value: "Origin"})
+	if c.credentials {
+		d.ResponseHeaders = append(d.ResponseHeaders, Header{Name: "access-control-allow-credentials", Value: "true"})
+	}
 }
 
 // upstreamHeaders sets the headers of an allowed decision.

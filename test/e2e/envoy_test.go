@@ -577,3 +577,31 @@ func TestEnvoyStatsAgree(t *testing.T) {
 		})
 	}
 }
+
+// TestEnvoyCORSDenials: with langgate's cors section, a browser app on an
+// allowed origin can read a denial through both shipped Envoy modes
+// (gRPC: the denied response's headers; HTTP: allowed_client_headers).
+func TestEnvoyCORSDenials(t *testing.T) {
+	base, err := os.ReadFile(seedPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := filepath.Join(t.TempDir(), "cors.yaml")
+	if err := os.WriteFile(policy, append(base, "cors:\n  allow_origins: [\"https://app.example\"]\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lg := startLanggate(t, policy)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			url := envoyFor(t, m.file, lg, relaxed).URL("langgraph_http")
+			r := send(t, h1, "POST", url+"/threads/search", [][2]string{{"Origin", "https://app.example"}, jsonType}, []byte(`{}`))
+			if r.status != 401 || r.header.Get("Access-Control-Allow-Origin") != "https://app.example" || r.header.Get("Vary") == "" {
+				t.Errorf("a denial for an allowed origin: %d %v", r.status, r.header)
+			}
+			r = send(t, h1, "POST", url+"/threads/search", [][2]string{{"Origin", "https://evil.example"}, jsonType}, []byte(`{}`))
+			if r.status != 401 || r.header.Get("Access-Control-Allow-Origin") != "" {
+				t.Errorf("a denial for another origin: %d %v", r.status, r.header)
+			}
+		})
+	}
+}
