@@ -128,8 +128,8 @@ func TestPolicyDocExamples(t *testing.T) {
 		blocks = append(blocks, rest[:j])
 		rest = rest[j+3:]
 	}
-	if len(blocks) != 2 {
-		t.Fatalf("%d YAML blocks, want the configuration and the key list", len(blocks))
+	if len(blocks) != 3 {
+		t.Fatalf("%d YAML blocks, want the configuration, the key list and the user fields", len(blocks))
 	}
 	f, err := config.Parse("policy.md", []byte(blocks[0]), func(string) (string, bool) { return "secret", true })
 	if err != nil {
@@ -140,5 +140,19 @@ func TestPolicyDocExamples(t *testing.T) {
 	}
 	if set, err := parseAPIKeys([]byte(blocks[1])); err != nil || len(set) != 1 {
 		t.Errorf("the key list example: %v", err)
+	}
+	// The user fields fragment, in an authenticate section of its own.
+	text := "authenticate:\n  oidc: [{issuer: https://idp.example.com, audiences: [x]}]\n" + blocks[2]
+	f, err = config.Parse("policy.md", []byte(text), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatalf("the user fields example: %v", err)
+	}
+	a, err := New(f.Name, f.Authenticate, NewRegistry(Options{}))
+	if err != nil {
+		t.Fatalf("the user fields example: %v", err)
+	}
+	u, err := a.FromClaims(map[string]any{"iss": "https://idp.example.com", "sub": "alice", "org": "acme"})
+	if err != nil || u.Fields["role"] != "member" || u.Fields["org"] != "acme" {
+		t.Errorf("the user fields example: %v %v", u, err)
 	}
 }
