@@ -52,8 +52,10 @@ vet:
 	$(GO) vet ./...
 
 GOLANGCI_VERSION := v2.15.0
-lint: vet
+lint: vet pydeps
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION) run ./...
+	.cache/venv/bin/ruff check examples test
+	.cache/venv/bin/ruff format --check examples test
 
 clean:
 	rm -rf $(BIN)

@@ -70,7 +70,9 @@ class Target:
                 return name
         return "?"
 
-    async def call(self, user: str, method: str, path: str, body: Any = None, params: dict | None = None) -> httpx.Response:
+    async def call(
+        self, user: str, method: str, path: str, body: Any = None, params: dict | None = None
+    ) -> httpx.Response:
         for name, v in self.ids.items():
             path = path.replace("{" + name + "}", v)
         # An object this server never returned (its creation failed): a
@@ -97,8 +99,17 @@ def last_message(output: Any) -> Any:
     return None
 
 
-async def observe(t: Target, step: str, user: str, method: str, path: str, body: Any = None,
-                  params: dict | None = None, keep: str | None = None, view=None) -> Any:
+async def observe(
+    t: Target,
+    step: str,
+    user: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    params: dict | None = None,
+    keep: str | None = None,
+    view=None,
+) -> Any:
     """Runs one request and records its status and, on success, view(json)."""
     r = await t.call(user, method, path, body, params)
     obs: dict[str, Any] = {"status": r.status_code}
@@ -117,16 +128,19 @@ async def observe(t: Target, step: str, user: str, method: str, path: str, body:
 def names(key: str):
     def view(t: Target, rows: Any) -> Any:
         return sorted(t.name_of(r[key]) for r in rows) if isinstance(rows, list) else rows
+
     return view
 
 
 def mine(key: str):
     """Search results among the corpus's own objects (system assistants and
     other runs' data are left out: they differ in id between servers)."""
+
     def view(t: Target, rows: Any) -> Any:
         if not isinstance(rows, list):
             return rows
         return sorted(n for n in (t.name_of(r[key]) for r in rows) if n != "?")
+
     return view
 
 
@@ -144,104 +158,287 @@ async def corpus(t: Target) -> None:
 
     # Threads: create (a client's owner is overridden), read, search, count.
     for u in USERS:
-        await observe(t, f"{u} creates a thread", u, "POST", "/threads",
-                      {"metadata": meta(topic=u, owner="spoof")}, keep=f"T_{u}:thread_id", view=with_owner)
+        await observe(
+            t,
+            f"{u} creates a thread",
+            u,
+            "POST",
+            "/threads",
+            {"metadata": meta(topic=u, owner="spoof")},
+            keep=f"T_{u}:thread_id",
+            view=with_owner,
+        )
     for u in USERS:
         for o in USERS:
             await observe(t, f"{u} reads {o}'s thread", u, "GET", f"/threads/{{T_{o}}}", view=with_owner)
-        await observe(t, f"{u} searches threads", u, "POST", "/threads/search",
-                      {"metadata": {"e2e_run": run}, "limit": 100}, view=names("thread_id"))
-        await observe(t, f"{u} counts threads", u, "POST", "/threads/count",
-                      {"metadata": {"e2e_run": run}}, view=lambda t, n: n)
-    await observe(t, "bob updates alice's thread", "bob", "PATCH", "/threads/{T_alice}", {"metadata": {"topic": "bob's"}})
-    await observe(t, "alice updates her thread", "alice", "PATCH", "/threads/{T_alice}",
-                  {"metadata": {"topic": "updated", "owner": "bob"}}, view=with_owner)
+        await observe(
+            t,
+            f"{u} searches threads",
+            u,
+            "POST",
+            "/threads/search",
+            {"metadata": {"e2e_run": run}, "limit": 100},
+            view=names("thread_id"),
+        )
+        await observe(
+            t, f"{u} counts threads", u, "POST", "/threads/count", {"metadata": {"e2e_run": run}}, view=lambda t, n: n
+        )
+    await observe(
+        t, "bob updates alice's thread", "bob", "PATCH", "/threads/{T_alice}", {"metadata": {"topic": "bob's"}}
+    )
+    await observe(
+        t,
+        "alice updates her thread",
+        "alice",
+        "PATCH",
+        "/threads/{T_alice}",
+        {"metadata": {"topic": "updated", "owner": "bob"}},
+        view=with_owner,
+    )
     await observe(t, "bob copies alice's thread", "bob", "POST", "/threads/{T_alice}/copy")
-    await observe(t, "alice copies her thread", "alice", "POST", "/threads/{T_alice}/copy",
-                  keep="T_alice_copy:thread_id", view=with_owner)
+    await observe(
+        t,
+        "alice copies her thread",
+        "alice",
+        "POST",
+        "/threads/{T_alice}/copy",
+        keep="T_alice_copy:thread_id",
+        view=with_owner,
+    )
     for u in ("alice", "bob"):
-        await observe(t, f"{u} reads alice's state", u, "GET", "/threads/{T_alice}/state",
-                      view=lambda t, s: sorted(s.get("values") or {}))
-        await observe(t, f"{u} reads alice's history", u, "POST", "/threads/{T_alice}/history", {"limit": 5},
-                      view=lambda t, h: len(h))
+        await observe(
+            t,
+            f"{u} reads alice's state",
+            u,
+            "GET",
+            "/threads/{T_alice}/state",
+            view=lambda t, s: sorted(s.get("values") or {}),
+        )
+        await observe(
+            t,
+            f"{u} reads alice's history",
+            u,
+            "POST",
+            "/threads/{T_alice}/history",
+            {"limit": 5},
+            view=lambda t, h: len(h),
+        )
 
     await observe(t, "bob updates alice's state", "bob", "POST", "/threads/{T_alice}/state", {"values": {}})
-    await observe(t, "alice updates her state", "alice", "POST", "/threads/{T_alice}/state",
-                  {"values": {"messages": [{"role": "human", "content": "set"}]}}, view=lambda t, r: sorted(r))
+    await observe(
+        t,
+        "alice updates her state",
+        "alice",
+        "POST",
+        "/threads/{T_alice}/state",
+        {"values": {"messages": [{"role": "human", "content": "set"}]}},
+        view=lambda t, r: sorted(r),
+    )
 
     # Runs: on one's own thread, on another's, stateless, streamed, listed.
-    await observe(t, "alice runs on her thread", "alice", "POST", "/threads/{T_alice}/runs/wait",
-                  {"assistant_id": "agent", "input": human("hello")}, view=lambda t, o: last_message(o))
-    await observe(t, "bob runs on alice's thread", "bob", "POST", "/threads/{T_alice}/runs/wait",
-                  {"assistant_id": "agent", "input": human("intrude")}, view=lambda t, o: last_message(o))
-    await observe(t, "alice starts a background run", "alice", "POST", "/threads/{T_alice}/runs",
-                  {"assistant_id": "agent", "input": human("bg")}, keep="R_alice:run_id",
-                  view=lambda t, r: r.get("status") is not None)
-    await observe(t, "alice joins her run", "alice", "GET", "/threads/{T_alice}/runs/{R_alice}/join",
-                  view=lambda t, o: last_message(o))
+    await observe(
+        t,
+        "alice runs on her thread",
+        "alice",
+        "POST",
+        "/threads/{T_alice}/runs/wait",
+        {"assistant_id": "agent", "input": human("hello")},
+        view=lambda t, o: last_message(o),
+    )
+    await observe(
+        t,
+        "bob runs on alice's thread",
+        "bob",
+        "POST",
+        "/threads/{T_alice}/runs/wait",
+        {"assistant_id": "agent", "input": human("intrude")},
+        view=lambda t, o: last_message(o),
+    )
+    await observe(
+        t,
+        "alice starts a background run",
+        "alice",
+        "POST",
+        "/threads/{T_alice}/runs",
+        {"assistant_id": "agent", "input": human("bg")},
+        keep="R_alice:run_id",
+        view=lambda t, r: r.get("status") is not None,
+    )
+    await observe(
+        t,
+        "alice joins her run",
+        "alice",
+        "GET",
+        "/threads/{T_alice}/runs/{R_alice}/join",
+        view=lambda t, o: last_message(o),
+    )
     for u in ("alice", "bob"):
-        await observe(t, f"{u} lists alice's runs", u, "GET", "/threads/{T_alice}/runs",
-                      view=lambda t, rs: len(rs))
-        await observe(t, f"{u} reads alice's run", u, "GET", "/threads/{T_alice}/runs/{R_alice}",
-                      view=lambda t, r: r.get("status"))
-    await observe(t, "alice runs statelessly", "alice", "POST", "/runs/wait",
-                  {"assistant_id": "agent", "input": human("stateless")}, view=lambda t, o: last_message(o))
-    r = await t.call("alice", "POST", "/threads/{T_alice}/runs/stream",
-                     {"assistant_id": "agent", "input": human("streamed"), "stream_mode": "values"})
+        await observe(t, f"{u} lists alice's runs", u, "GET", "/threads/{T_alice}/runs", view=lambda t, rs: len(rs))
+        await observe(
+            t,
+            f"{u} reads alice's run",
+            u,
+            "GET",
+            "/threads/{T_alice}/runs/{R_alice}",
+            view=lambda t, r: r.get("status"),
+        )
+    await observe(
+        t,
+        "alice runs statelessly",
+        "alice",
+        "POST",
+        "/runs/wait",
+        {"assistant_id": "agent", "input": human("stateless")},
+        view=lambda t, o: last_message(o),
+    )
+    r = await t.call(
+        "alice",
+        "POST",
+        "/threads/{T_alice}/runs/stream",
+        {"assistant_id": "agent", "input": human("streamed"), "stream_mode": "values"},
+    )
     t.record("alice streams a run", {"status": r.status_code, "seen": "echo: streamed" in r.text})
-    r = await t.call("bob", "POST", "/threads/{T_alice}/runs/stream",
-                     {"assistant_id": "agent", "input": human("x"), "stream_mode": "values"})
+    r = await t.call(
+        "bob",
+        "POST",
+        "/threads/{T_alice}/runs/stream",
+        {"assistant_id": "agent", "input": human("x"), "stream_mode": "values"},
+    )
     t.record("bob streams a run on alice's thread", {"status": r.status_code, "leaks": "echo:" in r.text})
 
     # Assistants.
-    await observe(t, "alice creates an assistant", "alice", "POST", "/assistants",
-                  {"graph_id": "agent", "metadata": meta(topic="asst"), "name": f"alice-{run}"},
-                  keep="A_alice:assistant_id", view=with_owner)
+    await observe(
+        t,
+        "alice creates an assistant",
+        "alice",
+        "POST",
+        "/assistants",
+        {"graph_id": "agent", "metadata": meta(topic="asst"), "name": f"alice-{run}"},
+        keep="A_alice:assistant_id",
+        view=with_owner,
+    )
     for u in ("alice", "bob"):
         await observe(t, f"{u} reads alice's assistant", u, "GET", "/assistants/{A_alice}", view=with_owner)
-        await observe(t, f"{u} searches assistants", u, "POST", "/assistants/search",
-                      {"metadata": {"e2e_run": run}, "limit": 100}, view=mine("assistant_id"))
-        await observe(t, f"{u} reads alice's assistant's graph", u, "GET", "/assistants/{A_alice}/graph",
-                      view=lambda t, g: sorted(g) if isinstance(g, dict) else g)
-    await observe(t, "bob runs alice's assistant on his thread", "bob", "POST", "/threads/{T_bob}/runs/wait",
-                  {"assistant_id": t.ids.get("A_alice", "00000000-0000-0000-0000-000000000000"), "input": human("borrow")},
-                  view=lambda t, o: last_message(o))
-    await observe(t, "bob updates alice's assistant", "bob", "PATCH", "/assistants/{A_alice}", {"metadata": {"topic": "bob"}})
+        await observe(
+            t,
+            f"{u} searches assistants",
+            u,
+            "POST",
+            "/assistants/search",
+            {"metadata": {"e2e_run": run}, "limit": 100},
+            view=mine("assistant_id"),
+        )
+        await observe(
+            t,
+            f"{u} reads alice's assistant's graph",
+            u,
+            "GET",
+            "/assistants/{A_alice}/graph",
+            view=lambda t, g: sorted(g) if isinstance(g, dict) else g,
+        )
+    await observe(
+        t,
+        "bob runs alice's assistant on his thread",
+        "bob",
+        "POST",
+        "/threads/{T_bob}/runs/wait",
+        {"assistant_id": t.ids.get("A_alice", "00000000-0000-0000-0000-000000000000"), "input": human("borrow")},
+        view=lambda t, o: last_message(o),
+    )
+    await observe(
+        t, "bob updates alice's assistant", "bob", "PATCH", "/assistants/{A_alice}", {"metadata": {"topic": "bob"}}
+    )
     await observe(t, "bob deletes alice's assistant", "bob", "DELETE", "/assistants/{A_alice}")
 
     # Crons.
-    await observe(t, "alice schedules a cron on her thread", "alice", "POST", "/threads/{T_alice}/runs/crons",
-                  {"assistant_id": "agent", "schedule": "0 0 1 1 *", "input": human("cron")},
-                  keep="C_alice:cron_id", view=lambda t, c: t.name_of(c.get("thread_id", "")))
+    await observe(
+        t,
+        "alice schedules a cron on her thread",
+        "alice",
+        "POST",
+        "/threads/{T_alice}/runs/crons",
+        {"assistant_id": "agent", "schedule": "0 0 1 1 *", "input": human("cron")},
+        keep="C_alice:cron_id",
+        view=lambda t, c: t.name_of(c.get("thread_id", "")),
+    )
     for u in ("alice", "bob"):
         await observe(t, f"{u} searches crons", u, "POST", "/runs/crons/search", {"limit": 100}, view=mine("cron_id"))
     await observe(t, "bob deletes alice's cron", "bob", "DELETE", "/runs/crons/{C_alice}")
     await observe(t, "alice deletes her cron", "alice", "DELETE", "/runs/crons/{C_alice}")
 
     # Store.
-    await observe(t, "alice puts under her namespace", "alice", "PUT", "/store/items",
-                  {"namespace": ["alice", run], "key": "k", "value": {"v": 1}})
-    await observe(t, "alice puts under bob's namespace", "alice", "PUT", "/store/items",
-                  {"namespace": ["bob", run], "key": "k", "value": {"v": 1}})
+    await observe(
+        t,
+        "alice puts under her namespace",
+        "alice",
+        "PUT",
+        "/store/items",
+        {"namespace": ["alice", run], "key": "k", "value": {"v": 1}},
+    )
+    await observe(
+        t,
+        "alice puts under bob's namespace",
+        "alice",
+        "PUT",
+        "/store/items",
+        {"namespace": ["bob", run], "key": "k", "value": {"v": 1}},
+    )
     for u in ("alice", "bob"):
-        await observe(t, f"{u} gets alice's item", u, "GET", "/store/items",
-                      params={"namespace": f"alice.{run}", "key": "k"}, view=lambda t, i: i.get("value"))
-        await observe(t, f"{u} searches alice's namespace", u, "POST", "/store/items/search",
-                      {"namespace_prefix": ["alice", run]}, view=lambda t, r: sorted(i["key"] for i in r["items"]))
-        await observe(t, f"{u} lists namespaces under alice", u, "POST", "/store/namespaces",
-                      {"prefix": ["alice", run]}, view=lambda t, r: r.get("namespaces"))
+        await observe(
+            t,
+            f"{u} gets alice's item",
+            u,
+            "GET",
+            "/store/items",
+            params={"namespace": f"alice.{run}", "key": "k"},
+            view=lambda t, i: i.get("value"),
+        )
+        await observe(
+            t,
+            f"{u} searches alice's namespace",
+            u,
+            "POST",
+            "/store/items/search",
+            {"namespace_prefix": ["alice", run]},
+            view=lambda t, r: sorted(i["key"] for i in r["items"]),
+        )
+        await observe(
+            t,
+            f"{u} lists namespaces under alice",
+            u,
+            "POST",
+            "/store/namespaces",
+            {"prefix": ["alice", run]},
+            view=lambda t, r: r.get("namespaces"),
+        )
     await observe(t, "alice lists namespaces with no prefix", "alice", "POST", "/store/namespaces", {})
-    await observe(t, "bob deletes alice's item", "bob", "DELETE", "/store/items", {"namespace": ["alice", run], "key": "k"})
-    await observe(t, "alice deletes her item", "alice", "DELETE", "/store/items", {"namespace": ["alice", run], "key": "k"})
+    await observe(
+        t, "bob deletes alice's item", "bob", "DELETE", "/store/items", {"namespace": ["alice", run], "key": "k"}
+    )
+    await observe(
+        t, "alice deletes her item", "alice", "DELETE", "/store/items", {"namespace": ["alice", run], "key": "k"}
+    )
 
     # Deletes and prunes.
     if SERVER == "python":
-        await observe(t, "bob prunes alice's copy", "bob", "POST", "/threads/prune",
-                      {"thread_ids": [t.ids.get("T_alice_copy", "00000000-0000-0000-0000-000000000000")]},
-                      view=lambda t, r: r.get("pruned_count"))
-        await observe(t, "alice prunes her copy", "alice", "POST", "/threads/prune",
-                      {"thread_ids": [t.ids.get("T_alice_copy", "00000000-0000-0000-0000-000000000000")]},
-                      view=lambda t, r: r.get("pruned_count"))
+        await observe(
+            t,
+            "bob prunes alice's copy",
+            "bob",
+            "POST",
+            "/threads/prune",
+            {"thread_ids": [t.ids.get("T_alice_copy", "00000000-0000-0000-0000-000000000000")]},
+            view=lambda t, r: r.get("pruned_count"),
+        )
+        await observe(
+            t,
+            "alice prunes her copy",
+            "alice",
+            "POST",
+            "/threads/prune",
+            {"thread_ids": [t.ids.get("T_alice_copy", "00000000-0000-0000-0000-000000000000")]},
+            view=lambda t, r: r.get("pruned_count"),
+        )
     await observe(t, "alice deletes bob's thread", "alice", "DELETE", "/threads/{T_bob}")
     await observe(t, "bob deletes his thread", "bob", "DELETE", "/threads/{T_bob}")
     await observe(t, "bob reads his deleted thread", "bob", "GET", "/threads/{T_bob}")
@@ -275,7 +472,7 @@ def main() -> int:
         print("the two runs took different steps:", [s for s, _ in ref], [s for s, _ in lg], file=sys.stderr)
         return 1
     bad = 0
-    for (step, a), (_, b) in zip(ref, lg):
+    for (step, a), (_, b) in zip(ref, lg, strict=True):
         same = a == b
         if same and step in listed:
             print(f"STALE {step}: listed in differences.json but both now observe {a}")
@@ -287,7 +484,8 @@ def main() -> int:
             print(f"≠ {step} (listed: {listed[step]['why']})\n    LangGraph: {a}\n    langgate:  {b}")
         else:
             print(f"= {step}: {a}")
-    print(f"{len(ref)} steps, {sum(1 for (_, a), (_, b) in zip(ref, lg) if a != b)} differences, {bad} not accounted for")
+    differing = sum(1 for (_, a), (_, b) in zip(ref, lg, strict=True) if a != b)
+    print(f"{len(ref)} steps, {differing} differences, {bad} not accounted for")
     return 1 if bad else 0
 
 

@@ -49,7 +49,7 @@ async def authenticate(authorization: str | None) -> Auth.types.MinimalUserDict:
     try:
         # PyJWKClient fetches over the network: off the event loop.
         claims = await asyncio.to_thread(_verify, authorization[len("Bearer ") :])
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever fails the verification, the answer is 401
         raise Auth.exceptions.HTTPException(status_code=401, detail="Invalid token") from None
     return {
         "identity": claims["sub"],

@@ -77,7 +77,9 @@ async def main(path: str) -> None:
         "events an array": headers(**{"x-langgate-events": '["threads:read"]'}),
         "events with a list of filters": headers(**{"x-langgate-events": '{"threads:read": {"filters": []}}'}),
         "events without filters": headers(**{"x-langgate-events": '{"threads:read": {}}'}),
-        "an empty namespace prefix": headers(**{"x-langgate-events": '{"store:put": {"filters": {}, "namespace_prefix": []}}'}),
+        "an empty namespace prefix": headers(
+            **{"x-langgate-events": '{"store:put": {"filters": {}, "namespace_prefix": []}}'}
+        ),
         "user id disagrees": headers(**{"x-langgate-user-id": "bob"}),
         "malformed user": headers(**{"x-langgate-user": "{"}),
         "filters an array": headers(**{"x-langgate-filters": "[]"}),
@@ -105,8 +107,14 @@ async def main(path: str) -> None:
     # Each event gets its own filters; an event langgate did not grant is
     # refused with 403.
     g = await m.authenticate(
-        method="POST", path="/threads/t/runs",
-        headers=headers(events={"threads:create_run": {"filters": {"owner": "alice"}}, "assistants:read": {"filters": {"team": "a"}}}),
+        method="POST",
+        path="/threads/t/runs",
+        headers=headers(
+            events={
+                "threads:create_run": {"filters": {"owner": "alice"}},
+                "assistants:read": {"filters": {"team": "a"}},
+            }
+        ),
     )
     assert await m.enforce(ctx=ctx(g, "assistants", "read"), value={}) == {"team": "a"}
     assert await status_of(m.enforce(ctx=ctx(g, "threads", "delete"), value={})) == 403
@@ -115,7 +123,9 @@ async def main(path: str) -> None:
     # A store namespace prefix is put before the client's namespace (a
     # listing without a prefix gets the prefix itself).
     grant = {"filters": {}, "namespace_prefix": ["alice"]}
-    s = await m.authenticate(method="PUT", path="/store/items", headers=headers(events={"store:put": grant, "store:list_namespaces": grant}))
+    s = await m.authenticate(
+        method="PUT", path="/store/items", headers=headers(events={"store:put": grant, "store:list_namespaces": grant})
+    )
     v = {"namespace": ("notes",), "key": "k"}
     await m.enforce(ctx=ctx(s, "store", "put"), value=v)
     assert v["namespace"] == ("alice", "notes"), v

@@ -46,7 +46,7 @@ def status(err: BaseException) -> int | None:
 async def expect_status(coro, want: int, what: str) -> None:
     try:
         got = await coro
-    except Exception as e:  # noqa: BLE001 - any client error carries the status
+    except Exception as e:
         if status(e) != want:
             raise AssertionError(f"{what}: want HTTP {want}, got {status(e)} ({e!r})") from e
         return
@@ -77,7 +77,9 @@ async def main() -> None:
     await expect_status(bob.threads.get(thread["thread_id"]), 404, "bob reads alice's thread")
     found = await bob.threads.search(metadata={"e2e_run": RUN})
     assert found == [], found
-    await expect_status(bob.runs.wait(thread["thread_id"], "agent", input=human("x")), 404, "bob runs on alice's thread")
+    await expect_status(
+        bob.runs.wait(thread["thread_id"], "agent", input=human("x")), 404, "bob runs on alice's thread"
+    )
     ok("python sdk: bob neither sees nor runs alice's thread")
     await expect_status(get_client(url=BASE, api_key=None).threads.search(), 401, "no token")
     ok("python sdk: no token is a 401")
