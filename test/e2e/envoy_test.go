@@ -174,7 +174,7 @@ func TestEnvoyHeaderHygiene(t *testing.T) {
 					"X-Langgate-Action":      "search",
 					"X-Langgate-Filters":     `{"owner":"bob"}`,
 					"X-Langgate-Metadata":    `{"owner":"bob"}`,
-					"X-Langgate-Events":      `{"threads:search":{"owner":"bob"}}`,
+					"X-Langgate-Events":      `{"threads:search":{"filters":{"owner":"bob"}}}`,
 				}
 				checkLanggateHeaders(t, r.proto, got[0], want)
 				if u := got[0].Values("X-Langgate-User"); len(u) != 1 || !strings.Contains(u[0], `"identity":"bob"`) {
