@@ -104,7 +104,7 @@ type userField struct {
 // already has, or one the upstream adapters keep their state under.
 func reservedField(name string) bool {
 	switch name {
-	case "identity", "display_name", "is_authenticated", "permissions":
+	case "identity", "display_name", "is_authenticated", "permissions", "is_studio_user", "kind":
 		return true
 	}
 	return strings.HasPrefix(name, "langgate_")
@@ -219,7 +219,7 @@ func compileMapping(env *cel.Env, file string, u config.UserMapping) (*userMappi
 		case e.Op != "":
 			errs = append(errs, &config.Error{File: file, Pos: e.OpPos, Msg: fmt.Sprintf("user field %q: operators are only allowed in filters", e.Key)})
 		case reservedField(e.Key):
-			errs = append(errs, &config.Error{File: file, Pos: e.KeyPos, Msg: fmt.Sprintf("user field %q: the name is taken (identity, display_name, is_authenticated, permissions, langgate_*)", e.Key)})
+			errs = append(errs, &config.Error{File: file, Pos: e.KeyPos, Msg: fmt.Sprintf("user field %q: the name is taken (identity, display_name, is_authenticated, permissions, is_studio_user, kind, langgate_*)", e.Key)})
 		default:
 			m.fields = append(m.fields, userField{name: e.Key, prg: compile(e.Expr, nil)})
 		}

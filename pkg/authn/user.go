@@ -73,6 +73,7 @@ func NewUserWithFields(identity, displayName string, permissions []string, claim
 	}
 	u.attrs["identity"], u.attrs["display_name"] = identity, displayName
 	u.attrs["is_authenticated"], u.attrs["permissions"] = true, perms
+	u.attrs["is_studio_user"] = false // true only on a Studio request (authorize.studio)
 	return u
 }
 

@@ -174,6 +174,13 @@ type Authorize struct {
 	// credential): "allow" (the default: passed to the upstream, whose CORS
 	// middleware answers it; it fires no event) or "authenticate".
 	CORSPreflight string `yaml:"cors_preflight"`
+	// Studio admits LangGraph Studio users on request: a CEL bool over the
+	// user langgate authenticated (its claims, the request). A request that
+	// carries Studio's `x-auth-scheme: langsmith` and satisfies it is
+	// decided for a Studio user (handlers see user.is_studio_user, the
+	// upstream a user of kind "StudioUser"). The credential is still
+	// langgate's to verify; without this rule the header is only removed.
+	Studio Expr `yaml:"studio"`
 	// Handlers are the authorization rules, LangGraph's @auth.on handlers.
 	Handlers []Handler `yaml:"handlers"`
 }

@@ -1,7 +1,16 @@
 package decision
 
 import (
+	"strings"
+
 	"github.com/langgate/langgate/pkg/authn"
+	"github.com/langgate/langgate/pkg/policy"
+)
+
+// LangGraph Studio marks its requests with x-auth-scheme: langsmith.
+const (
+	studioSchemeHeader = "x-auth-scheme"
+	studioScheme       = "langsmith"
 )
 
 // authenticate is the authenticate phase: the policy's credential
@@ -33,6 +42,18 @@ func (p *pass) authenticate() bool {
 		return true
 	}
 	d.User = user
+	if p.pol.studio != nil && strings.EqualFold(strings.TrimSpace(p.req.Headers[studioSchemeHeader]), studioScheme) {
+		// LangGraph Studio's request: a Studio user if the rule holds for
+		// the user langgate just authenticated; else an ordinary request
+		// (the header is removed either way).
+		in := &policy.Input{User: user, Request: &policy.Request{Method: p.req.Method, Path: p.target.Path, Headers: p.req.Headers, Query: p.target.Query}, Context: p.req.Context}
+		ok, err := p.pol.studio.Holds(in)
+		if err != nil {
+			d.deny(Denied, 403, "Forbidden", "authorize.studio failed: "+err.Error())
+			return true
+		}
+		d.Studio = ok
+	}
 	if err := p.ctx.Err(); err != nil {
 		d.deny(Error, 503, "Request cancelled", "context ended: "+err.Error())
 		return true

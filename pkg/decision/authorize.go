@@ -23,7 +23,7 @@ func (p *pass) authorize() bool {
 	var reasons []string
 	for i := range d.Events {
 		ev := &d.Events[i]
-		in := &policy.Input{User: d.User, Request: preq, Context: p.req.Context, Event: ev}
+		in := &policy.Input{User: d.User, Request: preq, Context: p.req.Context, Event: ev, Studio: d.Studio}
 		if p.tr != nil {
 			in.Trace = p.tr.event(ev, p.pol.Handlers)
 		}

@@ -117,10 +117,16 @@ func buildPolicy(file string, pc *config.Policy, env *cel.Env, reg *authn.Regist
 	vocab := policy.VocabularyOf(rs)
 	handlers, err := policy.Compile(env, file, pc.Authorize.Handlers, vocab)
 	errs.Append(file, pc.Pos, err)
+	var studio *policy.Condition
+	if !pc.Authorize.Studio.IsZero() {
+		studio, err = policy.CompileCondition(env, file, pc.Authorize.Studio)
+		errs.Append(file, pc.Pos, err)
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	return &Policy{
+		studio:        studio,
 		Name:          pc.Name,
 		corsPreflight: pc.Authorize.CORSPreflight == config.CORSPreflightAllow,
 		Table:         table,

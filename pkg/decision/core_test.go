@@ -3,7 +3,9 @@ package decision_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -470,5 +472,51 @@ func TestCORSOnDenials(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "cors") {
 			t.Errorf("%q: %v", bad, err)
 		}
+	}
+}
+
+// TestStudio: authorize.studio admits LangGraph Studio's requests
+// (x-auth-scheme: langsmith) for the users it holds for: handlers see
+// user.is_studio_user, and the upstream a user of kind StudioUser. Anyone
+// else's Studio header changes nothing; without the rule it is ignored.
+func TestStudio(t *testing.T) {
+	text := strings.Replace(readExample(t, "examples/langgraph/langgate.yaml"), "  routes: langgraph\n", "  routes: langgraph\n  studio: \"user.identity == 'alice'\"\n", 1)
+	text = strings.Replace(text, `      filters:
+        owner: user.identity`, `      filters: "user.is_studio_user ? {} : {'owner': user.identity}"`, 1)
+	env := testengine.Start(t, testengine.Options{Policy: text})
+	alice, bob := env.Token(t, "alice", nil), env.Token(t, "bob", nil)
+	for _, c := range []struct {
+		name, token, scheme string
+		studio              bool
+		filters             string
+	}{
+		{"alice from Studio", alice, "langsmith", true, "map[]"},
+		{"alice without Studio's header", alice, "", false, "map[owner:alice]"},
+		{"bob from Studio", bob, "langsmith", false, "map[owner:bob]"},
+	} {
+		r := get("/threads/t1", "", c.token, nil)
+		if c.scheme != "" {
+			r.Headers["x-auth-scheme"] = c.scheme
+		}
+		d := env.Engine.Decide(context.Background(), r)
+		var user string
+		for _, h := range d.Headers {
+			if h.Name == decision.HeaderUser {
+				user = h.Value
+			}
+		}
+		if !d.Allow() || d.Studio != c.studio || fmt.Sprint(d.Filters) != c.filters || strings.Contains(user, `"kind":"StudioUser"`) != c.studio {
+			t.Errorf("%s: %s studio=%v filters %v user %s (%s)", c.name, d.Outcome, d.Studio, d.Filters, user, d.Reason)
+		}
+		if !slices.Contains(d.RemoveHeaders, "x-auth-scheme") && c.scheme != "" {
+			t.Errorf("%s: x-auth-scheme is not removed: %v", c.name, d.RemoveHeaders)
+		}
+	}
+	// Without the rule, Studio's header is only removed.
+	plain := testengine.Start(t, testengine.Options{})
+	r := get("/threads/t1", "", plain.Token(t, "alice", nil), nil)
+	r.Headers["x-auth-scheme"] = "langsmith"
+	if d := plain.Engine.Decide(context.Background(), r); d.Studio || d.Filters["owner"] != "alice" {
+		t.Errorf("no studio rule: studio=%v filters %v", d.Studio, d.Filters)
 	}
 }

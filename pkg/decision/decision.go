@@ -72,7 +72,10 @@ type Decision struct {
 	AuthFailure authn.Kind
 	AuthReason  string
 
-	User    *authn.User
+	User *authn.User
+	// Studio is set when the request is decided for a LangGraph Studio
+	// user (authorize.studio).
+	Studio  bool
 	Events  []routes.Event
 	Handler string
 	// Policy names the policy that decided ("" when none was selected).

@@ -60,6 +60,9 @@ func (s *sink) record(ctx context.Context, req *Request, d *Decision, took time.
 	}
 	if d.User != nil {
 		attrs = append(attrs, slog.String("identity", d.User.Identity))
+		if d.Studio {
+			attrs = append(attrs, slog.Bool("studio", true))
+		}
 	}
 	if len(d.Events) > 0 {
 		evs := make([]string, len(d.Events))

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/langgate/langgate/pkg/authn"
+	"github.com/langgate/langgate/pkg/policy"
 )
 
 // The headers langgate owns on the upstream request (the contract with the
@@ -98,6 +99,12 @@ func (c *corsRules) apply(d *Decision, origin string) {
 func upstreamHeaders(d *Decision) error {
 	u := d.User
 	userJSON, perms, err1 := u.HeaderJSON(asciiJSON)
+	if d.Studio && err1 == nil {
+		// A Studio user, as LangGraph's StudioUser and is_studio_user()
+		// know it (kind "StudioUser"); encoded per request, since the
+		// cached JSON is the plain user's.
+		userJSON, err1 = asciiJSON(policy.StudioView(u))
+	}
 	filters, err2 := asciiJSON(orEmpty(d.Filters))
 	metadata, err3 := asciiJSON(orEmpty(d.Metadata))
 	if err := errors.Join(err1, err2, err3); err != nil {

@@ -67,6 +67,10 @@ type Input struct {
 	Request *Request
 	Context map[string]string
 	Event   *routes.Event
+	// Studio marks a request decided for a LangGraph Studio user
+	// (authorize.studio): `user` then shows is_studio_user true and kind
+	// "StudioUser".
+	Studio bool
 	// Trace, when not nil, records each expression and its value.
 	Trace *EvalTrace
 }
@@ -111,6 +115,9 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		if a.in.User == nil {
 			return map[string]any{}, true
 		}
+		if a.in.Studio {
+			return StudioView(a.in.User), true
+		}
 		return a.in.User.Attributes(), true
 	case VarClaims:
 		if a.in.User == nil || a.in.User.Claims == nil {
@@ -153,6 +160,54 @@ func requestView(r *Request) map[string]any {
 		}
 	}
 	return map[string]any{"method": r.Method, "path": r.Path, "headers": r.Headers, "query": q}
+}
+
+// StudioView is the user as a Studio request shows it: the user's
+// attributes with is_studio_user true and kind "StudioUser", as LangGraph's
+// StudioUser (and langgraph_sdk.auth.is_studio_user) have them. It is built
+// per request: Studio requests are rare, the cached user is shared.
+func StudioView(u *authn.User) map[string]any {
+	attrs := u.Attributes()
+	out := make(map[string]any, len(attrs)+2)
+	for k, v := range attrs {
+		out[k] = v
+	}
+	out["is_studio_user"], out["kind"] = true, "StudioUser"
+	return out
+}
+
+// Condition is a compiled CEL bool over the user, its claims, the request
+// and the route context: a rule that is not about one event (for example
+// authorize.studio).
+type Condition struct {
+	prg *expr.Program
+}
+
+// CompileCondition compiles e in the handlers' environment; it must
+// produce a bool.
+func CompileCondition(env *cel.Env, file string, e config.Expr) (*Condition, error) {
+	prg, err := expr.Compile(env, file, e, cel.BoolType)
+	if err != nil {
+		return nil, err
+	}
+	return &Condition{prg: prg}, nil
+}
+
+// Holds evaluates the condition; in.Event may be nil (resource, action and
+// value are then empty). An error or a non-bool is false, with the error.
+func (c *Condition) Holds(in *Input) (bool, error) {
+	if in.Event == nil {
+		in.Event = &routes.Event{}
+	}
+	v, err := c.prg.Eval(&activation{in: in})
+	if err != nil {
+		return false, err
+	}
+	b, ok := v.(types.Bool)
+	if !ok {
+		return false, fmt.Errorf("%s: produced %s, not a bool", c.prg.Source, v.Type().TypeName())
+	}
+	return bool(b), nil
 }
 
 // Handler is one compiled authorization rule.

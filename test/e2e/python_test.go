@@ -311,3 +311,69 @@ func TestUserFieldsPython(t *testing.T) {
 		t.Errorf("alice (admin) creates an assistant: %d %s", r.status, r.body)
 	}
 }
+
+// TestStudioPython: authorize.studio admits LangGraph Studio's requests
+// for the users it holds for, through the real Envoy (with the shipped
+// front-proxy.yaml's edge strip of x-auth-scheme removed, as docs/
+// langgraph.md says to for Studio; the route still removes it before the
+// upstream) to the Python server: alice from Studio sees bob's thread,
+// alice without Studio's header and bob with it do not.
+func TestStudioPython(t *testing.T) {
+	base, err := os.ReadFile("../../examples/langgraph/langgate.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(base), "  routes: langgraph\n", "  routes: langgraph\n  studio: \"user.identity == 'alice'\"\n", 1)
+	text = strings.Replace(text, `      filters:
+        owner: user.identity`, `      filters: "user.is_studio_user ? {} : {'owner': user.identity}"`, 1)
+	policy := filepath.Join(t.TempDir(), "studio.yaml")
+	if err := os.WriteFile(policy, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	py, _ := pythonServer(t)
+	lg := startLanggate(t, policy)
+	stripped := 0
+	url := envoyTo(t, "front-proxy.yaml", lg, py.addr, func(cfg *envoyproc.Config) {
+		relaxed(cfg)
+		cfg.Visit(func(m map[string]any) {
+			ms, ok := m["request_mutations"].([]any)
+			if !ok {
+				return
+			}
+			var kept []any
+			for _, x := range ms {
+				if mm, ok := x.(map[string]any); ok && mm["remove"] == "x-auth-scheme" {
+					stripped++
+					continue
+				}
+				kept = append(kept, x)
+			}
+			m["request_mutations"] = kept
+		})
+	}).URL("langgraph_http")
+	if stripped != 1 {
+		t.Fatalf("front-proxy.yaml's header_mutation strip of x-auth-scheme found %d times, want once", stripped)
+	}
+	alice, bob := bearer(token(t, "alice")), bearer(token(t, "bob"))
+	studio := [2]string{"X-Auth-Scheme", "langsmith"}
+	r := send(t, h1, "POST", url+"/threads", [][2]string{bob, jsonType}, []byte(`{}`))
+	var th struct {
+		ThreadID string `json:"thread_id"`
+	}
+	if r.status != 200 || json.Unmarshal([]byte(r.body), &th) != nil {
+		t.Fatalf("bob creates a thread: %d %s", r.status, r.body)
+	}
+	for _, c := range []struct {
+		name    string
+		headers [][2]string
+		want    int
+	}{
+		{"alice from Studio", [][2]string{alice, studio}, 200},
+		{"alice", [][2]string{alice}, 404},
+		{"carol from Studio", [][2]string{bearer(token(t, "carol")), studio}, 404},
+	} {
+		if r := send(t, h1, "GET", url+"/threads/"+th.ThreadID, c.headers, nil); r.status != c.want {
+			t.Errorf("%s reads bob's thread: %d %s, want %d", c.name, r.status, r.body, c.want)
+		}
+	}
+}
