@@ -174,6 +174,12 @@ type Authorize struct {
 	// credential): "allow" (the default: passed to the upstream, whose CORS
 	// middleware answers it; it fires no event) or "authenticate".
 	CORSPreflight string `yaml:"cors_preflight"`
+	// RunAssistant decides the assistants:read a run on an assistant fires:
+	// "optional" (the default: its handler runs, and the Python server
+	// applies its filters; a denial leaves it ungranted) or "required" (a
+	// denial denies the run here, also on servers that never check the
+	// assistant, such as LangGraph JS).
+	RunAssistant string `yaml:"run_assistant"`
 	// Studio admits LangGraph Studio users on request: a CEL bool over the
 	// user langgate authenticated (its claims, the request). A request that
 	// carries Studio's `x-auth-scheme: langsmith` and satisfies it is

@@ -19,6 +19,10 @@ const (
 	UnmatchedAllow = "allow"
 	// UnmatchedDeny refuses authenticated requests whose path fires no event.
 	UnmatchedDeny = "deny"
+	// RunAssistantOptional and RunAssistantRequired are the values of
+	// authorize.run_assistant.
+	RunAssistantOptional = "optional"
+	RunAssistantRequired = "required"
 	// CORSPreflightAllow passes a CORS preflight without a credential.
 	CORSPreflightAllow = "allow"
 	// CORSPreflightAuthenticate treats a preflight like any request.
@@ -158,6 +162,13 @@ func validateAuthorize(z *Authorize, sink *errorSink) {
 	case UnmatchedAllow, UnmatchedDeny:
 	default:
 		sink.add(z.Pos, "authorize.unmatched: must be %q or %q, got %q", UnmatchedAllow, UnmatchedDeny, z.Unmatched)
+	}
+	switch z.RunAssistant {
+	case "":
+		z.RunAssistant = RunAssistantOptional
+	case RunAssistantOptional, RunAssistantRequired:
+	default:
+		sink.add(z.Pos, "authorize.run_assistant: must be %q or %q, got %q", RunAssistantOptional, RunAssistantRequired, z.RunAssistant)
 	}
 	switch z.CORSPreflight {
 	case "":

@@ -129,6 +129,7 @@ func buildPolicy(file string, pc *config.Policy, env *cel.Env, reg *authn.Regist
 		studio:        studio,
 		Name:          pc.Name,
 		corsPreflight: pc.Authorize.CORSPreflight == config.CORSPreflightAllow,
+		runAssistant:  pc.Authorize.RunAssistant == config.RunAssistantRequired,
 		Table:         table,
 		Auth:          auth,
 		Handlers:      handlers,

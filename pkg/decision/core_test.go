@@ -259,6 +259,13 @@ func TestOptionalEvents(t *testing.T) {
 	if d.Outcome != decision.Denied || d.Status != 403 {
 		t.Errorf("the route's own assistants:read: %s %d (%s)", d.Outcome, d.Status, d.Reason)
 	}
+	// authorize.run_assistant: required makes the run's assistant check
+	// one of its own events: the denial denies the run.
+	strict := testengine.Start(t, testengine.Options{Policy: strings.Replace(text, "authorize:\n", "authorize:\n  run_assistant: required\n", 1)})
+	run.Headers["authorization"] = "Bearer " + strict.Token(t, "alice", nil)
+	if d := strict.Engine.Decide(context.Background(), run); d.Outcome != decision.Denied || d.Handler != "assistants.read" {
+		t.Errorf("run_assistant: required: %s handler %q (%s)", d.Outcome, d.Handler, d.Reason)
+	}
 }
 
 // TestHolderEntryPoint: before the first configuration every request is a

@@ -36,6 +36,8 @@ type Policy struct {
 	Vocabulary    policy.Vocabulary
 	unmatchedDeny bool
 	corsPreflight bool // CORS preflights pass without a credential
+	// runAssistant: a run's assistants:read must be allowed.
+	runAssistant bool
 	// studio admits LangGraph Studio requests for the users it holds for.
 	studio *policy.Condition
 	// strip lists client headers removed from every request (lower case).

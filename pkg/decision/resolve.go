@@ -64,6 +64,15 @@ func (p *pass) fireEvents() bool {
 	}
 	body := &routes.Body{Data: p.req.Body, State: bodyState(p.req)}
 	d.Events = p.route.Fire(p.params, p.target.Query, body)
+	if p.pol.runAssistant {
+		// authorize.run_assistant: required — the assistant check of a
+		// run is one of the run's own events.
+		for i := range d.Events {
+			if ev := &d.Events[i]; ev.Optional && ev.Resource == "assistants" && ev.Action == "read" {
+				ev.Optional = false
+			}
+		}
+	}
 	return false
 }
 
