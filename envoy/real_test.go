@@ -338,6 +338,8 @@ func TestRoutesThroughEnvoy(t *testing.T) {
 		{"PATCH", "/threads/t1", small},
 		{"POST", "/threads/t1/state", input},
 		{"POST", "/threads/t1/copy", small},
+		{"POST", "/threads/t1/commands", input}, // run.start carries the run's input
+		{"POST", "/threads/t1/stream/events", small},
 		{"POST", "/threads/t1/history", small},
 		{"POST", "/threads/t1/runs", input},
 		{"POST", "/threads/t1/runs/stream", input},
