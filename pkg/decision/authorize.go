@@ -96,8 +96,9 @@ func (d *Decision) grant(name string, filters map[string]any, prefix []string) e
 			return err
 		}
 	}
-	// A copy: the request's merged filters may start as this very map.
-	d.Grants = append(d.Grants, Grant{Event: name, Filters: maps.Clone(filters), NamespacePrefix: prefix})
+	// merge never modifies a map, so the grant may share the handler's
+	// (and the request's merged filters may be this very map).
+	d.Grants = append(d.Grants, Grant{Event: name, Filters: filters, NamespacePrefix: prefix})
 	return nil
 }
 
@@ -108,6 +109,8 @@ func (d *Decision) revoke(name string) {
 
 // merge combines the filters (or metadata) of several events; the same key
 // with different values cannot be expressed as one filter and is refused.
+// It never modifies its arguments (a grant may hold either map): the
+// common single-event case returns add itself, without a copy.
 func merge(into, add map[string]any) (map[string]any, error) {
 	if len(add) == 0 {
 		return into, nil
@@ -115,11 +118,12 @@ func merge(into, add map[string]any) (map[string]any, error) {
 	if into == nil {
 		return add, nil
 	}
+	out := maps.Clone(into)
 	for k, v := range add {
-		if old, ok := into[k]; ok && !reflect.DeepEqual(old, v) {
+		if old, ok := out[k]; ok && !reflect.DeepEqual(old, v) {
 			return nil, fmt.Errorf("key %q has conflicting values across events", k)
 		}
-		into[k] = v
+		out[k] = v
 	}
-	return into, nil
+	return out, nil
 }

@@ -2,6 +2,7 @@ package decision
 
 import (
 	"encoding/json"
+	"reflect"
 	"errors"
 	"slices"
 	"strings"
@@ -120,7 +121,7 @@ func upstreamHeaders(d *Decision) error {
 	if len(d.Events) > 0 {
 		d.Headers = append(d.Headers, Header{HeaderResource, d.Events[0].Resource}, Header{HeaderAction, d.Events[0].Action})
 	}
-	events, err := eventsJSON(d.Grants)
+	events, err := eventsJSON(d.Grants, d.Filters, filters)
 	if err != nil {
 		return err
 	}
@@ -133,19 +134,25 @@ func upstreamHeaders(d *Decision) error {
 // to it: {"filters": {...}} ({} when none) and, for a store event whose
 // handler sets one, "namespace_prefix": [...]. Event names are validated
 // words, so only the parts need encoding.
-func eventsJSON(gs []Grant) (string, error) {
+// encoded is the JSON of merged, already made for x-langgate-filters: a
+// grant holding that very map (the single-event case) reuses it.
+func eventsJSON(gs []Grant, merged map[string]any, encoded string) (string, error) {
 	if len(gs) == 0 {
 		return "{}", nil
 	}
 	var b strings.Builder
+	b.Grow(len(gs) * (32 + len(encoded)))
 	b.WriteByte('{')
 	for i, g := range gs {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		f, err := asciiJSON(orEmpty(g.Filters))
-		if err != nil {
-			return "", err
+		f := encoded
+		if !sameMap(g.Filters, merged) {
+			var err error
+			if f, err = asciiJSON(orEmpty(g.Filters)); err != nil {
+				return "", err
+			}
 		}
 		b.WriteString(`"` + g.Event + `":{"filters":`)
 		b.WriteString(f)
@@ -161,6 +168,11 @@ func eventsJSON(gs []Grant) (string, error) {
 	}
 	b.WriteByte('}')
 	return b.String(), nil
+}
+
+// sameMap reports whether a and b are the same map (or both nil).
+func sameMap(a, b map[string]any) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // renderDenial writes a denial's response: {"detail": ...} as JSON, a
