@@ -29,6 +29,9 @@ func (s *State) Drain() { s.draining.Store(true) }
 // Draining reports whether Drain was called.
 func (s *State) Draining() bool { return s.draining.Load() }
 
+// JWKSPath serves the signed auth context's public keys.
+const JWKSPath = "/.well-known/jwks.json"
+
 // Options configure the admin handler.
 type Options struct {
 	// Gatherer serves /metrics (nothing is served when nil).
@@ -51,6 +54,20 @@ func Handler(h *decision.Holder, st *State, opts Options) http.Handler {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 		_ = json.NewEncoder(w).Encode(rs)
+	})
+	// The public keys of the signed auth context (x-langgate-context), for
+	// upstreams to verify it: every key of the configuration in service,
+	// the signing one first. Cacheable for 5 minutes; 404 when the
+	// configuration signs no context.
+	mux.HandleFunc("GET "+JWKSPath, func(w http.ResponseWriter, _ *http.Request) {
+		eng := h.Load()
+		if eng == nil || eng.ContextKeys() == nil {
+			http.Error(w, "this configuration signs no auth context", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_, _ = w.Write(eng.ContextKeys().JWKS())
 	})
 	if opts.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))

@@ -2,17 +2,25 @@ package admin_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/langgate/langgate/examples/langgraph"
+	"github.com/langgate/langgate/internal/testengine"
 	"github.com/langgate/langgate/pkg/admin"
 	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/decision"
@@ -93,5 +101,41 @@ func TestReadinessTransitions(t *testing.T) {
 	}
 	if code, _ := get(t, srv.URL+"/debug/pprof/"); code != 404 {
 		t.Errorf("pprof served without the flag: %d", code)
+	}
+}
+
+// TestJWKS: the signed context's public keys are served on the admin port
+// when the configuration signs one, cacheable; 404 otherwise.
+func TestJWKS(t *testing.T) {
+	var engines decision.Holder
+	srv := httptest.NewServer(admin.Handler(&engines, &admin.State{}, admin.Options{}))
+	t.Cleanup(srv.Close)
+	get := func() (*http.Response, string) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + admin.JWKSPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	if resp, _ := get(); resp.StatusCode != 404 {
+		t.Errorf("no configuration: %d", resp.StatusCode)
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: priv, KeyID: "k1", Algorithm: "EdDSA"}}})
+	keyFile := filepath.Join(t.TempDir(), "keys.json")
+	if err := os.WriteFile(keyFile, set, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := testengine.Start(t, testengine.Options{Policy: string(langgraph.Policy) + "context:\n  keys: " + keyFile + "\n  audience: [langgraph]\n"})
+	engines.Store(env.Engine)
+	resp, body := get()
+	if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "public, max-age=300" || !strings.Contains(body, `"kid":"k1"`) || strings.Contains(body, `"d":`) {
+		t.Errorf("JWKS: %d %v %s", resp.StatusCode, resp.Header, body)
 	}
 }

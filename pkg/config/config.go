@@ -45,6 +45,9 @@ type File struct {
 	Explain Explain `yaml:"explain"`
 	// CORS makes denials readable by browser apps on other origins.
 	CORS *CORS `yaml:"cors"`
+	// Context signs what langgate authorized for each allowed request
+	// (x-langgate-context), so an upstream can verify it.
+	Context *SignedContext `yaml:"context"`
 
 	policies []*Policy
 }
@@ -68,6 +71,23 @@ type Explain struct {
 	// ReasonHeader adds a short `x-langgate-reason` header to denials
 	// (which handler or check refused; never a credential).
 	ReasonHeader bool `yaml:"reason_header"`
+}
+
+// SignedContext configures the signed auth context (x-langgate-context): a
+// compact JWS over the request's langgate.v1.AuthContext.
+type SignedContext struct {
+	Pos Pos `yaml:"-"`
+	// Keys is a JWK set file of private signing keys (EdDSA or ES256, each
+	// with a kid): the first signs, all are published at the admin port's
+	// /.well-known/jwks.json. A Kubernetes Secret mounted as a file works;
+	// it is re-read with the configuration.
+	Keys string `yaml:"keys"`
+	// Issuer is the context's iss ("langgate" by default).
+	Issuer string `yaml:"issuer"`
+	// Audience lists the upstreams the context is for (aud); required.
+	Audience []string `yaml:"audience"`
+	// TTL is a context's lifetime (60s by default, 1s to 1h).
+	TTL *Duration `yaml:"ttl"`
 }
 
 // CORS lets a browser app on another origin read langgate's denials: the

@@ -72,7 +72,7 @@ func TestParseErrors(t *testing.T) {
 		yaml string
 		want []string
 	}{
-		{"unknown top-level field", good + "authorise: {}\n", []string{`p.yaml:16:1: unknown field "authorise" (known fields: authenticate, authorize, cors, default_policy, explain, name, policies)`}},
+		{"unknown top-level field", good + "authorise: {}\n", []string{`p.yaml:16:1: unknown field "authorise" (known fields: authenticate, authorize, context, cors, default_policy, explain, name, policies)`}},
 		{"unknown nested field", strings.Replace(good, "leeway: 10s", "leway: 10s", 1),
 			[]string{`p.yaml:5:7: unknown field "leway" (known fields: algorithms, audiences, azp, issuer, jwks_url, leeway, max_refresh_interval, max_token_bytes, min_refresh_interval, refresh_interval, required_claims, typ, unknown_kid_refetch_interval, user)`}},
 		{"unset variable", strings.Replace(good, "${ISS}", "${NOPE}", 1),

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Defaults applied when a field is left out.
@@ -39,6 +40,9 @@ var AsymmetricAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384",
 func validate(f *File, sink *errorSink) {
 	if c := f.CORS; c != nil {
 		validateCORS(c, sink)
+	}
+	if c := f.Context; c != nil {
+		validateContext(c, sink)
 	}
 	if len(f.Policies) == 0 {
 		if f.DefaultPolicy != "" {
@@ -115,6 +119,31 @@ func validate(f *File, sink *errorSink) {
 		validateAuthorize(p.Authorize, sink)
 	}
 	checkSharedIssuers(f.policies, sink)
+}
+
+// DefaultContextTTL is a signed context's lifetime unless configured.
+const DefaultContextTTL = 60 * time.Second
+
+func validateContext(c *SignedContext, sink *errorSink) {
+	if c.Keys == "" {
+		sink.add(c.Pos, "context.keys: the JWK set file of signing keys is required")
+	}
+	if len(c.Audience) == 0 {
+		sink.add(c.Pos, "context.audience: at least one audience (the upstreams that verify the context)")
+	}
+	for _, a := range c.Audience {
+		if a == "" {
+			sink.add(c.Pos, "context.audience: an empty audience")
+		}
+	}
+	if c.Issuer == "" {
+		c.Issuer = "langgate"
+	}
+	if c.TTL == nil {
+		c.TTL = &Duration{Duration: DefaultContextTTL}
+	} else if c.TTL.Duration < time.Second || c.TTL.Duration > time.Hour {
+		sink.add(c.Pos, "context.ttl: must be between 1s and 1h, got %s", c.TTL.Duration)
+	}
 }
 
 func validateCORS(c *CORS, sink *errorSink) {

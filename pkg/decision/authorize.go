@@ -49,7 +49,11 @@ func (p *pass) authorize() bool {
 			return true
 		}
 		name := ev.Resource + ":" + ev.Action
-		if err := d.grant(name, res.Filters, res.NamespacePrefix); err != nil {
+		var md map[string]any
+		if !ev.Optional {
+			md = res.Metadata
+		}
+		if err := d.grant(name, res.Filters, md, res.NamespacePrefix); err != nil {
 			if ev.Optional {
 				d.revoke(name)
 				continue
@@ -80,25 +84,29 @@ func (p *pass) authorize() bool {
 type Grant struct {
 	Event           string // "resource:action"
 	Filters         map[string]any
+	Metadata        map[string]any // the route's own events only
 	NamespacePrefix []string
 }
 
 // grant adds an allowed event; the same event fired twice (the runs of a
 // batch) must agree on what its handler returned.
-func (d *Decision) grant(name string, filters map[string]any, prefix []string) error {
+func (d *Decision) grant(name string, filters, metadata map[string]any, prefix []string) error {
 	for i := range d.Grants {
 		if g := &d.Grants[i]; g.Event == name {
 			if !slices.Equal(g.NamespacePrefix, prefix) {
 				return fmt.Errorf("namespace_prefix differs across events")
 			}
 			var err error
-			g.Filters, err = merge(g.Filters, filters)
+			if g.Filters, err = merge(g.Filters, filters); err != nil {
+				return err
+			}
+			g.Metadata, err = merge(g.Metadata, metadata)
 			return err
 		}
 	}
 	// merge never modifies a map, so the grant may share the handler's
 	// (and the request's merged filters may be this very map).
-	d.Grants = append(d.Grants, Grant{Event: name, Filters: filters, NamespacePrefix: prefix})
+	d.Grants = append(d.Grants, Grant{Event: name, Filters: filters, Metadata: metadata, NamespacePrefix: prefix})
 	return nil
 }
 

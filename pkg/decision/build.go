@@ -9,6 +9,7 @@ import (
 
 	"cel.dev/cel-go/cel"
 
+	"github.com/langgate/langgate/pkg/authctx"
 	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/policy"
@@ -56,6 +57,17 @@ func Build(f *config.File, opts Options) (*Engine, error) {
 	}
 	if f.CORS != nil {
 		e.cors = newCORSRules(f.CORS.AllowOrigins, f.CORS.AllowCredentials)
+	}
+	if c := f.Context; c != nil {
+		data, err := config.ReadBounded(c.Keys, authctx.MaxKeyFileBytes)
+		var keys *authctx.Keys
+		if err == nil {
+			keys, err = authctx.ParseKeys(data)
+		}
+		if err != nil {
+			return nil, config.ErrorList{{File: f.Name, Pos: c.Pos, Msg: fmt.Sprintf("context.keys %s: %v", c.Keys, err)}}
+		}
+		e.signer = authctx.NewSigner(keys, authctx.Options{Issuer: c.Issuer, Audience: c.Audience, TTL: c.TTL.Duration})
 	}
 	if opts.Previous != nil {
 		e.registry = opts.Previous.registry.Next(opts.Authn)

@@ -2,14 +2,21 @@ package decision_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/langgate/langgate/internal/testengine"
 	"github.com/langgate/langgate/pkg/config"
@@ -525,5 +532,102 @@ func TestStudio(t *testing.T) {
 	r.Headers["x-auth-scheme"] = "langsmith"
 	if d := plain.Engine.Decide(context.Background(), r); d.Studio || d.Filters["owner"] != "alice" {
 		t.Errorf("no studio rule: studio=%v filters %v", d.Studio, d.Filters)
+	}
+}
+
+// TestSignedContext: with a context section, an allow carries
+// x-langgate-context: a JWS, verifiable with the published keys, binding
+// the user, the granted events, the policy, the decision and the request
+// (method, normalized path, body hash); POST /threads grants its create
+// and the optional update and read. Denials and public routes carry
+// none, nor does a configuration without the section.
+func TestSignedContext(t *testing.T) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: priv, KeyID: "k1", Algorithm: "EdDSA"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "keys.json")
+	if err := os.WriteFile(keyFile, set, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	text := readExample(t, "examples/langgraph/langgate.yaml") + "context:\n  keys: " + keyFile + "\n  audience: [langgraph]\n"
+	env := testengine.Start(t, testengine.Options{Policy: text})
+	alice := env.Token(t, "alice", nil)
+	header := func(d *decision.Decision) string {
+		for _, h := range d.Headers {
+			if h.Name == decision.HeaderContext {
+				return h.Value
+			}
+		}
+		return ""
+	}
+	body := `{"metadata":{"topic":"x"}}`
+	r := get("/threads/./search/../../threads", "", alice, nil)
+	r.Method, r.Body = "POST", []byte(body)
+	r.Headers["content-length"] = itoa(len(body))
+	d := env.Engine.Decide(context.Background(), r)
+	jws := header(d)
+	if !d.Allow() || jws == "" {
+		t.Fatalf("%s, context %q (%s)", d.Outcome, jws, d.Reason)
+	}
+	obj, err := jose.ParseSignedCompact(jws, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := obj.Verify(priv.Public())
+	if err != nil || obj.Signatures[0].Protected.KeyID != "k1" {
+		t.Fatalf("signature: %v (kid %q)", err, obj.Signatures[0].Protected.KeyID)
+	}
+	var c struct {
+		Iss, Jti, Policy string
+		Aud              []string
+		Iat, Exp         float64
+		User             struct{ Identity string }
+		Events           []struct {
+			Resource, Action  string
+			Filters, Metadata map[string]any
+		}
+		Request struct {
+			Method, Path string
+			BodySha256   string `json:"body_sha256"`
+		}
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(body))
+	if c.Iss != "langgate" || c.Jti != d.ID || c.Policy != "langgraph" || c.User.Identity != "alice" || c.Exp-c.Iat != 60 ||
+		len(c.Events) != 3 || c.Events[0].Resource != "threads" || c.Events[0].Action != "create" ||
+		c.Events[0].Filters["owner"] != "alice" || c.Events[0].Metadata["owner"] != "alice" ||
+		c.Request.Method != "POST" || c.Request.Path != "/threads" || c.Request.BodySha256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("context %s", payload)
+	}
+	if env.Engine.ContextKeys() == nil || !strings.Contains(string(env.Engine.ContextKeys().JWKS()), `"kid":"k1"`) {
+		t.Error("the engine does not publish its key")
+	}
+	if d := env.Engine.Decide(context.Background(), get("/threads/t1", "", "", nil)); header(d) != "" {
+		t.Error("a denial carries a context")
+	}
+	if d := env.Engine.Decide(context.Background(), get("/ok", "", "", nil)); header(d) != "" {
+		t.Error("a public route carries a context")
+	}
+	plain := testengine.Start(t, testengine.Options{})
+	if d := plain.Engine.Decide(context.Background(), get("/threads/t1", "", plain.Token(t, "alice", nil), nil)); header(d) != "" || plain.Engine.ContextKeys() != nil {
+		t.Error("a configuration without a context section signs")
+	}
+	// A key file that is not a key set is a configuration error.
+	if err := os.WriteFile(keyFile, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := config.Parse("test.yaml", []byte(text), func(string) (string, bool) { return "https://idp.example.com", true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decision.Build(f, decision.Options{Logger: testengine.Logger(nil)}); err == nil || !strings.Contains(err.Error(), "context.keys") {
+		t.Errorf("a bad key file: %v", err)
 	}
 }

@@ -33,6 +33,10 @@ type pass struct {
 	target routes.Target
 	route  *routes.Route
 	params routes.Params
+	// signs is set when the engine signs a context; bodySHA256 is then
+	// the hex SHA-256 of a complete body langgate read.
+	signs      bool
+	bodySHA256 string
 }
 
 // Decide runs the pipeline. It never returns an allow on an error: every
@@ -45,7 +49,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) *Decision {
 // DecideWith is Decide with a trace or substitute claims.
 func (e *Engine) DecideWith(ctx context.Context, req *Request, opts DecideOptions) *Decision {
 	start := time.Now()
-	p := &pass{ctx: ctx, req: req, opts: opts, tr: opts.Trace, d: &Decision{ID: ids.next()}}
+	p := &pass{ctx: ctx, req: req, opts: opts, tr: opts.Trace, d: &Decision{ID: ids.next()}, signs: e.signer != nil}
 	e.run(p)
 	e.respond(p)
 	if p.tr != nil {

@@ -2,9 +2,17 @@ package decision_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/langgate/langgate/examples/langgraph"
 	"github.com/langgate/langgate/internal/testengine"
 	"github.com/langgate/langgate/pkg/decision"
 )
@@ -60,6 +68,49 @@ func BenchmarkDecideUncached(b *testing.B) {
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			if d := env.Engine.Decide(ctx, reqs[i%len(reqs)]); !d.Allow() {
+				b.Fatalf("denied: %s", d.Reason)
+			}
+		}
+	})
+}
+
+// BenchmarkDecideSigned: the cached read with a signed context
+// (x-langgate-context, EdDSA): "repeat" asks for the same thread again (its
+// signature is reused), "distinct" for a different thread every time (a
+// fresh signature each).
+func BenchmarkDecideSigned(b *testing.B) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: priv, KeyID: "k1", Algorithm: "EdDSA"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keyFile := filepath.Join(b.TempDir(), "keys.json")
+	if err := os.WriteFile(keyFile, set, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	env := testengine.Start(b, testengine.Options{Policy: string(langgraph.Policy) + "context:\n  keys: " + keyFile + "\n  audience: [langgraph]\n"})
+	tok := env.Token(b, "alice", nil)
+	ctx := context.Background()
+	b.Run("repeat", func(b *testing.B) {
+		req := benchRequests(tok)["read"]
+		b.ReportAllocs()
+		for b.Loop() {
+			if d := env.Engine.Decide(ctx, req); !d.Allow() {
+				b.Fatalf("denied: %s", d.Reason)
+			}
+		}
+	})
+	b.Run("distinct", func(b *testing.B) {
+		req := benchRequests(tok)["read"]
+		i := 0
+		b.ReportAllocs()
+		for b.Loop() {
+			i++
+			req.Path = "/threads/t" + strconv.Itoa(i)
+			if d := env.Engine.Decide(ctx, req); !d.Allow() {
 				b.Fatalf("denied: %s", d.Reason)
 			}
 		}

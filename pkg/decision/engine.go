@@ -3,6 +3,7 @@ package decision
 import (
 	"context"
 
+	"github.com/langgate/langgate/pkg/authctx"
 	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/policy"
 	"github.com/langgate/langgate/pkg/routes"
@@ -23,7 +24,18 @@ type Engine struct {
 	issuers       []*authn.Issuer
 	reasonHeader  bool
 	cors          *corsRules // nil without a cors section
-	sink          sink
+	// signer signs x-langgate-context; nil without a context section.
+	signer *authctx.Signer
+	sink   sink
+}
+
+// ContextKeys returns the keys that sign x-langgate-context, or nil when
+// the configuration signs no context.
+func (e *Engine) ContextKeys() *authctx.Keys {
+	if e.signer == nil {
+		return nil
+	}
+	return e.signer.Keys()
 }
 
 // Policy is one policy of a configuration, compiled: its route table,

@@ -1,6 +1,8 @@
 package decision
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strconv"
 	"strings"
 
@@ -63,6 +65,10 @@ func (p *pass) fireEvents() bool {
 		return true
 	}
 	body := &routes.Body{Data: p.req.Body, State: bodyState(p.req)}
+	if p.signs && body.State == routes.BodyComplete && len(body.Data) > 0 {
+		sum := sha256.Sum256(body.Data)
+		p.bodySHA256 = hex.EncodeToString(sum[:])
+	}
 	d.Events = p.route.Fire(p.params, p.target.Query, body)
 	if p.pol.runAssistant {
 		// authorize.run_assistant: required — the assistant check of a

@@ -2,14 +2,18 @@ package decision
 
 import (
 	"encoding/json"
-	"reflect"
 	"errors"
+	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/types/known/structpb"
+
 	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/policy"
+	langgatev1 "github.com/langgate/langgate/proto/langgate/v1"
 )
 
 // The headers langgate owns on the upstream request (the contract with the
@@ -30,6 +34,9 @@ const (
 	// so a route the table maps too narrowly (or not at all) can never run
 	// an unauthorized event.
 	HeaderEvents = "x-langgate-events"
+	// HeaderContext carries the signed auth context: a compact JWS over
+	// the request's langgate.v1.AuthContext (with a context section).
+	HeaderContext = "x-langgate-context"
 	// HeaderReason carries a short denial reason to the client when
 	// explain.reason_header is on.
 	HeaderReason = "x-langgate-reason"
@@ -47,6 +54,9 @@ func (e *Engine) respond(p *pass) {
 		return
 	case Allowed:
 		err := upstreamHeaders(d)
+		if err == nil && e.signer != nil {
+			err = e.signContext(p)
+		}
 		if err == nil {
 			d.RemoveHeaders = p.pol.headersToRemove(p.req.Headers, d.Headers)
 			return
@@ -55,6 +65,48 @@ func (e *Engine) respond(p *pass) {
 	}
 	renderDenial(d, e.reasonHeader)
 	e.cors.apply(d, p.req.Headers["origin"])
+}
+
+// signContext adds x-langgate-context: what this decision authorized, for
+// this request, signed.
+func (e *Engine) signContext(p *pass) error {
+	d := p.d
+	c := &langgatev1.AuthContext{
+		Jti:     d.ID,
+		Policy:  d.Policy,
+		Request: &langgatev1.RequestBinding{Method: p.req.Method, Path: d.Path, BodySha256: p.bodySHA256},
+		User: &langgatev1.User{
+			Identity:     d.User.Identity,
+			DisplayName:  d.User.DisplayName,
+			Permissions:  d.User.Permissions,
+			IsStudioUser: d.Studio,
+		},
+	}
+	var err error
+	if len(d.User.Fields) > 0 {
+		if c.User.Fields, err = structpb.NewStruct(d.User.Fields); err != nil {
+			return fmt.Errorf("user fields: %w", err)
+		}
+	}
+	for _, g := range d.Grants {
+		resource, action, _ := strings.Cut(g.Event, ":")
+		ev := &langgatev1.Event{Resource: resource, Action: action, NamespacePrefix: g.NamespacePrefix}
+		if ev.Filters, err = structpb.NewStruct(orEmpty(g.Filters)); err != nil {
+			return fmt.Errorf("filters of %s: %w", g.Event, err)
+		}
+		if len(g.Metadata) > 0 {
+			if ev.Metadata, err = structpb.NewStruct(g.Metadata); err != nil {
+				return fmt.Errorf("metadata of %s: %w", g.Event, err)
+			}
+		}
+		c.Events = append(c.Events, ev)
+	}
+	jws, err := e.signer.Sign(c)
+	if err != nil {
+		return fmt.Errorf("signing the context: %w", err)
+	}
+	d.Headers = append(d.Headers, Header{HeaderContext, jws})
+	return nil
 }
 
 // corsRules are the configuration's cors section: which browser origins

@@ -47,7 +47,7 @@ const (
 var ownedHeaders = []string{
 	decision.HeaderUserID, decision.HeaderUser, decision.HeaderPermissions,
 	decision.HeaderResource, decision.HeaderAction, decision.HeaderFilters, decision.HeaderMetadata,
-	decision.HeaderEvents,
+	decision.HeaderEvents, decision.HeaderContext,
 }
 
 // Handler serves the three endpoints for the engine in engines.
