@@ -16,9 +16,14 @@ import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Client } from "@langchain/langgraph-sdk";
+import { register } from "node:module";
 import { getConfig } from "@langchain/langgraph-cli/dist/utils/config.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
+// The adapter lives outside this Node project: load it through the same
+// resolve hook as the server does (hooks.mjs), so its imports resolve here.
+register("./hooks.mjs", import.meta.url, { data: { parentURL: import.meta.url } });
+const { ContextError, contextEvent, verifyContext } = await import("../../examples/langgraph/upstream/auth.mjs");
 const upstream = resolve(here, "../../examples/langgraph/upstream");
 
 let server; // child process
@@ -81,6 +86,30 @@ async function call(method, path, headers = {}, body) {
 }
 
 const sdk = (headers) => new Client({ apiUrl: url, apiKey: null, defaultHeaders: headers, callerOptions: { maxRetries: 0 } });
+
+test("verifyContext reaches every shared vector's verdict (test/vectors/context.json)", async () => {
+  const vectors = JSON.parse(readFileSync(join(here, "../vectors/context.json"), "utf8"));
+  assert.ok(vectors.cases.length >= 10, "too few vectors");
+  for (const c of vectors.cases) {
+    const e = c.expect;
+    let verdict = "ok";
+    let claims;
+    try {
+      claims = await verifyContext(c.token, vectors.jwks, {
+        issuer: e.issuer, audience: e.audience, method: e.method, path: e.path, bodySha256: e.body_sha256, now: e.now,
+      });
+    } catch (err) {
+      if (!(err instanceof ContextError)) throw err;
+      verdict = err.message;
+    }
+    assert.equal(verdict, c.verdict, c.name);
+    if (verdict === "ok" && c.event) {
+      const grant = contextEvent(claims, c.event.resource, c.event.action);
+      assert.equal(grant !== undefined, c.event.granted, `${c.name}: grant`);
+      if (grant) assert.deepEqual(grant.filters, c.event.filters, `${c.name}: filters`);
+    }
+  }
+});
 
 test("server.mjs prints exactly one READY line on stdout", () => {
   assert.match(stdoutText, /^READY http:\/\/127\.0\.0\.1:\d+\n$/);

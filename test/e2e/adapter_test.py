@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import pathlib
 import sys
 
 from langgraph_sdk import Auth
@@ -138,7 +139,38 @@ async def main(path: str) -> None:
     for stranger in (anon, {"identity": "langgraph-studio-user", "kind": "StudioUser"}):
         got = await status_of(m.enforce(ctx=ctx(stranger, "threads", "read"), value={}))
         assert got == 401, f"a user langgate did not decide on: {got}"
+    signed_context_vectors(m)
     print("OK")
+
+
+def signed_context_vectors(m) -> None:
+    """auth.py's verify_context against the shared vectors."""
+    path = pathlib.Path(__file__).parent.parent / "vectors" / "context.json"
+    vectors = json.loads(path.read_text())
+    assert len(vectors["cases"]) >= 10, "too few vectors"
+    for case in vectors["cases"]:
+        e = case["expect"]
+        try:
+            claims = m.verify_context(
+                case["token"],
+                vectors["jwks"],
+                issuer=e["issuer"],
+                audience=e["audience"],
+                method=e["method"],
+                path=e["path"],
+                body_sha256=e.get("body_sha256"),
+                now=e["now"],
+            )
+            verdict = "ok"
+        except m.ContextError as err:
+            verdict = str(err)
+        assert verdict == case["verdict"], f"{case['name']}: {verdict}, want {case['verdict']}"
+        if verdict == "ok" and case.get("event"):
+            ev = case["event"]
+            grant = m.context_event(claims, ev["resource"], ev["action"])
+            assert (grant is not None) == ev["granted"], f"{case['name']}: grant {grant}"
+            if grant is not None:
+                assert grant.get("filters") == ev.get("filters"), f"{case['name']}: filters {grant.get('filters')}"
 
 
 if __name__ == "__main__":

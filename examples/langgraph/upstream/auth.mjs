@@ -29,6 +29,7 @@
 //
 // Load it from langgraph.json:  "auth": {"path": "./auth.mjs:auth", "disable_studio_auth": true}
 import { Auth, HTTPException } from "@langchain/langgraph-sdk/auth";
+import { compactVerify, decodeProtectedHeader, importJWK } from "jose";
 
 // Where authenticate() leaves the decision on the user object. Handlers read
 // `user.langgate_filters` / `user.langgate_metadata`; graph code sees them in
@@ -79,6 +80,58 @@ function unenforced(url) {
 }
 
 const isObject = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
+
+// A signed context (x-langgate-context) refused; the message is the verdict:
+// malformed, algorithm, unknown_key, signature, expired, issuer, audience or
+// request (the names of test/vectors/context.json).
+export class ContextError extends Error {}
+
+// The algorithms langgate signs with, and the key each one needs.
+const KEY_TYPES = { EdDSA: ["OKP", "Ed25519"], ES256: ["EC", "P-256"] };
+
+// verifyContext verifies langgate's signed auth context and returns its
+// payload: the signature with the published key its kid names, the alg
+// pinned to that key's own; then exp and iat, iss, aud, and the request it
+// was issued for (method, langgate's normalized path, the body hash when
+// it binds one). Throws ContextError with the verdict.
+export async function verifyContext(token, jwks, { issuer, audience, method, path, bodySha256, now }) {
+  let header;
+  try {
+    if (typeof token !== "string" || token.split(".").length !== 3) throw new Error("not a compact JWS");
+    header = decodeProtectedHeader(token);
+  } catch {
+    throw new ContextError("malformed");
+  }
+  const { alg, kid } = header;
+  if (!Object.hasOwn(KEY_TYPES, alg)) throw new ContextError("algorithm");
+  const jwk = kid ? (jwks?.keys ?? []).find((k) => k.kid === kid) : undefined;
+  if (!jwk) throw new ContextError("unknown_key");
+  if ((jwk.alg ?? alg) !== alg || jwk.kty !== KEY_TYPES[alg][0] || jwk.crv !== KEY_TYPES[alg][1]) {
+    throw new ContextError("algorithm");
+  }
+  let claims;
+  try {
+    const { payload } = await compactVerify(token, await importJWK(jwk, alg), { algorithms: [alg] });
+    claims = JSON.parse(new TextDecoder().decode(payload));
+  } catch (err) {
+    throw new ContextError(err?.code === "ERR_JWS_SIGNATURE_VERIFICATION_FAILED" ? "signature" : "malformed");
+  }
+  const t = now ?? Date.now() / 1000;
+  if (!Number.isInteger(claims.exp) || t > claims.exp || t < (claims.iat ?? 0)) throw new ContextError("expired");
+  if (claims.iss !== issuer) throw new ContextError("issuer");
+  if (!Array.isArray(claims.aud) || !claims.aud.includes(audience)) throw new ContextError("audience");
+  const r = claims.request ?? {};
+  if (r.method !== method || r.path !== path || (r.body_sha256 && r.body_sha256 !== bodySha256)) {
+    throw new ContextError("request");
+  }
+  return claims;
+}
+
+// contextEvent is the signed context's grant of resource:action, or
+// undefined (refuse the event).
+export function contextEvent(claims, resource, action) {
+  return (claims.events ?? []).find((e) => e.resource === resource && e.action === action);
+}
 
 const validGrant = (g) =>
   isObject(g) &&

@@ -40,8 +40,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
+import jwt
 from langgraph_sdk import Auth
 
 # Where authenticate() leaves the decision on the user object; graph code sees
@@ -57,6 +59,82 @@ WRITES = frozenset({"create", "update", "create_run"})
 
 auth = Auth()
 _log = logging.getLogger("langgate.adapter")
+
+
+class ContextError(Exception):
+    """A signed context (x-langgate-context) refused; str() is the verdict:
+    malformed, algorithm, unknown_key, signature, expired, issuer, audience
+    or request (the names of test/vectors/context.json)."""
+
+
+# The algorithms langgate signs with, and the key each one needs.
+_KEY_TYPES = {"EdDSA": ("OKP", "Ed25519"), "ES256": ("EC", "P-256")}
+
+
+def verify_context(
+    token: str,
+    jwks: dict,
+    *,
+    issuer: str,
+    audience: str,
+    method: str,
+    path: str,
+    body_sha256: str | None = None,
+    now: float | None = None,
+) -> dict:
+    """Verify langgate's signed auth context and return its payload.
+
+    The signature must verify with the published key its kid names, with
+    the alg pinned to that key's own (EdDSA with Ed25519, ES256 with
+    P-256); then exp and iat, iss, aud, and the request it was issued for
+    (method, langgate's normalized path, and the body hash when it binds
+    one). Raises ContextError with the verdict.
+    """
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.DecodeError:
+        raise ContextError("malformed") from None
+    alg, kid = header.get("alg"), header.get("kid")
+    if alg not in _KEY_TYPES:
+        raise ContextError("algorithm")
+    key = next((k for k in jwks.get("keys", []) if kid and k.get("kid") == kid), None)
+    if key is None:
+        raise ContextError("unknown_key")
+    if key.get("alg", alg) != alg or (key.get("kty"), key.get("crv")) != _KEY_TYPES[alg]:
+        raise ContextError("algorithm")
+    try:
+        claims = jwt.decode(
+            token,
+            jwt.PyJWK(key, algorithm=alg).key,
+            algorithms=[alg],
+            # The claims are checked below, with the verdicts of the shared vectors.
+            options={"verify_exp": False, "verify_iat": False, "verify_aud": False, "verify_iss": False},
+        )
+    except jwt.InvalidSignatureError:
+        raise ContextError("signature") from None
+    except jwt.PyJWTError:
+        raise ContextError("malformed") from None
+    now = time.time() if now is None else now
+    exp, iat = claims.get("exp"), claims.get("iat", 0)
+    if not isinstance(exp, int) or now > exp or now < iat:
+        raise ContextError("expired")
+    if claims.get("iss") != issuer:
+        raise ContextError("issuer")
+    if audience not in (claims.get("aud") or []):
+        raise ContextError("audience")
+    request = claims.get("request") or {}
+    bound_body = request.get("body_sha256")
+    if request.get("method") != method or request.get("path") != path or (bound_body and bound_body != body_sha256):
+        raise ContextError("request")
+    return claims
+
+
+def context_event(claims: dict, resource: str, action: str) -> dict | None:
+    """The signed context's grant of resource:action, or None (refuse)."""
+    for event in claims.get("events") or []:
+        if event.get("resource") == resource and event.get("action") == action:
+            return event
+    return None
 
 
 def _refuse(detail: str) -> Exception:
