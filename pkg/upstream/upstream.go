@@ -56,8 +56,9 @@ type Expect struct {
 	// Method and Path are the request's (Path as langgate normalizes it:
 	// no query, no dot segments, no doubled slashes).
 	Method, Path string
-	// BodySHA256, when not empty, is the hex SHA-256 of the body received;
-	// a context that binds a body must bind this one.
+	// BodySHA256 is the hex SHA-256 of the body received; a context that
+	// binds a body must bind this one. Empty means the verifier cannot
+	// see the body (then only method and path are bound).
 	BodySHA256 string
 	// Now is the time to check exp against (time.Now when zero); Leeway
 	// is the clock skew allowed (none when zero).
@@ -109,7 +110,7 @@ func (k *Keys) Verify(token string, want Expect) (*langgatev1.AuthContext, error
 		return nil, fmt.Errorf("%w: %v", ErrAudience, c.Aud)
 	}
 	r := c.GetRequest()
-	if r.GetMethod() != want.Method || r.GetPath() != want.Path || (r.GetBodySha256() != "" && r.GetBodySha256() != want.BodySHA256) {
+	if r.GetMethod() != want.Method || r.GetPath() != want.Path || (r.GetBodySha256() != "" && want.BodySHA256 != "" && r.GetBodySha256() != want.BodySHA256) {
 		return nil, fmt.Errorf("%w: issued for %s %s", ErrRequest, r.GetMethod(), r.GetPath())
 	}
 	return c, nil

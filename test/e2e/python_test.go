@@ -23,13 +23,19 @@ import (
 // behind a tap of its own, for the test's lifetime. It returns the tap.
 func pythonServer(t *testing.T) (*tap, *testproc.SyncBuffer) {
 	t.Helper()
+	return pythonServerWith(t, nil)
+}
+
+// pythonServerWith is pythonServer with env added to the server's.
+func pythonServerWith(t *testing.T, env []string) (*tap, *testproc.SyncBuffer) {
+	t.Helper()
 	fixtures(t)
 	root, err := envoyproc.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := &testproc.SyncBuffer{}
-	srv, err := langgraphpy.Start(langgraphpy.Options{Config: "langgraph.python.json", Venv: langgraphpy.Venv(root), Stderr: log, Timeout: 90 * time.Second})
+	srv, err := langgraphpy.Start(langgraphpy.Options{Config: "langgraph.python.json", Venv: langgraphpy.Venv(root), Stderr: log, Timeout: 90 * time.Second, Env: env})
 	if err != nil {
 		t.Fatalf("%v; its log:\n%s", err, log.String())
 	}

@@ -93,7 +93,9 @@ const KEY_TYPES = { EdDSA: ["OKP", "Ed25519"], ES256: ["EC", "P-256"] };
 // payload: the signature with the published key its kid names, the alg
 // pinned to that key's own; then exp and iat, iss, aud, and the request it
 // was issued for (method, langgate's normalized path, the body hash when
-// it binds one). Throws ContextError with the verdict.
+// it binds one and bodySha256 is given: the adapter cannot read the body
+// before the server does, so it binds method and path). Throws
+// ContextError with the verdict.
 export async function verifyContext(token, jwks, { issuer, audience, method, path, bodySha256, now }) {
   let header;
   try {
@@ -121,10 +123,74 @@ export async function verifyContext(token, jwks, { issuer, audience, method, pat
   if (claims.iss !== issuer) throw new ContextError("issuer");
   if (!Array.isArray(claims.aud) || !claims.aud.includes(audience)) throw new ContextError("audience");
   const r = claims.request ?? {};
-  if (r.method !== method || r.path !== path || (r.body_sha256 && r.body_sha256 !== bodySha256)) {
+  if (r.method !== method || r.path !== path || (r.body_sha256 && bodySha256 && r.body_sha256 !== bodySha256)) {
     throw new ContextError("request");
   }
   return claims;
+}
+
+// The signed context: with LANGGATE_CONTEXT_JWKS set (langgate's JWKS URL,
+// e.g. http://langgate:9090/.well-known/jwks.json, or a file), the adapter
+// trusts only x-langgate-context, verified for this request, and ignores the
+// unsigned headers. LANGGATE_CONTEXT_AUDIENCE is this server's audience
+// (langgraph by default), LANGGATE_CONTEXT_ISSUER langgate's issuer.
+const CONTEXT_JWKS = process.env.LANGGATE_CONTEXT_JWKS ?? "";
+const CONTEXT_AUDIENCE = process.env.LANGGATE_CONTEXT_AUDIENCE ?? "langgraph";
+const CONTEXT_ISSUER = process.env.LANGGATE_CONTEXT_ISSUER ?? "langgate";
+const jwksCache = { keys: undefined, at: 0 };
+
+// jwks returns langgate's keys, cached for 5 minutes; refresh asks again
+// (an unknown kid after a rotation), at most every 10 seconds.
+async function jwks(refresh) {
+  const age = Date.now() - jwksCache.at;
+  if (jwksCache.keys === undefined || age > 300_000 || (refresh && age > 10_000)) {
+    jwksCache.keys = /^https?:\/\//.test(CONTEXT_JWKS)
+      ? await (await fetch(CONTEXT_JWKS, { signal: AbortSignal.timeout(5000) })).json()
+      : JSON.parse(await (await import("node:fs/promises")).readFile(CONTEXT_JWKS, "utf8"));
+    jwksCache.at = Date.now();
+  }
+  return jwksCache.keys;
+}
+
+async function signedUser(request) {
+  const token = request.headers.get("x-langgate-context");
+  if (!token) throw refuse("Missing x-langgate-context");
+  const check = { issuer: CONTEXT_ISSUER, audience: CONTEXT_AUDIENCE, method: request.method, path: new URL(request.url).pathname };
+  let claims;
+  try {
+    try {
+      claims = await verifyContext(token, await jwks(false), check);
+    } catch (err) {
+      if (!(err instanceof ContextError) || err.message !== "unknown_key") throw err;
+      claims = await verifyContext(token, await jwks(true), check);
+    }
+  } catch (err) {
+    if (!(err instanceof ContextError)) throw err;
+    console.warn(`langgate adapter: refused a signed context: ${err.message}`);
+    throw refuse(`Invalid x-langgate-context: ${err.message}`);
+  }
+  const user = claims.user ?? {};
+  if (typeof user.identity !== "string" || user.identity === "") throw refuse("Invalid x-langgate-context: no identity");
+  const events = {};
+  const metadata = {};
+  for (const e of claims.events ?? []) {
+    const grant = { filters: e.filters ?? {} };
+    if (e.namespace_prefix?.length) grant.namespace_prefix = e.namespace_prefix;
+    events[`${e.resource}:${e.action}`] = grant;
+    Object.assign(metadata, e.metadata ?? {});
+  }
+  const extra = { ...(user.fields ?? {}) };
+  if (user.is_studio_user) Object.assign(extra, { kind: "StudioUser", is_studio_user: true });
+  return {
+    ...extra,
+    identity: user.identity,
+    display_name: user.display_name || user.identity,
+    is_authenticated: true,
+    permissions: user.permissions ?? [],
+    [FILTERS]: {},
+    [METADATA]: metadata,
+    [EVENTS]: events,
+  };
 }
 
 // contextEvent is the signed context's grant of resource:action, or
@@ -169,6 +235,7 @@ export const auth = new Auth()
     if (!h.get("x-langgate-user") && request.method === "GET" && new URL(request.url).pathname === "/ok") {
       return { identity: "anonymous", is_authenticated: false, permissions: [] };
     }
+    if (CONTEXT_JWKS) return signedUser(request);
     const id = h.get("x-langgate-user-id");
     const user = jsonHeader(h, "x-langgate-user");
     if (!isObject(user) || typeof user.identity !== "string" || user.identity === "") {

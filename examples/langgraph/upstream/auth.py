@@ -38,9 +38,12 @@ Load it from langgraph.json:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import time
+import urllib.request
 from typing import Any
 
 import jwt
@@ -88,7 +91,9 @@ def verify_context(
     the alg pinned to that key's own (EdDSA with Ed25519, ES256 with
     P-256); then exp and iat, iss, aud, and the request it was issued for
     (method, langgate's normalized path, and the body hash when it binds
-    one). Raises ContextError with the verdict.
+    one and body_sha256 is given: the adapter cannot read the body before
+    the server does, so it binds method and path). Raises ContextError
+    with the verdict.
     """
     try:
         header = jwt.get_unverified_header(token)
@@ -124,9 +129,83 @@ def verify_context(
         raise ContextError("audience")
     request = claims.get("request") or {}
     bound_body = request.get("body_sha256")
-    if request.get("method") != method or request.get("path") != path or (bound_body and bound_body != body_sha256):
+    if (
+        request.get("method") != method
+        or request.get("path") != path
+        or (bound_body and body_sha256 and bound_body != body_sha256)
+    ):
         raise ContextError("request")
     return claims
+
+
+# The signed context: with LANGGATE_CONTEXT_JWKS set (langgate's JWKS URL,
+# e.g. http://langgate:9090/.well-known/jwks.json, or a file), the adapter
+# trusts only x-langgate-context, verified for this request, and ignores the
+# unsigned headers. LANGGATE_CONTEXT_AUDIENCE is this server's audience
+# (langgraph by default), LANGGATE_CONTEXT_ISSUER langgate's issuer.
+CONTEXT_JWKS = os.environ.get("LANGGATE_CONTEXT_JWKS", "")
+CONTEXT_AUDIENCE = os.environ.get("LANGGATE_CONTEXT_AUDIENCE", "langgraph")
+CONTEXT_ISSUER = os.environ.get("LANGGATE_CONTEXT_ISSUER", "langgate")
+_jwks_cache: dict[str, Any] = {"keys": None, "at": 0.0}
+
+
+def _fetch_jwks() -> dict:
+    if CONTEXT_JWKS.startswith(("http://", "https://")):
+        with urllib.request.urlopen(CONTEXT_JWKS, timeout=5) as r:
+            return json.load(r)
+    with open(CONTEXT_JWKS, encoding="utf-8") as f:
+        return json.load(f)
+
+
+async def _jwks(refresh: bool) -> dict:
+    """langgate's keys, cached for 5 minutes; refresh asks again (an
+    unknown kid after a rotation), at most every 10 seconds."""
+    now = time.monotonic()
+    age = now - _jwks_cache["at"]
+    if _jwks_cache["keys"] is None or age > 300 or (refresh and age > 10):
+        _jwks_cache["keys"] = await asyncio.to_thread(_fetch_jwks)
+        _jwks_cache["at"] = now
+    return _jwks_cache["keys"]
+
+
+async def _signed_user(method: str, path: str, headers: Any) -> dict[str, Any]:
+    token = _header(headers, "x-langgate-context")
+    if token is None:
+        raise _refuse("Missing x-langgate-context")
+    check = {"issuer": CONTEXT_ISSUER, "audience": CONTEXT_AUDIENCE, "method": method, "path": path}
+    try:
+        try:
+            claims = verify_context(token, await _jwks(False), **check)
+        except ContextError as err:
+            if str(err) != "unknown_key":
+                raise
+            claims = verify_context(token, await _jwks(True), **check)
+    except ContextError as err:
+        _log.warning("langgate adapter: refused a signed context: %s", err)
+        raise _refuse(f"Invalid x-langgate-context: {err}") from None
+    user = claims.get("user") or {}
+    if not isinstance(user.get("identity"), str) or not user["identity"]:
+        raise _refuse("Invalid x-langgate-context: no identity")
+    events, metadata = {}, {}
+    for e in claims.get("events") or []:
+        grant = {"filters": e.get("filters") or {}}
+        if e.get("namespace_prefix"):
+            grant["namespace_prefix"] = e["namespace_prefix"]
+        events[f"{e.get('resource')}:{e.get('action')}"] = grant
+        metadata.update(e.get("metadata") or {})
+    extra = dict(user.get("fields") or {})
+    if user.get("is_studio_user"):
+        extra.update(kind="StudioUser", is_studio_user=True)
+    return {
+        **extra,
+        "identity": user.get("identity", ""),
+        "display_name": user.get("display_name") or user.get("identity", ""),
+        "is_authenticated": True,
+        "permissions": user.get("permissions") or [],
+        FILTERS: {},
+        METADATA: metadata,
+        EVENTS: events,
+    }
 
 
 def context_event(claims: dict, resource: str, action: str) -> dict | None:
@@ -185,6 +264,8 @@ async def authenticate(method: str, path: str, headers: dict) -> dict[str, Any]:
     # below refuses.
     if _header(headers, "x-langgate-user") is None and method == "GET" and path == "/ok":
         return {"identity": "anonymous", "is_authenticated": False, "permissions": []}
+    if CONTEXT_JWKS:
+        return await _signed_user(method, path, headers)
     user = _json_header(headers, "x-langgate-user")
     if not isinstance(user, dict) or not isinstance(user.get("identity"), str) or not user["identity"]:
         raise _refuse("Malformed x-langgate-user")

@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/langgate/langgate/internal/langgraphjs"
+	"github.com/langgate/langgate/internal/testproc"
+)
+
+// TestSignedContext: langgate signs the auth context, the adapters inside
+// the real Python and JS servers verify it against langgate's JWKS (its
+// admin port) and ignore the unsigned headers. Through the real Envoy the
+// seed's isolation holds; reached directly, with forged headers or with a
+// context replayed onto another request, each server refuses.
+func TestSignedContext(t *testing.T) {
+	fixtures(t)
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: priv, KeyID: "ctx-1", Algorithm: "EdDSA"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys.json")
+	if err := os.WriteFile(keys, set, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.ReadFile("../../examples/langgraph/langgate.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := filepath.Join(dir, "signed.yaml")
+	if err := os.WriteFile(policy, append(base, ("context:\n  keys: "+keys+"\n  audience: [langgraph]\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lg := startLanggate(t, policy)
+	env := []string{"LANGGATE_CONTEXT_JWKS=http://" + lg.admin + "/.well-known/jwks.json"}
+
+	py, _ := pythonServerWith(t, env)
+	jsLog := &testproc.SyncBuffer{}
+	js, err := langgraphjs.Start(langgraphjs.Options{Dir: ".", Stderr: jsLog, Timeout: 90 * time.Second, Env: env})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, jsLog.String())
+	}
+	t.Cleanup(js.Stop)
+	jsURL, err := url.Parse(js.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsTap, err := newTap(jsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(jsTap.close)
+
+	alice, bob := bearer(token(t, "alice")), bearer(token(t, "bob"))
+	for _, s := range []struct {
+		name string
+		tap  *tap
+	}{{"python", py}, {"js", jsTap}} {
+		t.Run(s.name, func(t *testing.T) {
+			edge := envoyTo(t, "front-proxy.yaml", lg, s.tap.addr, relaxed).URL("langgraph_http")
+			direct := "http://" + s.tap.addr
+			id := newProbe()
+			r := send(t, h1, "POST", edge+"/threads", [][2]string{alice, jsonType, probe(id)}, []byte(`{"metadata":{"topic":"signed"}}`))
+			var th struct {
+				ThreadID string         `json:"thread_id"`
+				Metadata map[string]any `json:"metadata"`
+			}
+			if r.status != 200 || json.Unmarshal([]byte(r.body), &th) != nil || th.Metadata["owner"] != "alice" {
+				t.Fatalf("alice creates a thread through Envoy: %d %s", r.status, r.body)
+			}
+			seen := s.tap.received(id)
+			if len(seen) != 1 || seen[0].Get("X-Langgate-Context") == "" {
+				t.Fatalf("the upstream received no signed context: %v", seen)
+			}
+			signed := seen[0]
+			if r := send(t, h1, "GET", edge+"/threads/"+th.ThreadID, [][2]string{alice}, nil); r.status != 200 {
+				t.Errorf("alice reads her thread through Envoy: %d %s", r.status, r.body)
+			}
+			if r := send(t, h1, "GET", edge+"/threads/"+th.ThreadID, [][2]string{bob}, nil); r.status != 404 {
+				t.Errorf("bob reads alice's thread through Envoy: %d, want 404", r.status)
+			}
+			// Reached directly: the unsigned headers alone are refused.
+			forged := [][2]string{
+				{"X-Langgate-User-Id", "alice"},
+				{"X-Langgate-User", `{"identity":"alice","display_name":"alice","is_authenticated":true,"permissions":[]}`},
+				{"X-Langgate-Filters", "{}"}, {"X-Langgate-Metadata", "{}"},
+				{"X-Langgate-Events", `{"threads:read":{"filters":{}}}`},
+			}
+			if r := send(t, h1, "GET", direct+"/threads/"+th.ThreadID, forged, nil); r.status != 401 {
+				t.Errorf("forged unsigned headers, directly: %d %s, want 401", r.status, r.body)
+			}
+			// The context of alice's POST /threads, replayed onto a read.
+			replay := append(forged, [2]string{"X-Langgate-Context", signed.Get("X-Langgate-Context")})
+			if r := send(t, h1, "GET", direct+"/threads/"+th.ThreadID, replay, nil); r.status != 401 || !strings.Contains(r.body, "request") {
+				t.Errorf("a context replayed onto another request, directly: %d %s, want 401", r.status, r.body)
+			}
+			// A context signed by another key.
+			if r := send(t, h1, "GET", direct+"/threads/"+th.ThreadID, [][2]string{{"X-Langgate-Context", forgeContext(t, th.ThreadID)}}, nil); r.status != 401 {
+				t.Errorf("a context signed by another key, directly: %d %s, want 401", r.status, r.body)
+			}
+		})
+	}
+}
+
+// forgeContext signs a well-formed context for GET /threads/{id} with a key
+// langgate does not publish, under langgate's kid.
+func forgeContext(t *testing.T, thread string) string {
+	t.Helper()
+	_, k, _ := ed25519.GenerateKey(rand.Reader)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: k}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "ctx-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Unix()
+	payload, _ := json.Marshal(map[string]any{"iss": "langgate", "aud": []string{"langgraph"}, "iat": now, "exp": now + 60,
+		"user": map[string]any{"identity": "alice"}, "events": []any{map[string]any{"resource": "threads", "action": "read", "filters": map[string]any{}}},
+		"request": map[string]any{"method": "GET", "path": "/threads/" + thread}})
+	obj, err := signer.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := obj.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
