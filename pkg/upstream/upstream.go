@@ -138,4 +138,3 @@ func Event(c *langgatev1.AuthContext, resource, action string) *langgatev1.Event
 	}
 	return nil
 }
-
