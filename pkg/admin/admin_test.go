@@ -110,7 +110,7 @@ func TestJWKS(t *testing.T) {
 	var engines decision.Holder
 	srv := httptest.NewServer(admin.Handler(&engines, &admin.State{}, admin.Options{}))
 	t.Cleanup(srv.Close)
-	get := func() (*http.Response, string) {
+	get := func() (int, http.Header, string) {
 		t.Helper()
 		resp, err := http.Get(srv.URL + admin.JWKSPath)
 		if err != nil {
@@ -118,10 +118,10 @@ func TestJWKS(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		return resp, string(b)
+		return resp.StatusCode, resp.Header, string(b)
 	}
-	if resp, _ := get(); resp.StatusCode != 404 {
-		t.Errorf("no configuration: %d", resp.StatusCode)
+	if code, _, _ := get(); code != 404 {
+		t.Errorf("no configuration: %d", code)
 	}
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -134,8 +134,8 @@ func TestJWKS(t *testing.T) {
 	}
 	env := testengine.Start(t, testengine.Options{Policy: string(langgraph.Policy) + "context:\n  keys: " + keyFile + "\n  audience: [langgraph]\n"})
 	engines.Store(env.Engine)
-	resp, body := get()
-	if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "public, max-age=300" || !strings.Contains(body, `"kid":"k1"`) || strings.Contains(body, `"d":`) {
-		t.Errorf("JWKS: %d %v %s", resp.StatusCode, resp.Header, body)
+	code, header, body := get()
+	if code != 200 || header.Get("Cache-Control") != "public, max-age=300" || !strings.Contains(body, `"kid":"k1"`) || strings.Contains(body, `"d":`) {
+		t.Errorf("JWKS: %d %v %s", code, header, body)
 	}
 }
