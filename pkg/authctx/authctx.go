@@ -13,7 +13,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,8 +39,10 @@ const maxCached = 10_000
 type Keys struct {
 	signing jose.JSONWebKey
 	public  jose.JSONWebKeySet
-	signer  jose.Signer
 	jwks    []byte
+	// header is the signing key's protected header, base64url-encoded
+	// once: every context signed with the key has the same one.
+	header string
 }
 
 // ParseKeys reads a JWK set of private signing keys. Every key needs a
@@ -82,17 +86,49 @@ func ParseKeys(data []byte) (*Keys, error) {
 		k.public.Keys = append(k.public.Keys, pub)
 	}
 	k.signing = set.Keys[0]
-	opts := (&jose.SignerOptions{}).WithType("JWT").WithHeader(jose.HeaderKey("kid"), k.signing.KeyID)
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.signing.Algorithm), Key: k.signing.Key}, opts)
+	hdr, err := json.Marshal(map[string]string{"alg": k.signing.Algorithm, "kid": k.signing.KeyID, "typ": "JWT"})
 	if err != nil {
-		return nil, fmt.Errorf("key %q: %w", k.signing.KeyID, err)
+		return nil, err
 	}
-	k.signer = signer
+	k.header = base64.RawURLEncoding.EncodeToString(hdr)
 	if k.jwks, err = json.Marshal(k.public); err != nil {
 		return nil, err
 	}
 	return k, nil
 }
+
+// sign returns the compact JWS of payload: the precomputed header, the
+// payload, and the signature over both (RFC 7515; EdDSA per RFC 8037,
+// ES256 as the 64-byte R||S).
+func (k *Keys) sign(payload []byte) (string, error) {
+	n := len(k.header) + 1 + base64.RawURLEncoding.EncodedLen(len(payload))
+	input := make([]byte, n, n+1+base64.RawURLEncoding.EncodedLen(ecdsaSigBytes))
+	copy(input, k.header)
+	input[len(k.header)] = '.'
+	base64.RawURLEncoding.Encode(input[len(k.header)+1:], payload)
+	var sig []byte
+	switch key := k.signing.Key.(type) {
+	case ed25519.PrivateKey:
+		sig = ed25519.Sign(key, input)
+	case *ecdsa.PrivateKey:
+		sum := sha256.Sum256(input)
+		r, s, err := ecdsa.Sign(rand.Reader, key, sum[:])
+		if err != nil {
+			return "", err
+		}
+		sig = make([]byte, ecdsaSigBytes)
+		r.FillBytes(sig[:ecdsaSigBytes/2])
+		s.FillBytes(sig[ecdsaSigBytes/2:])
+	default:
+		return "", fmt.Errorf("unsupported key %T", k.signing.Key)
+	}
+	out := append(input, '.')
+	out = base64.RawURLEncoding.AppendEncode(out, sig)
+	return string(out), nil
+}
+
+// ecdsaSigBytes is an ES256 signature's length (R and S, 32 bytes each).
+const ecdsaSigBytes = 64
 
 // JWKS is the public key set, as /.well-known/jwks.json serves it.
 func (k *Keys) JWKS() []byte { return k.jwks }
@@ -166,11 +202,7 @@ func (s *Signer) Sign(c *langgatev1.AuthContext) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	obj, err := s.keys.signer.Sign(payload)
-	if err != nil {
-		return "", err
-	}
-	jws, err := obj.CompactSerialize()
+	jws, err := s.keys.sign(payload)
 	if err != nil {
 		return "", err
 	}
