@@ -62,7 +62,11 @@ type Reloader struct {
 	ReadyTimeout time.Duration
 
 	mu     sync.Mutex
-	hash   string // of the configuration in service
+	hash   string // of the configuration in service (and its key files)
+	// inputs are files the configuration in service reads when built (the
+	// signed context's keys): their content is part of its hash, so a
+	// rotated Secret reloads like an edited configuration.
+	inputs []string
 	failed string // of the last rejected content, not retried until it changes
 }
 
@@ -86,8 +90,7 @@ func (r *Reloader) reload(ctx context.Context, force bool) error {
 		r.reject(err)
 		return err
 	}
-	sum := sha256.Sum256(data)
-	hash := hex.EncodeToString(sum[:8])
+	hash := contentHash(data, r.inputs)
 	if !force && (hash == r.hash || hash == r.failed) {
 		return ErrUnchanged
 	}
@@ -132,12 +135,40 @@ func (r *Reloader) reload(ctx context.Context, force bool) error {
 	if old != nil {
 		old.Retire(eng)
 	}
-	r.hash, r.failed = hash, ""
+	r.inputs = inputsOf(f)
+	r.hash, r.failed = contentHash(data, r.inputs), ""
 	if r.Recorder != nil {
 		r.Recorder.Reloaded(true, hash, time.Now())
 	}
 	r.log().Info("configuration loaded", "config", name, "sha256", hash, "policies", len(eng.Policies()))
 	return nil
+}
+
+// inputsOf lists the files a configuration reads when built, besides
+// itself, whose change must reload it.
+func inputsOf(f *config.File) []string {
+	if f.Context != nil && f.Context.Keys != "" {
+		return []string{f.Context.Keys}
+	}
+	return nil
+}
+
+// contentHash identifies a configuration's text and the content of its
+// input files (an unreadable one counts as its error text, so it changes
+// the hash too).
+func contentHash(data []byte, inputs []string) string {
+	h := sha256.New()
+	h.Write(data)
+	for _, p := range inputs {
+		b, err := config.ReadBounded(p, config.MaxFileSize)
+		if err != nil {
+			b = []byte(err.Error())
+		}
+		sum := sha256.Sum256(b)
+		h.Write([]byte{0})
+		h.Write(sum[:])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 func (r *Reloader) reject(err error) {

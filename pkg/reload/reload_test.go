@@ -2,6 +2,9 @@ package reload_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
@@ -12,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/decision"
@@ -344,5 +349,43 @@ func eventually(t *testing.T, cond func() bool, msg string) {
 		if time.Since(start) > 5*time.Second {
 			t.Fatal(msg)
 		}
+	}
+}
+
+// TestKeyFileRotationReloads: the signed context's key file is part of the
+// configuration's content: a rotated key file (a Secret update) reloads
+// like an edited configuration, and an unchanged one does not.
+func TestKeyFileRotationReloads(t *testing.T) {
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys.json")
+	writeKey := func(kid string) {
+		t.Helper()
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: priv, KeyID: kid, Algorithm: "EdDSA"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, keys, string(set))
+	}
+	writeKey("k1")
+	path := filepath.Join(dir, "langgate.yaml")
+	writeFile(t, path, policy("good")+"context:\n  keys: "+keys+"\n  audience: [langgraph]\n")
+	fx := newFixture(t, reload.FileSource(path))
+	ctx := context.Background()
+	if err := fx.reloader.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := fx.reloader.Reload(ctx); !errors.Is(err, reload.ErrUnchanged) {
+		t.Errorf("nothing changed: %v, want ErrUnchanged", err)
+	}
+	writeKey("k2")
+	if err := fx.reloader.Reload(ctx); err != nil {
+		t.Fatalf("a rotated key file: %v", err)
+	}
+	if jwks := string(fx.holder.Load().ContextKeys().JWKS()); !strings.Contains(jwks, `"kid":"k2"`) {
+		t.Errorf("after the rotation the keys are %s", jwks)
 	}
 }
