@@ -61,8 +61,8 @@ type Reloader struct {
 	// of issuers it adds before it is swapped in anyway (default 10s).
 	ReadyTimeout time.Duration
 
-	mu     sync.Mutex
-	hash   string // of the configuration in service (and its key files)
+	mu   sync.Mutex
+	hash string // of the configuration in service (and its key files)
 	// inputs are files the configuration in service reads when built (the
 	// signed context's keys): their content is part of its hash, so a
 	// rotated Secret reloads like an edited configuration.
