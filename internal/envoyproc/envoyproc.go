@@ -23,10 +23,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/langgate/langgate/internal/procgroup"
 )
 
 // EnvVar names the environment variable that overrides the binary's path.
@@ -186,7 +187,7 @@ func Start(bin string, opts Options) (*Envoy, error) {
 	e.cmd.Stdout = stdout
 	e.cmd.Stderr = stdout
 	// Its own process group, so a stop never signals the caller's.
-	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	procgroup.Prepare(e.cmd)
 	if err := e.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
@@ -323,15 +324,8 @@ func (e *Envoy) Stdout() string {
 func (e *Envoy) Stop() error {
 	var err error
 	e.stopOnce.Do(func() {
-		if e.cmd.Process != nil {
-			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGTERM)
-			select {
-			case <-e.done:
-			case <-time.After(5 * time.Second):
-				_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
-				<-e.done
-				err = errors.New("envoy did not exit on SIGTERM within 5s; killed")
-			}
+		if e.cmd.Process != nil && procgroup.Stop(e.cmd, e.done, 5*time.Second) {
+			err = errors.New("envoy did not exit on SIGTERM within 5s; killed")
 		}
 		if e.ownDir {
 			_ = os.RemoveAll(e.Dir)

@@ -15,8 +15,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/langgate/langgate/internal/procgroup"
 )
 
 // Options configure Start.
@@ -76,7 +77,7 @@ func Start(opts Options) (*Server, error) {
 	cmd.Stderr = opts.Stderr
 	// Its own process group (the server may start workers), killed with
 	// the caller.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	procgroup.Prepare(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -109,11 +110,5 @@ func Start(opts Options) (*Server, error) {
 
 // Stop ends the server's process group: SIGTERM, then SIGKILL after 10 s.
 func (s *Server) Stop() {
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
-	}
+	procgroup.Stop(s.cmd, s.done, 10*time.Second)
 }

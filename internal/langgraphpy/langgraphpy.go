@@ -20,8 +20,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/langgate/langgate/internal/procgroup"
 )
 
 // VenvEnv names the virtualenv to use instead of .cache/venv.
@@ -112,7 +113,7 @@ func Start(opts Options) (*Server, error) {
 		"PYTHONUNBUFFERED=1")
 	cmd.Env = append(cmd.Env, opts.Env...)
 	cmd.Stdout, cmd.Stderr = opts.Stderr, opts.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	procgroup.Prepare(cmd)
 	if err := cmd.Start(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -148,13 +149,7 @@ func Start(opts Options) (*Server, error) {
 // Stop ends the server's process group (SIGTERM, then SIGKILL after 10 s)
 // and removes its directory.
 func (s *Server) Stop() {
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
-	}
+	procgroup.Stop(s.cmd, s.done, 10*time.Second)
 	_ = os.RemoveAll(s.dir)
 }
 
