@@ -586,15 +586,7 @@ func TestEnvoyStatsAgree(t *testing.T) {
 // allowed origin can read a denial through both shipped Envoy modes
 // (gRPC: the denied response's headers; HTTP: allowed_client_headers).
 func TestEnvoyCORSDenials(t *testing.T) {
-	base, err := os.ReadFile(seedPolicy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	policy := filepath.Join(t.TempDir(), "cors.yaml")
-	if err := os.WriteFile(policy, append(base, "cors:\n  allow_origins: [\"https://app.example\"]\n"...), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	lg := startLanggate(t, policy)
+	lg := startLanggate(t, seedVariant(t, "cors:\n  allow_origins: [\"https://app.example\"]\n"))
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			url := envoyFor(t, m.file, lg, relaxed).URL("langgraph_http")

@@ -397,3 +397,42 @@ var (
 		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Protocols: &p}}
 	}()
 )
+
+// seedVariant writes the seed policy (examples/langgraph/langgate.yaml)
+// with each {old, new} replacement applied once — each must apply, so a
+// change to the example cannot silently void a test — and extra appended,
+// to a file of the test's, and returns its path.
+func seedVariant(t *testing.T, extra string, replace ...[2]string) string {
+	t.Helper()
+	base, err := os.ReadFile(seedPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(base)
+	for _, r := range replace {
+		if !strings.Contains(text, r[0]) {
+			t.Fatalf("the seed policy no longer has %q, which this test replaces", r[0])
+		}
+		text = strings.Replace(text, r[0], r[1], 1)
+	}
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, []byte(text+extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// createThread creates a thread through url (a proxy) with headers and
+// body, and returns its id and metadata; any failure ends the test.
+func createThread(t *testing.T, url string, headers [][2]string, body string) (string, map[string]any) {
+	t.Helper()
+	r := send(t, h1, "POST", url+"/threads", append(headers, jsonType), []byte(body))
+	var th struct {
+		ThreadID string         `json:"thread_id"`
+		Metadata map[string]any `json:"metadata"`
+	}
+	if r.status != 200 || json.Unmarshal([]byte(r.body), &th) != nil || th.ThreadID == "" {
+		t.Fatalf("creating a thread: %d %s", r.status, r.body)
+	}
+	return th.ThreadID, th.Metadata
+}

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -144,20 +143,9 @@ func TestClientForms(t *testing.T) {
 // anything public), which the Python server enforces through the adapter:
 // bob sees alice's public thread, never her private one.
 func TestLogicalFiltersPython(t *testing.T) {
-	base, err := os.ReadFile("../../examples/langgraph/langgate.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Replace(string(base), `      filters:
+	policy := seedVariant(t, "", [2]string{`      filters:
         owner: user.identity`, `      filters:
-        $or: '[{"owner": user.identity}, {"public": true}]'`, 1)
-	if text == string(base) {
-		t.Fatal("the example policy no longer has the filter this test replaces")
-	}
-	policy := filepath.Join(t.TempDir(), "or.yaml")
-	if err := os.WriteFile(policy, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+        $or: '[{"owner": user.identity}, {"public": true}]'`})
 	py, _ := pythonServer(t)
 	lg := startLanggate(t, policy)
 	url := envoyTo(t, "front-proxy.yaml", lg, py.addr, relaxed).URL("langgraph_http")
@@ -165,15 +153,8 @@ func TestLogicalFiltersPython(t *testing.T) {
 	run := newProbe()
 	create := func(public bool) string {
 		t.Helper()
-		body := fmt.Sprintf(`{"metadata":{"public":%v,"e2e_run":%q}}`, public, run)
-		r := send(t, h1, "POST", url+"/threads", [][2]string{alice, jsonType}, []byte(body))
-		var th struct {
-			ThreadID string `json:"thread_id"`
-		}
-		if r.status != 200 || json.Unmarshal([]byte(r.body), &th) != nil {
-			t.Fatalf("alice creates a thread: %d %s", r.status, r.body)
-		}
-		return th.ThreadID
+		id, _ := createThread(t, url, [][2]string{alice}, fmt.Sprintf(`{"metadata":{"public":%v,"e2e_run":%q}}`, public, run))
+		return id
 	}
 	public, private := create(true), create(false)
 	if r := send(t, h1, "GET", url+"/threads/"+public, [][2]string{bob}, nil); r.status != 200 {
@@ -212,14 +193,8 @@ func TestEnvoyWebSocketAndCORS(t *testing.T) {
 	}
 
 	alice := token(t, "alice")
-	r := send(t, h1, "POST", url+"/threads", [][2]string{bearer(alice), jsonType}, []byte(`{}`))
-	var th struct {
-		ThreadID string `json:"thread_id"`
-	}
-	if r.status != 200 || json.Unmarshal([]byte(r.body), &th) != nil {
-		t.Fatalf("alice creates a thread: %d %s", r.status, r.body)
-	}
-	ws := "ws" + strings.TrimPrefix(url, "http") + "/threads/" + th.ThreadID + "/stream/events"
+	thread, _ := createThread(t, url, [][2]string{bearer(alice)}, `{}`)
+	ws := "ws" + strings.TrimPrefix(url, "http") + "/threads/" + thread + "/stream/events"
 	for _, c := range []struct {
 		name, token, want string
 	}{
@@ -243,21 +218,10 @@ func TestEnvoyWebSocketAndCORS(t *testing.T) {
 // own identity, whatever namespace the client names, and a listing
 // without a prefix shows only one's own.
 func TestStoreNamespacePrefixPython(t *testing.T) {
-	base, err := os.ReadFile("../../examples/langgraph/langgate.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Replace(string(base), `    - on: store
+	policy := seedVariant(t, "", [2]string{`    - on: store
       allow: value.namespace[0] == user.identity
       message: Not authorized`, `    - on: store
-      namespace_prefix: '[user.identity]'`, 1)
-	if text == string(base) {
-		t.Fatal("the example policy no longer has the store rule this test replaces")
-	}
-	policy := filepath.Join(t.TempDir(), "ns.yaml")
-	if err := os.WriteFile(policy, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+      namespace_prefix: '[user.identity]'`})
 	py, _ := pythonServer(t)
 	lg := startLanggate(t, policy)
 	url := envoyTo(t, "front-proxy.yaml", lg, py.addr, relaxed).URL("langgraph_http")
@@ -292,16 +256,9 @@ func TestStoreNamespacePrefixPython(t *testing.T) {
 // reach handlers as user.<name> and graph code as langgraph_auth_user[...],
 // as fields returned by a LangGraph authenticate function do.
 func TestUserFieldsPython(t *testing.T) {
-	base, err := os.ReadFile("../../examples/langgraph/langgate.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Replace(string(base), "    identity: claims.sub\n", "    identity: claims.sub\n    fields:\n      role: \"claims.sub == 'alice' ? 'admin' : 'member'\"\n", 1)
-	text = strings.Replace(text, "    - on: \"*\"\n", "    - on: assistants.create\n      allow: user.role == 'admin'\n    - on: \"*\"\n", 1)
-	policy := filepath.Join(t.TempDir(), "fields.yaml")
-	if err := os.WriteFile(policy, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	policy := seedVariant(t, "",
+		[2]string{"    identity: claims.sub\n", "    identity: claims.sub\n    fields:\n      role: \"claims.sub == 'alice' ? 'admin' : 'member'\"\n"},
+		[2]string{"    - on: \"*\"\n", "    - on: assistants.create\n      allow: user.role == 'admin'\n    - on: \"*\"\n"})
 	py, _ := pythonServer(t)
 	lg := startLanggate(t, policy)
 	url := envoyTo(t, "front-proxy.yaml", lg, py.addr, relaxed).URL("langgraph_http")
@@ -325,17 +282,10 @@ func TestUserFieldsPython(t *testing.T) {
 // upstream) to the Python server: alice from Studio sees bob's thread,
 // alice without Studio's header and bob with it do not.
 func TestStudioPython(t *testing.T) {
-	base, err := os.ReadFile("../../examples/langgraph/langgate.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Replace(string(base), "  routes: langgraph\n", "  routes: langgraph\n  studio: \"user.identity == 'alice'\"\n", 1)
-	text = strings.Replace(text, `      filters:
-        owner: user.identity`, `      filters: "user.is_studio_user ? {} : {'owner': user.identity}"`, 1)
-	policy := filepath.Join(t.TempDir(), "studio.yaml")
-	if err := os.WriteFile(policy, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	policy := seedVariant(t, "",
+		[2]string{"  routes: langgraph\n", "  routes: langgraph\n  studio: \"user.identity == 'alice'\"\n"},
+		[2]string{`      filters:
+        owner: user.identity`, `      filters: "user.is_studio_user ? {} : {'owner': user.identity}"`})
 	py, _ := pythonServer(t)
 	lg := startLanggate(t, policy)
 	stripped := 0
@@ -362,13 +312,7 @@ func TestStudioPython(t *testing.T) {
 	}
 	alice, bob := bearer(token(t, "alice")), bearer(token(t, "bob"))
 	studio := [2]string{"X-Auth-Scheme", "langsmith"}
-	r := send(t, h1, "POST", url+"/threads", [][2]string{bob, jsonType}, []byte(`{}`))
-	var th struct {
-		ThreadID string `json:"thread_id"`
-	}
-	if r.status != 200 || json.Unmarshal([]byte(r.body), &th) != nil {
-		t.Fatalf("bob creates a thread: %d %s", r.status, r.body)
-	}
+	thread, _ := createThread(t, url, [][2]string{bob}, `{}`)
 	for _, c := range []struct {
 		name    string
 		headers [][2]string
@@ -378,7 +322,7 @@ func TestStudioPython(t *testing.T) {
 		{"alice", [][2]string{alice}, 404},
 		{"carol from Studio", [][2]string{bearer(token(t, "carol")), studio}, 404},
 	} {
-		if r := send(t, h1, "GET", url+"/threads/"+th.ThreadID, c.headers, nil); r.status != c.want {
+		if r := send(t, h1, "GET", url+"/threads/"+thread, c.headers, nil); r.status != c.want {
 			t.Errorf("%s reads bob's thread: %d %s, want %d", c.name, r.status, r.body, c.want)
 		}
 	}

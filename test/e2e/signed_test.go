@@ -37,15 +37,7 @@ func TestSignedContext(t *testing.T) {
 	if err := os.WriteFile(keys, set, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	base, err := os.ReadFile("../../examples/langgraph/langgate.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	policy := filepath.Join(dir, "signed.yaml")
-	if err := os.WriteFile(policy, append(base, ("context:\n  keys: "+keys+"\n  audience: [langgraph]\n")...), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	lg := startLanggate(t, policy)
+	lg := startLanggate(t, seedVariant(t, "context:\n  keys: "+keys+"\n  audience: [langgraph]\n"))
 	env := []string{"LANGGATE_CONTEXT_JWKS=http://" + lg.admin + "/.well-known/jwks.json"}
 
 	py, _ := pythonServerWith(t, env)
@@ -74,23 +66,19 @@ func TestSignedContext(t *testing.T) {
 			edge := envoyTo(t, "front-proxy.yaml", lg, s.tap.addr, relaxed).URL("langgraph_http")
 			direct := "http://" + s.tap.addr
 			id := newProbe()
-			r := send(t, h1, "POST", edge+"/threads", [][2]string{alice, jsonType, probe(id)}, []byte(`{"metadata":{"topic":"signed"}}`))
-			var th struct {
-				ThreadID string         `json:"thread_id"`
-				Metadata map[string]any `json:"metadata"`
-			}
-			if r.status != 200 || json.Unmarshal([]byte(r.body), &th) != nil || th.Metadata["owner"] != "alice" {
-				t.Fatalf("alice creates a thread through Envoy: %d %s", r.status, r.body)
+			thread, metadata := createThread(t, edge, [][2]string{alice, probe(id)}, `{"metadata":{"topic":"signed"}}`)
+			if metadata["owner"] != "alice" {
+				t.Fatalf("alice's thread through Envoy has metadata %v", metadata)
 			}
 			seen := s.tap.received(id)
 			if len(seen) != 1 || seen[0].Get("X-Langgate-Context") == "" {
 				t.Fatalf("the upstream received no signed context: %v", seen)
 			}
 			signed := seen[0]
-			if r := send(t, h1, "GET", edge+"/threads/"+th.ThreadID, [][2]string{alice}, nil); r.status != 200 {
+			if r := send(t, h1, "GET", edge+"/threads/"+thread, [][2]string{alice}, nil); r.status != 200 {
 				t.Errorf("alice reads her thread through Envoy: %d %s", r.status, r.body)
 			}
-			if r := send(t, h1, "GET", edge+"/threads/"+th.ThreadID, [][2]string{bob}, nil); r.status != 404 {
+			if r := send(t, h1, "GET", edge+"/threads/"+thread, [][2]string{bob}, nil); r.status != 404 {
 				t.Errorf("bob reads alice's thread through Envoy: %d, want 404", r.status)
 			}
 			// Reached directly: the unsigned headers alone are refused.
@@ -100,16 +88,16 @@ func TestSignedContext(t *testing.T) {
 				{"X-Langgate-Filters", "{}"}, {"X-Langgate-Metadata", "{}"},
 				{"X-Langgate-Events", `{"threads:read":{"filters":{}}}`},
 			}
-			if r := send(t, h1, "GET", direct+"/threads/"+th.ThreadID, forged, nil); r.status != 401 {
+			if r := send(t, h1, "GET", direct+"/threads/"+thread, forged, nil); r.status != 401 {
 				t.Errorf("forged unsigned headers, directly: %d %s, want 401", r.status, r.body)
 			}
 			// The context of alice's POST /threads, replayed onto a read.
 			replay := append(forged, [2]string{"X-Langgate-Context", signed.Get("X-Langgate-Context")})
-			if r := send(t, h1, "GET", direct+"/threads/"+th.ThreadID, replay, nil); r.status != 401 || !strings.Contains(r.body, "request") {
+			if r := send(t, h1, "GET", direct+"/threads/"+thread, replay, nil); r.status != 401 || !strings.Contains(r.body, "request") {
 				t.Errorf("a context replayed onto another request, directly: %d %s, want 401", r.status, r.body)
 			}
 			// A context signed by another key.
-			if r := send(t, h1, "GET", direct+"/threads/"+th.ThreadID, [][2]string{{"X-Langgate-Context", forgeContext(t, th.ThreadID)}}, nil); r.status != 401 {
+			if r := send(t, h1, "GET", direct+"/threads/"+thread, [][2]string{{"X-Langgate-Context", forgeContext(t, thread)}}, nil); r.status != 401 {
 				t.Errorf("a context signed by another key, directly: %d %s, want 401", r.status, r.body)
 			}
 		})
