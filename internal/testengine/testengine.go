@@ -5,10 +5,17 @@ package testengine
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/langgate/langgate/examples/langgraph"
 	"github.com/langgate/langgate/pkg/authn"
@@ -102,4 +109,32 @@ func Logger(w io.Writer) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// WriteContextKey writes a JWK set of one fresh Ed25519 signing key (kid,
+// EdDSA) to path, as a `context.keys` file, and returns the private key.
+func WriteContextKey(tb testing.TB, path, kid string) ed25519.PrivateKey {
+	tb.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	set, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: priv, KeyID: kid, Algorithm: string(jose.EdDSA)}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(path, set, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return priv
+}
+
+// ContextSection writes a fresh signing key of kid to a file of the test's
+// and returns the configuration's `context` section signing with it, for
+// the audience langgraph, and the private key.
+func ContextSection(tb testing.TB, kid string) (string, ed25519.PrivateKey) {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "context-keys.json")
+	priv := WriteContextKey(tb, path, kid)
+	return "context:\n  keys: " + path + "\n  audience: [langgraph]\n", priv
 }

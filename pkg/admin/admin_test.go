@@ -2,21 +2,16 @@ package admin_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/langgate/langgate/examples/langgraph"
@@ -123,16 +118,8 @@ func TestJWKS(t *testing.T) {
 	if code, _, _ := get(); code != 404 {
 		t.Errorf("no configuration: %d", code)
 	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: priv, KeyID: "k1", Algorithm: "EdDSA"}}})
-	keyFile := filepath.Join(t.TempDir(), "keys.json")
-	if err := os.WriteFile(keyFile, set, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := testengine.Start(t, testengine.Options{Policy: string(langgraph.Policy) + "context:\n  keys: " + keyFile + "\n  audience: [langgraph]\n"})
+	section, _ := testengine.ContextSection(t, "k1")
+	env := testengine.Start(t, testengine.Options{Policy: string(langgraph.Policy) + section})
 	engines.Store(env.Engine)
 	code, header, body := get()
 	if code != 200 || header.Get("Cache-Control") != "public, max-age=300" || !strings.Contains(body, `"kid":"k1"`) || strings.Contains(body, `"d":`) {

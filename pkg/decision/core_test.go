@@ -2,8 +2,6 @@ package decision_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -542,19 +540,8 @@ func TestStudio(t *testing.T) {
 // and the optional update and read. Denials and public routes carry
 // none, nor does a configuration without the section.
 func TestSignedContext(t *testing.T) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: priv, KeyID: "k1", Algorithm: "EdDSA"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "keys.json")
-	if err := os.WriteFile(keyFile, set, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	text := readExample(t, "examples/langgraph/langgate.yaml") + "context:\n  keys: " + keyFile + "\n  audience: [langgraph]\n"
+	section, priv := testengine.ContextSection(t, "k1")
+	text := readExample(t, "examples/langgraph/langgate.yaml") + section
 	env := testengine.Start(t, testengine.Options{Policy: text})
 	alice := env.Token(t, "alice", nil)
 	header := func(d *decision.Decision) string {
@@ -620,9 +607,11 @@ func TestSignedContext(t *testing.T) {
 		t.Error("a configuration without a context section signs")
 	}
 	// A key file that is not a key set is a configuration error.
-	if err := os.WriteFile(keyFile, []byte("{}"), 0o600); err != nil {
+	bad := filepath.Join(t.TempDir(), "keys.json")
+	if err := os.WriteFile(bad, []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	text = readExample(t, "examples/langgraph/langgate.yaml") + "context:\n  keys: " + bad + "\n  audience: [langgraph]\n"
 	f, err := config.Parse("test.yaml", []byte(text), func(string) (string, bool) { return "https://idp.example.com", true })
 	if err != nil {
 		t.Fatal(err)

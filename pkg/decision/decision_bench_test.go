@@ -2,15 +2,8 @@ package decision_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
-
-	"github.com/go-jose/go-jose/v4"
 
 	"github.com/langgate/langgate/examples/langgraph"
 	"github.com/langgate/langgate/internal/testengine"
@@ -79,19 +72,8 @@ func BenchmarkDecideUncached(b *testing.B) {
 // signature is reused), "distinct" for a different thread every time (a
 // fresh signature each).
 func BenchmarkDecideSigned(b *testing.B) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	set, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: priv, KeyID: "k1", Algorithm: "EdDSA"}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	keyFile := filepath.Join(b.TempDir(), "keys.json")
-	if err := os.WriteFile(keyFile, set, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	env := testengine.Start(b, testengine.Options{Policy: string(langgraph.Policy) + "context:\n  keys: " + keyFile + "\n  audience: [langgraph]\n"})
+	section, _ := testengine.ContextSection(b, "k1")
+	env := testengine.Start(b, testengine.Options{Policy: string(langgraph.Policy) + section})
 	tok := env.Token(b, "alice", nil)
 	ctx := context.Background()
 	b.Run("repeat", func(b *testing.B) {

@@ -2,9 +2,6 @@ package reload_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
@@ -16,8 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-
+	"github.com/langgate/langgate/internal/testengine"
 	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/decision"
 	"github.com/langgate/langgate/pkg/devissuer"
@@ -358,18 +354,7 @@ func eventually(t *testing.T, cond func() bool, msg string) {
 func TestKeyFileRotationReloads(t *testing.T) {
 	dir := t.TempDir()
 	keys := filepath.Join(dir, "keys.json")
-	writeKey := func(kid string) {
-		t.Helper()
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		set, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: priv, KeyID: kid, Algorithm: "EdDSA"}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, keys, string(set))
-	}
+	writeKey := func(kid string) { testengine.WriteContextKey(t, keys, kid) }
 	writeKey("k1")
 	path := filepath.Join(dir, "langgate.yaml")
 	writeFile(t, path, policy("good")+"context:\n  keys: "+keys+"\n  audience: [langgraph]\n")

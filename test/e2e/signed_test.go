@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/langgate/langgate/internal/langgraphjs"
+	"github.com/langgate/langgate/internal/testengine"
 	"github.com/langgate/langgate/internal/testproc"
 )
 
@@ -24,20 +23,8 @@ import (
 // context replayed onto another request, each server refuses.
 func TestSignedContext(t *testing.T) {
 	fixtures(t)
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: priv, KeyID: "ctx-1", Algorithm: "EdDSA"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	keys := filepath.Join(dir, "keys.json")
-	if err := os.WriteFile(keys, set, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	lg := startLanggate(t, seedVariant(t, "context:\n  keys: "+keys+"\n  audience: [langgraph]\n"))
+	section, _ := testengine.ContextSection(t, "ctx-1")
+	lg := startLanggate(t, seedVariant(t, section))
 	env := []string{"LANGGATE_CONTEXT_JWKS=http://" + lg.admin + "/.well-known/jwks.json"}
 
 	py, _ := pythonServerWith(t, env)
