@@ -146,6 +146,18 @@ func validateContext(c *SignedContext, sink *errorSink) {
 	}
 }
 
+// choice checks a setting that takes one of two values, def when it is left
+// out; what names it in the error ("authorize.unmatched:").
+func choice(sink *errorSink, pos Pos, what string, v *string, def, other string) {
+	switch *v {
+	case "":
+		*v = def
+	case def, other:
+	default:
+		sink.add(pos, "%s must be %q or %q, got %q", what, def, other, *v)
+	}
+}
+
 func validateCORS(c *CORS, sink *errorSink) {
 	if len(c.AllowOrigins) == 0 {
 		sink.add(c.Pos, "cors.allow_origins: at least one origin (https://app.example.com) or \"*\"")
@@ -185,27 +197,9 @@ func validateAuthorize(z *Authorize, sink *errorSink) {
 	default:
 		sink.add(z.Routes.Pos, "authorize.routes: unknown route table %q (want %q, %q or a list of routes)", z.Routes.Table, RoutesLangGraph, RoutesNone)
 	}
-	switch z.Unmatched {
-	case "":
-		z.Unmatched = UnmatchedAllow
-	case UnmatchedAllow, UnmatchedDeny:
-	default:
-		sink.add(z.Pos, "authorize.unmatched: must be %q or %q, got %q", UnmatchedAllow, UnmatchedDeny, z.Unmatched)
-	}
-	switch z.RunAssistant {
-	case "":
-		z.RunAssistant = RunAssistantOptional
-	case RunAssistantOptional, RunAssistantRequired:
-	default:
-		sink.add(z.Pos, "authorize.run_assistant: must be %q or %q, got %q", RunAssistantOptional, RunAssistantRequired, z.RunAssistant)
-	}
-	switch z.CORSPreflight {
-	case "":
-		z.CORSPreflight = CORSPreflightAllow
-	case CORSPreflightAllow, CORSPreflightAuthenticate:
-	default:
-		sink.add(z.Pos, "authorize.cors_preflight: must be %q or %q, got %q", CORSPreflightAllow, CORSPreflightAuthenticate, z.CORSPreflight)
-	}
+	choice(sink, z.Pos, "authorize.unmatched:", &z.Unmatched, UnmatchedAllow, UnmatchedDeny)
+	choice(sink, z.Pos, "authorize.run_assistant:", &z.RunAssistant, RunAssistantOptional, RunAssistantRequired)
+	choice(sink, z.Pos, "authorize.cors_preflight:", &z.CORSPreflight, CORSPreflightAllow, CORSPreflightAuthenticate)
 	for i := range z.Handlers {
 		h := &z.Handlers[i]
 		if h.On == "" {

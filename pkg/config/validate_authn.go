@@ -243,20 +243,8 @@ func validateIntrospection(in *Introspection, sink *errorSink) {
 	if in.ClientID == "" || in.ClientSecret == "" {
 		sink.add(in.Pos, "introspection: client_id and client_secret are required (RFC 7662 §2.1: the endpoint authenticates its callers); use ${ENV} for the secret")
 	}
-	switch in.AuthMethod {
-	case "":
-		in.AuthMethod = ClientSecretBasic
-	case ClientSecretBasic, ClientSecretPost:
-	default:
-		sink.add(in.Pos, "introspection: auth_method must be %q or %q, got %q", ClientSecretBasic, ClientSecretPost, in.AuthMethod)
-	}
-	switch in.Tokens {
-	case "":
-		in.Tokens = IntrospectOpaque
-	case IntrospectOpaque, IntrospectAll:
-	default:
-		sink.add(in.Pos, "introspection: tokens must be %q or %q, got %q", IntrospectOpaque, IntrospectAll, in.Tokens)
-	}
+	choice(sink, in.Pos, "introspection: auth_method", &in.AuthMethod, ClientSecretBasic, ClientSecretPost)
+	choice(sink, in.Pos, "introspection: tokens", &in.Tokens, IntrospectOpaque, IntrospectAll)
 	for _, aud := range in.Audiences {
 		if aud == "" {
 			sink.add(in.Pos, "introspection: an audience is empty")
