@@ -209,7 +209,7 @@ func run() error {
 	client := load.Client(*workers)
 	// Every configuration answers correctly before anything is measured.
 	for _, c := range configs {
-		if r := load.Closed(ctx, client, reqs(c), 2, time.Second); r.Errors > 0 || r.Sent == 0 {
+		if r := load.Closed(ctx, load.HTTP(client, reqs(c)), 2, time.Second); r.Errors > 0 || r.Sent == 0 {
 			return fmt.Errorf("%s: %d errors of %d in the warm-up", c.name, r.Errors, r.Sent)
 		}
 	}
@@ -231,7 +231,7 @@ func run() error {
 			} else {
 				prof <- nil
 			}
-			r := load.Closed(ctx, client, reqs(c), *workers, *duration)
+			r := load.Closed(ctx, load.HTTP(client, reqs(c)), *workers, *duration)
 			if err := <-prof; err != nil {
 				return err
 			}
@@ -250,12 +250,12 @@ func run() error {
 			}
 		}
 		for _, c := range configs {
-			r := load.Fixed(ctx, client, reqs(c), rate, 4**workers, *duration)
+			r := load.Fixed(ctx, load.HTTP(client, reqs(c)), rate, 4**workers, *duration)
 			fmt.Fprintf(os.Stderr, "round %d %-5s %5.0f/s: %v\n", round, c.name, rate, r)
 			fixedRuns[c.name] = append(fixedRuns[c.name], r)
 		}
 		for _, c := range configs {
-			r := load.Fixed(ctx, client, reqs(c), low, 4**workers, *duration)
+			r := load.Fixed(ctx, load.HTTP(client, reqs(c)), low, 4**workers, *duration)
 			fmt.Fprintf(os.Stderr, "round %d %-5s %5.0f/s: %v\n", round, c.name, low, r)
 			lowRuns[c.name] = append(lowRuns[c.name], r)
 		}

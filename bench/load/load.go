@@ -1,5 +1,6 @@
-// Package load is the project's HTTP load generator: pre-built requests
-// sent over keep-alive connections, either in a closed loop (a fixed number
+// Package load is the project's load generator: pre-built requests (HTTP
+// over keep-alive connections, or ext_authz Checks over gRPC, see GRPC)
+// sent either in a closed loop (a fixed number
 // of workers, each sending its next request when the last one answered:
 // the maximum throughput) or at a fixed rate (requests scheduled on a
 // clock, latency measured from the scheduled time, so a stalled server is
@@ -65,6 +66,16 @@ func Client(conns int) *http.Client {
 	}}
 }
 
+// Send sends the request numbered i (modulo the corpus) and reports
+// whether the answer was the expected one. It is called from many
+// goroutines at once.
+type Send func(i uint64) bool
+
+// HTTP sends reqs, in turn, through client.
+func HTTP(client *http.Client, reqs []Request) Send {
+	return func(i uint64) bool { return one(client, reqs[i%uint64(len(reqs))]) }
+}
+
 // one sends req and reports whether the answer was the expected one.
 func one(client *http.Client, req Request) bool {
 	var body io.Reader
@@ -85,18 +96,18 @@ func one(client *http.Client, req Request) bool {
 	return resp.StatusCode == req.Status
 }
 
-// Closed runs workers concurrent loops over reqs for d.
-func Closed(ctx context.Context, client *http.Client, reqs []Request, workers int, d time.Duration) Result {
+// Closed runs workers concurrent loops of send for d.
+func Closed(ctx context.Context, send Send, workers int, d time.Duration) Result {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	// Each request is due when its worker is free.
-	return drive(client, reqs, workers, func() (time.Time, bool) { return time.Now(), ctx.Err() == nil })
+	return drive(send, workers, func() (time.Time, bool) { return time.Now(), ctx.Err() == nil })
 }
 
 // Fixed sends rate requests per second for d, spread evenly, from a pool
 // of up to maxInFlight concurrent senders. A request's latency runs from
 // the moment it was due, so time spent waiting for a free sender counts.
-func Fixed(ctx context.Context, client *http.Client, reqs []Request, rate float64, maxInFlight int, d time.Duration) Result {
+func Fixed(ctx context.Context, send Send, rate float64, maxInFlight int, d time.Duration) Result {
 	interval := time.Duration(float64(time.Second) / rate)
 	n := int(d / interval)
 	due := make(chan time.Time, n)
@@ -105,7 +116,7 @@ func Fixed(ctx context.Context, client *http.Client, reqs []Request, rate float6
 		due <- start.Add(time.Duration(i) * interval)
 	}
 	close(due)
-	return drive(client, reqs, maxInFlight, func() (time.Time, bool) {
+	return drive(send, maxInFlight, func() (time.Time, bool) {
 		at, ok := <-due
 		return at, ok && ctx.Err() == nil
 	})
@@ -113,7 +124,7 @@ func Fixed(ctx context.Context, client *http.Client, reqs []Request, rate float6
 
 // drive runs workers senders until next reports no more requests; next
 // gives each request's due time, which its latency is measured from.
-func drive(client *http.Client, reqs []Request, workers int, next func() (time.Time, bool)) Result {
+func drive(send Send, workers int, next func() (time.Time, bool)) Result {
 	var mu sync.Mutex
 	var res Result
 	var wg sync.WaitGroup
@@ -133,7 +144,7 @@ func drive(client *http.Client, reqs []Request, workers int, next func() (time.T
 				if w := time.Until(at); w > 0 {
 					time.Sleep(w)
 				}
-				if !one(client, reqs[i.Add(1)%uint64(len(reqs))]) {
+				if !send(i.Add(1)) {
 					errs++
 				}
 				lat = append(lat, time.Since(at))

@@ -1,0 +1,465 @@
+// Command checkload measures langgate's gRPC Check against a server that
+// decides nothing (bench/noop), on the same machine with the same load:
+// 600 distinct pre-built CheckRequests shaped the way Envoy 1.40 sends them
+// with the shipped envoy/front-proxy.yaml (a thread read, a thread search
+// with a JSON body and a store put, for each of 200 users whose tokens are
+// all cached after the warm-up), sent by the project's load generator
+// (bench/load: pre-encoded messages, no protobuf work of its own).
+//
+// Servers are measured in rounds (noop langgate, noop langgate, …), each at
+// its maximum (closed loop) and then at a fixed rate of half of the noop's
+// first maximum; every ratio is taken within a round, and the median over
+// rounds is printed, so that drift on a shared machine hits both alike.
+//
+//	make build && go run ./bench/checkload [-rounds 3] [-duration 10s] [-workers 32] [-conns 2]
+//	    [-gomaxprocs N] [-also NAME=BINARY] [-profile FILE] [-allocprofile FILE]
+//
+// -also adds another langgate binary to every round (say, one built from an
+// earlier commit), so a change is measured before and after in one run.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/langgate/langgate/bench/load"
+	"github.com/langgate/langgate/internal/envoyproc"
+	"github.com/langgate/langgate/pkg/devissuer"
+)
+
+// target is one server under load.
+type target struct {
+	name  string
+	addr  string
+	cmd   *exec.Cmd
+	admin string // langgate's admin address; "" for the noop
+	send  load.Send
+}
+
+type also []string
+
+func (a *also) String() string     { return strings.Join(*a, ",") }
+func (a *also) Set(v string) error { *a = append(*a, v); return nil }
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "checkload:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	lgBin := flag.String("langgate", "bin/langgate", "the langgate binary (make build)")
+	duration := flag.Duration("duration", 10*time.Second, "length of each measured run")
+	rounds := flag.Int("rounds", 3, "rounds over the servers")
+	workers := flag.Int("workers", 32, "closed-loop concurrency (requests in flight)")
+	conns := flag.Int("conns", 2, "gRPC connections to each server (Envoy opens one per worker thread)")
+	users := flag.Int("users", 200, "distinct users (three requests each)")
+	procs := flag.Int("gomaxprocs", 0, "GOMAXPROCS of the servers (0: Go's default)")
+	profile := flag.String("profile", "", "write langgate's CPU profile during its first maximum run to this file")
+	allocs := flag.String("allocprofile", "", "write langgate's allocation profile (the same run's) to this file")
+	var extra also
+	flag.Var(&extra, "also", "NAME=BINARY: another langgate binary measured in every round (repeatable)")
+	flag.Parse()
+
+	root, err := envoyproc.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	var stops []func()
+	defer func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}()
+	env := os.Environ()
+	if *procs > 0 {
+		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", *procs))
+	}
+
+	tmp, err := os.MkdirTemp("", "checkload")
+	if err != nil {
+		return err
+	}
+	stops = append(stops, func() { _ = os.RemoveAll(tmp) })
+	noopBin := filepath.Join(tmp, "noop")
+	build := exec.Command("go", "build", "-trimpath", "-o", noopBin, "./bench/noop")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build bench/noop: %w", err)
+	}
+	noop := &target{name: "noop", cmd: exec.Command(noopBin)}
+	noop.cmd.Env = env
+	if noop.addr, err = startAndRead(noop.cmd, "LISTEN "); err != nil {
+		return fmt.Errorf("noop: %w", err)
+	}
+	stops = append(stops, func() { stop(noop.cmd) })
+
+	servers := []*target{noop}
+	lgs := []string{"langgate=" + *lgBin}
+	lgs = append(lgs, extra...)
+	// One issuer, in this process, signs every token; each langgate
+	// fetches its keys once at start.
+	issuer, err := devissuer.Start(devissuer.Options{})
+	if err != nil {
+		return err
+	}
+	stops = append(stops, func() { _ = issuer.Close() })
+	for _, spec := range lgs {
+		name, bin, ok := strings.Cut(spec, "=")
+		if !ok {
+			return fmt.Errorf("-also %q: want NAME=BINARY", spec)
+		}
+		t, err := startLanggate(name, bin, env, root, issuer.URL)
+		if err != nil {
+			return err
+		}
+		stops = append(stops, func() { stop(t.cmd) })
+		servers = append(servers, t)
+	}
+
+	// A typical access token: a name, an email, scopes (about 700 bytes).
+	tokens := make([]string, *users)
+	for i := range tokens {
+		sub := fmt.Sprintf("user-%03d", i)
+		if tokens[i], err = issuer.Token(sub, 2*time.Hour, map[string]any{
+			"name": "Bench User " + sub, "email": sub + "@example.com", "scope": "openid profile threads:read threads:write store",
+		}); err != nil {
+			return err
+		}
+	}
+	reqs, allow, err := corpus(tokens)
+	if err != nil {
+		return err
+	}
+	for _, s := range servers {
+		cs, err := load.Dial(s.addr, *conns)
+		if err != nil {
+			return err
+		}
+		stops = append(stops, func() {
+			for _, c := range cs {
+				_ = c.Close()
+			}
+		})
+		a := allow
+		if s == noop {
+			a = make([]bool, len(allow))
+			for i := range a {
+				a[i] = true
+			}
+		}
+		s.send = load.GRPC(cs, reqs, a)
+		// Every request answers as expected (and every token is cached)
+		// before anything is measured.
+		for i := range reqs {
+			if !s.send(uint64(i)) {
+				return fmt.Errorf("%s: request %d of the corpus was not answered as expected", s.name, i)
+			}
+		}
+		if r := load.Closed(context.Background(), s.send, 4, time.Second); r.Errors > 0 {
+			return fmt.Errorf("%s: %d errors of %d in the warm-up", s.name, r.Errors, r.Sent)
+		}
+	}
+
+	ctx := context.Background()
+	maxRuns, fixedRuns := map[string][]load.Result{}, map[string][]load.Result{}
+	cpu := map[string]time.Duration{}
+	var rate float64
+	for round := 1; round <= *rounds; round++ {
+		for _, s := range servers {
+			prof := make(chan error, 2)
+			n := 0
+			if round == 1 && s.admin != "" && s.name == "langgate" {
+				if *profile != "" {
+					n++
+					go func() { prof <- saveProfile(s.admin, "profile", *profile, *duration-time.Second) }()
+				}
+				if *allocs != "" {
+					n++
+					go func() { prof <- saveProfile(s.admin, "allocs", *allocs, *duration-time.Second) }()
+				}
+			}
+			before := cpuTime(s.cmd.Process.Pid)
+			r := load.Closed(ctx, s.send, *workers, *duration)
+			for range n {
+				if err := <-prof; err != nil {
+					return err
+				}
+			}
+			if round == 1 {
+				cpu[s.name] = (cpuTime(s.cmd.Process.Pid) - before) / time.Duration(max(r.Sent, 1))
+			}
+			fmt.Fprintf(os.Stderr, "round %d %-10s max:    %v\n", round, s.name, r)
+			maxRuns[s.name] = append(maxRuns[s.name], r)
+		}
+		if rate == 0 {
+			rate = maxRuns[noop.name][0].Throughput() / 2
+		}
+		for _, s := range servers {
+			r := load.Fixed(ctx, s.send, rate, 4**workers, *duration)
+			fmt.Fprintf(os.Stderr, "round %d %-10s %5.0f/s: %v\n", round, s.name, rate, r)
+			fixedRuns[s.name] = append(fixedRuns[s.name], r)
+		}
+	}
+
+	gmp := "Go's default"
+	if *procs > 0 {
+		gmp = fmt.Sprint(*procs)
+	}
+	fmt.Printf("%d requests (%d users), %d in flight over %d gRPC connections, %v per run, %d rounds (medians), GOMAXPROCS %s\n\n",
+		len(reqs), *users, *workers, *conns, *duration, *rounds, gmp)
+	fmt.Println("At maximum (closed loop):")
+	fmt.Println()
+	fmt.Println("| server | Checks/s | × noop | p50 | p99 | p99 × noop | CPU/Check | errors |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, s := range servers {
+		rs := maxRuns[s.name]
+		fmt.Printf("| %s | %.0f | %.2f | %s | %s | %.2f | %.1f µs | %d |\n", s.name, med(rs, tput),
+			ratio(maxRuns, s.name, noop.name, tput), ms(med(rs, pct(0.5))), ms(med(rs, pct(0.99))),
+			ratio(maxRuns, s.name, noop.name, pct(0.99)), float64(cpu[s.name])/1e3, errs(rs))
+	}
+	fmt.Printf("\nAt a fixed %.0f Checks/s, half of the noop's maximum (latency from each request's scheduled time):\n\n", rate)
+	fmt.Println("| server | served/s | p50 | p99 | p50 × noop | p99 × noop | errors |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, s := range servers {
+		rs := fixedRuns[s.name]
+		fmt.Printf("| %s | %.0f | %s | %s | %.2f | %.2f | %d |\n", s.name, med(rs, tput), ms(med(rs, pct(0.5))), ms(med(rs, pct(0.99))),
+			ratio(fixedRuns, s.name, noop.name, pct(0.5)), ratio(fixedRuns, s.name, noop.name, pct(0.99)), errs(rs))
+	}
+	return nil
+}
+
+// startLanggate runs `langgate serve` with the LangGraph example policy
+// (examples/langgraph/langgate.yaml, what `--dev` embeds) on free loopback
+// ports, trusting issuer.
+func startLanggate(name, bin string, env []string, root, issuer string) (*target, error) {
+	grpcAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	adminAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "serve", "--config", filepath.Join(root, "examples/langgraph/langgate.yaml"),
+		"--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--log-level", "warn", "--pprof", "--watch-interval", "0")
+	cmd.Env = append(slices.Clip(env), "OIDC_ISSUER="+issuer, "OIDC_AUDIENCE="+devissuer.DefaultAudience)
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w (make build)", bin, err)
+	}
+	t := &target{name: name, addr: grpcAddr, cmd: cmd, admin: "http://" + adminAddr}
+	if err := waitOK(t.admin + "/readyz"); err != nil {
+		stop(cmd)
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return t, nil
+}
+
+// corpus builds three CheckRequests per token, as Envoy sends them with
+// the shipped front-proxy.yaml (pack_as_bytes, the context extension that
+// selects the policy), encoded once; allow says which ones langgate allows.
+func corpus(tokens []string) ([][]byte, []bool, error) {
+	var reqs [][]byte
+	var allow []bool
+	now := timestamppb.New(time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC))
+	for u, tok := range tokens {
+		sub := fmt.Sprintf("user-%03d", u)
+		shapes := []struct {
+			method, path string
+			body         string
+		}{
+			{"GET", fmt.Sprintf("/threads/1ef5c0de-1b2c-6d3e-8f90-%012x", u), ""},
+			{"POST", "/threads/search", `{"metadata":{"project":"bench"},"status":"idle","limit":10,"offset":0}`},
+			{"PUT", "/store/items", fmt.Sprintf(`{"namespace":[%q,"notes"],"key":"note-%d","value":{"text":"hello"}}`, sub, u)},
+		}
+		for i, sh := range shapes {
+			h := map[string]string{
+				":authority":                     "langgraph.example.com",
+				":method":                        sh.method,
+				":path":                          sh.path,
+				":scheme":                        "http",
+				"accept":                         "application/json",
+				"authorization":                  "Bearer " + tok,
+				"user-agent":                     "langgraph-sdk-py/0.4.14",
+				"x-forwarded-proto":              "http",
+				"x-request-id":                   fmt.Sprintf("5f0c7a0e-3b8d-4a52-9f1e-%012x", u*3+i),
+				"x-envoy-expected-rq-timeout-ms": "15000",
+			}
+			httpReq := &authv3.AttributeContext_HttpRequest{
+				Id: h["x-request-id"], Method: sh.method, Headers: h, Path: sh.path,
+				Host: h[":authority"], Scheme: "http", Protocol: "HTTP/1.1",
+			}
+			if sh.body != "" {
+				h["content-type"] = "application/json"
+				h["content-length"] = fmt.Sprint(len(sh.body))
+				httpReq.RawBody = []byte(sh.body)
+				httpReq.Size = int64(len(sh.body))
+			}
+			req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+				Source:               &authv3.AttributeContext_Peer{Address: sockAddr("127.0.0.1", uint32(40000+u))},
+				Destination:          &authv3.AttributeContext_Peer{Address: sockAddr("127.0.0.1", 10000)},
+				Request:              &authv3.AttributeContext_Request{Time: now, Http: httpReq},
+				ContextExtensions:    map[string]string{"policy": "langgraph"},
+				MetadataContext:      &corev3.Metadata{},
+				RouteMetadataContext: &corev3.Metadata{},
+			}}
+			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+			if err != nil {
+				return nil, nil, err
+			}
+			reqs = append(reqs, b)
+			allow = append(allow, true)
+		}
+	}
+	return reqs, allow, nil
+}
+
+func sockAddr(ip string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}
+
+func tput(r load.Result) float64 { return r.Throughput() }
+
+func pct(q float64) func(load.Result) float64 {
+	return func(r load.Result) float64 { return float64(r.Percentile(q)) }
+}
+
+func med(rs []load.Result, f func(load.Result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+// ratio is the median over rounds of x's value over base's in the same round.
+func ratio(runs map[string][]load.Result, x, base string, f func(load.Result) float64) float64 {
+	v := make([]float64, len(runs[x]))
+	for i := range runs[x] {
+		v[i] = f(runs[x][i]) / f(runs[base][i])
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+func errs(rs []load.Result) int {
+	n := 0
+	for _, r := range rs {
+		n += r.Errors
+	}
+	return n
+}
+
+func ms(ns float64) string { return fmt.Sprintf("%.2f ms", ns/1e6) }
+
+// cpuTime is a process's user+system CPU time so far (/proc/PID/stat).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b)[i+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	var ut, st int64
+	_, _ = fmt.Sscan(f[11], &ut)
+	_, _ = fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// saveProfile fetches a pprof profile (profile, allocs) covering d from
+// langgate's admin port.
+func saveProfile(admin, kind, file string, d time.Duration) error {
+	b, err := fetch(fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", admin, kind, int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, []byte(b), 0o600)
+}
+
+func startAndRead(cmd *exec.Cmd, prefix string) (string, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+			go func() { _, _ = io.Copy(io.Discard, out) }()
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", errors.New("exited without " + prefix)
+}
+
+func stop(cmd *exec.Cmd) {
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		_ = cmd.Wait()
+	}
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func waitOK(url string) error {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%s not ready in 30 s", url)
+}
+
+func fetch(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil || resp.StatusCode != 200 {
+		return "", fmt.Errorf("GET %s: %d %w", url, resp.StatusCode, err)
+	}
+	return string(b), nil
+}
