@@ -38,7 +38,7 @@ test-go:
 # duration: Go 1.26's coordinator can report a spurious "context deadline
 # exceeded" when a duration expires under load (go.dev/issue/75804).
 FUZZTIME ?= 50000x
-FUZZ_TARGETS := ./pkg/config:FuzzParse ./pkg/routes:FuzzNormalize ./pkg/routes:FuzzBody ./pkg/authn:FuzzCredential ./pkg/authn:FuzzAuthenticate ./pkg/decision:FuzzDecide
+FUZZ_TARGETS := ./pkg/config:FuzzParse ./pkg/routes:FuzzNormalize ./pkg/routes:FuzzBody ./pkg/authn:FuzzCredential ./pkg/authn:FuzzAuthenticate ./pkg/decision:FuzzDecide ./pkg/extauthz:FuzzDecodeCheck
 test-fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

@@ -1,173 +1,103 @@
-// Package extauthz is the Envoy adapter: it serves
-// envoy.service.auth.v3.Authorization/Check by translating CheckRequest into
-// a decision.Request and the Decision back into a CheckResponse. Check never
-// returns a gRPC error: every outcome, including a panic or a cancelled
-// context, is an explicit CheckResponse, and only OK allows.
+// Package extauthz is the Envoy adapter: a gRPC server answering
+// envoy.service.auth.v3.Authorization/Check. It decodes each CheckRequest
+// straight into a decision.Request (decode.go), decides through the core's
+// one entry point, and encodes the Decision straight into a CheckResponse
+// (encode.go), with no generated message in between: the transport, not
+// the decision, is most of a Check's cost. Check never answers with a gRPC
+// error once a request is decoded: every outcome, including a panic or a
+// cancelled context, is an explicit CheckResponse, and only OK allows.
 package extauthz
 
 import (
 	"context"
-	"strings"
+	"runtime"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	"google.golang.org/genproto/googleapis/rpc/code"
-	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/langgate/langgate/pkg/decision"
+	"github.com/langgate/langgate/pkg/routes"
 )
 
-// Server implements the Authorization service over the engine in a Holder.
-type Server struct {
-	authv3.UnimplementedAuthorizationServer
+// Limits and settings of the server NewServer builds.
+const (
+	// MaxRecvBytes bounds one CheckRequest: the largest body langgate
+	// reads (routes.MaxBodyBytes, the shipped Envoy configuration's
+	// largest max_request_bytes) plus 1 MiB for headers and attributes.
+	// A larger message is refused by gRPC (RESOURCE_EXHAUSTED) before it
+	// is decoded, and Envoy answers with its status_on_error.
+	MaxRecvBytes = routes.MaxBodyBytes + 1<<20
+	// MaxConcurrentStreams bounds the Checks one connection has in flight
+	// (and so the goroutines and buffers they hold); Envoy opens another
+	// connection when it needs more.
+	MaxConcurrentStreams = 4096
+	// MinPingInterval is the most often a client may send keepalive
+	// pings, with or without Checks in flight. It is below the shipped
+	// Envoy configuration's connection_keepalive interval (30 s): grpc-go's
+	// default (5 minutes, none while idle) closes a connection whose
+	// client pings more often, so an idle Envoy connection was dropped
+	// with GOAWAY too_many_pings after its third ping.
+	MinPingInterval = 10 * time.Second
+)
+
+// checkMethod is Check's full method name.
+const checkMethod = "/envoy.service.auth.v3.Authorization/Check"
+
+// server answers Check over the engine in a Holder.
+type server struct {
 	engines *decision.Holder
 }
 
-var _ authv3.AuthorizationServer = (*Server)(nil)
-
-// New returns a Server deciding with whatever engine engines holds.
-func New(engines *decision.Holder) *Server {
-	return &Server{engines: engines}
+// serviceDesc is envoy.service.auth.v3.Authorization as the generated
+// authv3.Authorization_ServiceDesc describes it, with a handler that
+// decodes into a wireRequest: the same service, name and method on the
+// wire, and reflection finds its descriptor under the same file.
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: authv3.Authorization_ServiceDesc.ServiceName,
+	HandlerType: (*any)(nil),
+	Methods:     []grpc.MethodDesc{{MethodName: "Check", Handler: checkHandler}},
+	Metadata:    authv3.Authorization_ServiceDesc.Metadata,
 }
 
-// Check decides one request through the core's one entry point, which
+// NewServer returns a gRPC server answering Check with whatever engine
+// engines holds, with langgate's codec (which must be the server's: Check
+// is registered for it) and the settings above; opts come after them
+// and may override any but the codec. Register health or reflection on
+// it as on any gRPC server.
+func NewServer(engines *decision.Holder, opts ...grpc.ServerOption) *grpc.Server {
+	base := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxRecvBytes),
+		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: MinPingInterval, PermitWithoutStream: true}),
+		// Reused goroutines keep the stacks they grew: a goroutine per
+		// stream spends about 6 % of the CPU growing a fresh stack.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))), //nolint:gosec // GOMAXPROCS is positive and small
+	}
+	gs := grpc.NewServer(append(append(base, opts...), grpc.ForceServerCodecV2(newCodec()))...)
+	gs.RegisterService(&serviceDesc, &server{engines: engines})
+	return gs
+}
+
+// checkHandler is Check's gRPC method handler.
+func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	in := new(wireRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	s := srv.(*server) //nolint:forcetypeassert // registered with a *server only
+	if interceptor == nil {
+		return s.check(ctx, &in.Request), nil
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: checkMethod}
+	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
+		return s.check(ctx, &req.(*wireRequest).Request), nil //nolint:forcetypeassert // the request above
+	})
+}
+
+// check decides one request through the core's one entry point, which
 // answers every outcome (no configuration yet, a panic) with a decision.
-// A panic in this adapter's own translation is answered the same way.
-func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, _ error) {
-	start := time.Now()
-	var dreq *decision.Request
-	defer func() {
-		if r := recover(); r != nil {
-			resp = denied(s.engines.Recovered(ctx, s.engines.Load(), dreq, r, start))
-		}
-	}()
-	dreq = Translate(req)
-	return Respond(s.engines.Decide(ctx, dreq)), nil
-}
-
-// Translate converts a CheckRequest to the core's Request. Headers come
-// from `headers` or, with encode_raw_headers, from `header_map`.
-func Translate(req *authv3.CheckRequest) *decision.Request {
-	attrs := req.GetAttributes()
-	h := attrs.GetRequest().GetHttp()
-	out := &decision.Request{
-		Method:  h.GetMethod(),
-		Path:    h.GetPath(),
-		Context: attrs.GetContextExtensions(),
-	}
-	if hm := h.GetHeaderMap(); hm != nil && len(hm.GetHeaders()) > 0 {
-		out.Headers = make(map[string]string, len(hm.GetHeaders()))
-		for _, hv := range hm.GetHeaders() {
-			v := hv.GetValue()
-			if raw := hv.GetRawValue(); len(raw) > 0 {
-				v = string(raw)
-			}
-			k := strings.ToLower(hv.GetKey())
-			if prev, ok := out.Headers[k]; ok {
-				v = prev + "," + v
-			}
-			out.Headers[k] = v
-		}
-	} else {
-		out.Headers = h.GetHeaders()
-		if out.Headers == nil {
-			out.Headers = map[string]string{}
-		}
-	}
-	if out.Method == "" {
-		out.Method = out.Headers[":method"]
-	}
-	if out.Path == "" {
-		out.Path = out.Headers[":path"]
-	}
-	if raw := h.GetRawBody(); len(raw) > 0 {
-		out.Body = raw
-	} else if b := h.GetBody(); b != "" {
-		out.Body = []byte(b)
-	}
-	return out
-}
-
-// Respond converts a Decision to a CheckResponse.
-func Respond(d *decision.Decision) *authv3.CheckResponse {
-	if !d.Allow() {
-		return denied(d)
-	}
-	ok := &authv3.OkHttpResponse{}
-	for _, hd := range d.Headers {
-		ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
-			Header: &corev3.HeaderValue{Key: hd.Name, Value: hd.Value},
-			// Set explicitly: newer Envoys otherwise append a second copy.
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		})
-	}
-	ok.HeadersToRemove = d.RemoveHeaders
-	return &authv3.CheckResponse{
-		Status:          &rpcstatus.Status{Code: int32(code.Code_OK)},
-		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
-		DynamicMetadata: metadata(d),
-	}
-}
-
-func denied(d *decision.Decision) *authv3.CheckResponse {
-	dr := &authv3.DeniedHttpResponse{
-		Status: &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)}, //nolint:gosec // 400-599: validated at load or a constant
-		Body:   d.Body,
-	}
-	for _, hd := range d.ResponseHeaders {
-		dr.Headers = append(dr.Headers, &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: hd.Name, Value: hd.Value},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		})
-	}
-	return &authv3.CheckResponse{
-		Status:          &rpcstatus.Status{Code: int32(grpcCode(d.Status)), Message: d.Detail},
-		HttpResponse:    &authv3.CheckResponse_DeniedResponse{DeniedResponse: dr},
-		DynamicMetadata: metadata(d),
-	}
-}
-
-func grpcCode(status int) code.Code {
-	switch {
-	case status == 400:
-		return code.Code_INVALID_ARGUMENT
-	case status == 401:
-		return code.Code_UNAUTHENTICATED
-	case status == 404:
-		return code.Code_NOT_FOUND
-	case status == 429:
-		return code.Code_RESOURCE_EXHAUSTED
-	case status >= 500:
-		return code.Code_UNAVAILABLE
-	default:
-		return code.Code_PERMISSION_DENIED
-	}
-}
-
-// metadata is the decision's summary in Envoy's dynamic metadata (namespace
-// envoy.filters.http.ext_authz), for access logs.
-func metadata(d *decision.Decision) *structpb.Struct {
-	f := map[string]*structpb.Value{
-		"decision_id": structpb.NewStringValue(d.ID),
-		"outcome":     structpb.NewStringValue(string(d.Outcome)),
-		"status":      structpb.NewNumberValue(float64(d.Status)),
-		"reason":      structpb.NewStringValue(d.Reason),
-	}
-	if r := d.Resource(); r != "" {
-		f["resource"] = structpb.NewStringValue(r)
-		f["action"] = structpb.NewStringValue(d.Action())
-	}
-	if d.Handler != "" {
-		f["handler"] = structpb.NewStringValue(d.Handler)
-	}
-	if d.Policy != "" {
-		f["policy"] = structpb.NewStringValue(d.Policy)
-	}
-	if d.User != nil {
-		f["user_id"] = structpb.NewStringValue(d.User.Identity)
-	}
-	return &structpb.Struct{Fields: f}
+func (s *server) check(ctx context.Context, req *decision.Request) *wireResponse {
+	return &wireResponse{d: s.engines.Decide(ctx, req)}
 }

@@ -45,8 +45,7 @@ func start(t testing.TB, opts testengine.Options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, extauthz.New(&engines))
+	gs := extauthz.NewServer(&engines)
 	go func() { _ = gs.Serve(ln) }()
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
