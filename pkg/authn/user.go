@@ -26,6 +26,8 @@ type User struct {
 	userJSON  string
 	permsJSON string
 	jsonErr   error
+
+	memo memo // see Memo
 }
 
 // HeaderJSON returns the user object and the permissions as JSON, encoded

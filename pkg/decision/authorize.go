@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -27,7 +28,12 @@ func (p *pass) authorize() bool {
 		if p.tr != nil {
 			in.Trace = p.tr.event(ev, p.pol.Handlers)
 		}
-		res := p.pol.Handlers.Evaluate(in)
+		var res policy.Result
+		if m := p.memoized(in); m != nil {
+			res, d.memo = m.res, m
+		} else {
+			res = p.pol.Handlers.Evaluate(in)
+		}
 		if res.Handler != nil && (i == 0 || !res.Allowed && !ev.Optional) {
 			d.Handler = res.Handler.Key
 		}
@@ -76,6 +82,52 @@ func (p *pass) authorize() bool {
 	}
 	d.Outcome, d.Status = Allowed, 200
 	return true
+}
+
+// memoKey names a handler's result for one user: the handler, the event
+// it ran for, and whether the user was seen as a Studio user.
+type memoKey struct {
+	h                *policy.Handler
+	resource, action string
+	studio           bool
+}
+
+// memoized is a pure handler's result for a request with that one event,
+// and the JSON of the upstream headers it makes (when it allows): what
+// a user's next request for the same event reuses instead of running CEL
+// and encoding JSON again.
+type memoized struct {
+	res                       policy.Result
+	filters, metadata, events string
+	err                       error
+}
+
+// memoized returns the memoized result for in, computing it on the
+// user's first such request, when the request has one event, its handler
+// is pure and nothing traces the evaluation; nil otherwise.
+func (p *pass) memoized(in *policy.Input) *memoized {
+	d := p.d
+	ev := in.Event
+	if len(d.Events) != 1 || ev.Optional || p.tr != nil || d.User == nil {
+		return nil
+	}
+	h := p.pol.Handlers.Select(ev.Resource, ev.Action)
+	if h == nil || !h.Pure() {
+		return nil
+	}
+	v := d.User.Memo(memoKey{h: h, resource: ev.Resource, action: ev.Action, studio: d.Studio}, func() any {
+		m := &memoized{res: p.pol.Handlers.Evaluate(in)}
+		if m.res.Allowed {
+			var e1, e2, e3 error
+			m.filters, e1 = asciiJSON(orEmpty(m.res.Filters))
+			m.metadata, e2 = asciiJSON(orEmpty(m.res.Metadata))
+			m.events, e3 = eventsJSON([]Grant{{Event: ev.Resource + ":" + ev.Action, Filters: m.res.Filters, NamespacePrefix: m.res.NamespacePrefix}},
+				m.res.Filters, m.filters)
+			m.err = errors.Join(e1, e2, e3)
+		}
+		return m
+	})
+	return v.(*memoized) //nolint:forcetypeassert // memoKey values are *memoized
 }
 
 // Grant is one event the upstream may run for this request, with what its

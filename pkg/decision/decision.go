@@ -95,6 +95,9 @@ type Decision struct {
 	// ResponseHeaders and Body form the denial sent to the client.
 	ResponseHeaders []Header
 	Body            string
+
+	// memo is set when the one event's result was memoized on the user.
+	memo *memoized
 }
 
 // Allow reports whether the request may proceed.

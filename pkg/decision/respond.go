@@ -158,9 +158,19 @@ func upstreamHeaders(d *Decision) error {
 		// cached JSON is the plain user's.
 		userJSON, err1 = asciiJSON(policy.StudioView(u))
 	}
-	filters, err2 := asciiJSON(orEmpty(d.Filters))
-	metadata, err3 := asciiJSON(orEmpty(d.Metadata))
-	if err := errors.Join(err1, err2, err3); err != nil {
+	var filters, metadata, events string
+	var err2 error
+	if m := d.memo; m != nil {
+		// One event, a pure handler: encoded on the user's first such request.
+		filters, metadata, events, err2 = m.filters, m.metadata, m.events, m.err
+	} else {
+		var e1, e2, e3 error
+		filters, e1 = asciiJSON(orEmpty(d.Filters))
+		metadata, e2 = asciiJSON(orEmpty(d.Metadata))
+		events, e3 = eventsJSON(d.Grants, d.Filters, filters)
+		err2 = errors.Join(e1, e2, e3)
+	}
+	if err := errors.Join(err1, err2); err != nil {
 		return err
 	}
 	d.Headers = []Header{
@@ -172,10 +182,6 @@ func upstreamHeaders(d *Decision) error {
 	}
 	if len(d.Events) > 0 {
 		d.Headers = append(d.Headers, Header{HeaderResource, d.Events[0].Resource}, Header{HeaderAction, d.Events[0].Action})
-	}
-	events, err := eventsJSON(d.Grants, d.Filters, filters)
-	if err != nil {
-		return err
 	}
 	d.Headers = append(d.Headers, Header{HeaderEvents, events})
 	return nil

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"slices"
 	"strings"
 
 	"cel.dev/cel-go/cel"
@@ -71,7 +72,14 @@ type Program struct {
 	Source string
 	Pos    config.Pos
 	prg    cel.Program
+	vars   []string // the variables it reads, from the checked expression
 }
+
+// Reads reports whether the expression reads the variable name.
+func (p *Program) Reads(name string) bool { return slices.Contains(p.vars, name) }
+
+// Vars lists the variables the expression reads.
+func (p *Program) Vars() []string { return slices.Clone(p.vars) }
 
 // Compile type-checks and plans one expression. want, when not nil, is the
 // type the expression must produce (dyn is accepted: it is checked when the
@@ -98,7 +106,14 @@ func Compile(env *cel.Env, file string, e config.Expr, want *cel.Type) (*Program
 	if err != nil {
 		return nil, config.ErrorList{{File: file, Pos: e.Pos, Msg: "CEL: " + err.Error()}}
 	}
-	return &Program{Source: e.Source, Pos: e.Pos, prg: prg}, nil
+	var vars []string
+	for _, r := range ast.NativeRep().ReferenceMap() {
+		if r.Name != "" && len(r.OverloadIDs) == 0 && !slices.Contains(vars, r.Name) {
+			vars = append(vars, r.Name)
+		}
+	}
+	slices.Sort(vars)
+	return &Program{Source: e.Source, Pos: e.Pos, prg: prg, vars: vars}, nil
 }
 
 func firstLine(s string) string {

@@ -39,6 +39,12 @@ const (
 	VarContext  = "context"
 )
 
+// PerRequestVars are the variables whose values differ between two
+// requests of the same user for the same event; a handler reading none of
+// them is Pure. Every variable NewEnv declares is either one of these or
+// one of user, claims, resource and action (a test holds it to that).
+var PerRequestVars = []string{VarValue, VarRequest, VarContext}
+
 // NewEnv builds the CEL environment of handlers: the user and its claims,
 // the event (resource, action, value), the request and the route context.
 func NewEnv() (*cel.Env, error) {
@@ -230,6 +236,26 @@ type Handler struct {
 	wholeMetadata *expr.Program
 	// nsPrefix is put before a store event's namespace.
 	nsPrefix *expr.Program
+	// pure is set when no expression reads a PerRequestVars variable.
+	pure bool
+}
+
+// Pure reports whether the handler's result for an event depends on the
+// user alone: none of its expressions reads the request, the event's value
+// or the route context (CEL here has no clock or randomness). Its Result
+// for a user and an event can then be computed once and reused.
+func (h *Handler) Pure() bool { return h.pure }
+
+// programs lists every compiled expression of the handler.
+func (h *Handler) programs() []*expr.Program {
+	out := []*expr.Program{h.allow, h.wholeFilters, h.wholeMetadata, h.nsPrefix}
+	for _, e := range h.filters {
+		out = append(out, e.prg)
+	}
+	for _, e := range h.metadata {
+		out = append(out, e.prg)
+	}
+	return slices.DeleteFunc(out, func(p *expr.Program) bool { return p == nil })
 }
 
 type entry struct {
@@ -384,6 +410,9 @@ func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabula
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
+	h.pure = !slices.ContainsFunc(h.programs(), func(p *expr.Program) bool {
+		return slices.ContainsFunc(PerRequestVars, p.Reads)
+	})
 	return h, nil
 }
 

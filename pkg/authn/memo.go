@@ -1,0 +1,53 @@
+package authn
+
+import "sync"
+
+// MemoLimit bounds the values one user holds in its memo: a user is
+// cached for as long as its token, so what it memoizes is bounded per
+// user as the cache bounds users. Policies have a handful of handlers a
+// user meets often; past the limit, values are computed every time.
+const MemoLimit = 4
+
+// memo is a user's small table of values computed from the user alone.
+type memo struct {
+	mu      sync.Mutex
+	entries [MemoLimit]memoEntry
+	n       int
+}
+
+type memoEntry struct {
+	key, val any
+}
+
+// Memo returns the value stored under key, or computes it with f and
+// stores it while the user holds fewer than MemoLimit values. key must be
+// comparable and f's result must depend only on the user and the key (a
+// handler's results for an event when no expression of it reads the
+// request); the value is shared by every later request of the user, so
+// nobody may modify it. Concurrent first calls may each run f; one result
+// is kept.
+func (u *User) Memo(key any, f func() any) any {
+	m := &u.memo
+	m.mu.Lock()
+	for i := range m.n {
+		if m.entries[i].key == key {
+			v := m.entries[i].val
+			m.mu.Unlock()
+			return v
+		}
+	}
+	m.mu.Unlock()
+	v := f()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range m.n {
+		if m.entries[i].key == key {
+			return m.entries[i].val
+		}
+	}
+	if m.n < MemoLimit {
+		m.entries[m.n] = memoEntry{key: key, val: v}
+		m.n++
+	}
+	return v
+}

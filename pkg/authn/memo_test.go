@@ -1,0 +1,69 @@
+package authn
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+func TestMemo(t *testing.T) {
+	u := NewUser("alice", "", nil, nil)
+	calls := 0
+	get := func(key int) any {
+		return u.Memo(key, func() any { calls++; return key * 10 })
+	}
+	for range 3 {
+		if v := get(1); v != 10 {
+			t.Fatalf("Memo(1) = %v", v)
+		}
+	}
+	if calls != 1 {
+		t.Fatalf("f ran %d times for one key", calls)
+	}
+	// Past MemoLimit values are computed every time, never stored.
+	for k := 2; k <= MemoLimit+2; k++ {
+		get(k)
+	}
+	calls = 0
+	get(MemoLimit + 2)
+	get(MemoLimit + 2)
+	if calls != 2 {
+		t.Fatalf("a key past the limit was stored: f ran %d times for two calls", calls)
+	}
+	calls = 0
+	get(MemoLimit)
+	if calls != 0 {
+		t.Fatal("a key within the limit was not kept")
+	}
+	// Another user has its own memo.
+	other := NewUser("bob", "", nil, nil)
+	if v := other.Memo(1, func() any { return "bob's" }); v != "bob's" {
+		t.Fatalf("users share a memo: %v", v)
+	}
+}
+
+func TestMemoConcurrent(t *testing.T) {
+	u := NewUser("alice", "", nil, nil)
+	var ran atomic.Int32
+	var wg sync.WaitGroup
+	seen := make(chan any, 64)
+	for range 64 {
+		wg.Go(func() {
+			seen <- u.Memo("k", func() any { ran.Add(1); return new(int) })
+		})
+	}
+	wg.Wait()
+	close(seen)
+	for v := range seen {
+		if v == nil {
+			t.Fatal("Memo returned nil")
+		}
+	}
+	// Later calls all see the one stored value.
+	if v := u.Memo("k", func() any { t.Fatal("recomputed after storing"); return nil }); v == nil {
+		t.Fatal("nothing stored")
+	}
+	if ran.Load() == 0 {
+		t.Fatal("f never ran")
+	}
+}

@@ -1,0 +1,66 @@
+package decision_test
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	"github.com/langgate/langgate/internal/testengine"
+	"github.com/langgate/langgate/pkg/decision"
+)
+
+// TestMemoizedResults: a pure handler's result is computed on a user's
+// first request and reused; what the upstream gets is the same as a fresh
+// evaluation (a traced decision never uses the memo), and a handler that
+// reads the request is evaluated on every request.
+func TestMemoizedResults(t *testing.T) {
+	policy := `name: memo
+authenticate:
+  oidc: [{issuer: "${OIDC_ISSUER}", audiences: ["${OIDC_AUDIENCE}"]}]
+  user: {identity: claims.sub}
+authorize:
+  routes: langgraph
+  handlers:
+    - on: threads
+      filters: {owner: user.identity}
+      metadata: {owner: user.identity}
+    - on: assistants
+      filters: {tenant: 'request.headers["x-tenant"]'}
+`
+	env := testengine.Start(t, testengine.Options{Policy: policy})
+	ctx := context.Background()
+	headers := func(d *decision.Decision) map[string]string {
+		if !d.Allow() {
+			t.Fatalf("%s %d %s", d.Outcome, d.Status, d.Reason)
+		}
+		out := map[string]string{}
+		for _, h := range d.Headers {
+			out[h.Name] = h.Value
+		}
+		return out
+	}
+	for _, user := range []string{"alice", "bob"} {
+		tok := env.Token(t, user, nil)
+		req := func() *decision.Request { return get("/threads/t1", "lg.example", tok, nil) }
+		fresh := env.Engine.DecideWith(ctx, req(), decision.DecideOptions{Trace: &decision.Trace{}})
+		for range 3 {
+			d := env.Engine.Decide(ctx, req())
+			if got, want := headers(d), headers(fresh); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s: memoized headers differ from a fresh evaluation:\n got %v\nwant %v", user, got, want)
+			}
+			if d.Filters["owner"] != user || d.Reason != fresh.Reason || d.Handler != "threads" {
+				t.Fatalf("%s: filters %v, reason %q, handler %q", user, d.Filters, d.Reason, d.Handler)
+			}
+		}
+	}
+	// The request-reading handler sees each request's header.
+	tok := env.Token(t, "carol", nil)
+	for _, tenant := range []string{"t1", "t2", "t1", "t3"} {
+		r := get("/assistants/a1", "lg.example", tok, nil)
+		r.Headers["x-tenant"] = tenant
+		d := env.Engine.Decide(ctx, r)
+		if got := headers(d)[decision.HeaderFilters]; got != `{"tenant":"`+tenant+`"}` {
+			t.Fatalf("tenant %s: filters %s", tenant, got)
+		}
+	}
+}
