@@ -19,18 +19,18 @@ type memoEntry struct {
 	key, val any
 }
 
-// Memo returns the value stored under key, or computes it with f and
-// stores it while the user holds fewer than MemoLimit values. key must be
-// comparable and f's result must depend only on the user and the key (a
+// Memo returns the value u stores under key, or computes it with f and
+// stores it while u holds fewer than MemoLimit values. f's result must depend only on the user and the key (a
 // handler's results for an event when no expression of it reads the
 // request); the value is shared by every later request of the user, so
 // nobody may modify it. Concurrent first calls may each run f; one result
-// is kept.
-func (u *User) Memo(key any, f func() any) any {
+// is kept. (A function, not a method, so that a lookup does not box the
+// key: only storing it does.)
+func Memo[K comparable](u *User, key K, f func() any) any {
 	m := &u.memo
 	m.mu.Lock()
 	for i := range m.n {
-		if m.entries[i].key == key {
+		if k, ok := m.entries[i].key.(K); ok && k == key {
 			v := m.entries[i].val
 			m.mu.Unlock()
 			return v
@@ -41,7 +41,7 @@ func (u *User) Memo(key any, f func() any) any {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i := range m.n {
-		if m.entries[i].key == key {
+		if k, ok := m.entries[i].key.(K); ok && k == key {
 			return m.entries[i].val
 		}
 	}

@@ -10,7 +10,7 @@ func TestMemo(t *testing.T) {
 	u := NewUser("alice", "", nil, nil)
 	calls := 0
 	get := func(key int) any {
-		return u.Memo(key, func() any { calls++; return key * 10 })
+		return Memo(u, key, func() any { calls++; return key * 10 })
 	}
 	for range 3 {
 		if v := get(1); v != 10 {
@@ -37,7 +37,7 @@ func TestMemo(t *testing.T) {
 	}
 	// Another user has its own memo.
 	other := NewUser("bob", "", nil, nil)
-	if v := other.Memo(1, func() any { return "bob's" }); v != "bob's" {
+	if v := Memo(other, 1, func() any { return "bob's" }); v != "bob's" {
 		t.Fatalf("users share a memo: %v", v)
 	}
 }
@@ -49,7 +49,7 @@ func TestMemoConcurrent(t *testing.T) {
 	seen := make(chan any, 64)
 	for range 64 {
 		wg.Go(func() {
-			seen <- u.Memo("k", func() any { ran.Add(1); return new(int) })
+			seen <- Memo(u, "k", func() any { ran.Add(1); return new(int) })
 		})
 	}
 	wg.Wait()
@@ -60,7 +60,7 @@ func TestMemoConcurrent(t *testing.T) {
 		}
 	}
 	// Later calls all see the one stored value.
-	if v := u.Memo("k", func() any { t.Fatal("recomputed after storing"); return nil }); v == nil {
+	if v := Memo(u, "k", func() any { t.Fatal("recomputed after storing"); return nil }); v == nil {
 		t.Fatal("nothing stored")
 	}
 	if ran.Load() == 0 {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/policy"
 )
 
@@ -20,19 +21,22 @@ import (
 // allowed event's filters are kept per event in the grants.
 func (p *pass) authorize() bool {
 	d := p.d
-	preq := &policy.Request{Method: p.req.Method, Path: p.target.Path, Headers: p.req.Headers, Query: p.target.Query}
+	p.preq = policy.Request{Method: p.req.Method, Path: p.target.Path, Headers: p.req.Headers, Query: p.target.Query}
 	var reasons []string
 	for i := range d.Events {
 		ev := &d.Events[i]
-		in := &policy.Input{User: d.User, Request: preq, Context: p.req.Context, Event: ev, Studio: d.Studio}
+		p.in = policy.Input{User: d.User, Request: &p.preq, Context: p.req.Context, Event: ev, Studio: d.Studio}
+		in := &p.in
 		if p.tr != nil {
 			in.Trace = p.tr.event(ev, p.pol.Handlers)
 		}
 		var res policy.Result
+		var name string
 		if m := p.memoized(in); m != nil {
-			res, d.memo = m.res, m
+			res, name, d.memo = m.res, m.name, m
 		} else {
 			res = p.pol.Handlers.Evaluate(in)
+			name = ev.Resource + ":" + ev.Action
 		}
 		if res.Handler != nil && (i == 0 || !res.Allowed && !ev.Optional) {
 			d.Handler = res.Handler.Key
@@ -54,7 +58,6 @@ func (p *pass) authorize() bool {
 			d.deny(Denied, res.Status, res.Detail, d.Reason)
 			return true
 		}
-		name := ev.Resource + ":" + ev.Action
 		var md map[string]any
 		if !ev.Optional {
 			md = res.Metadata
@@ -98,6 +101,7 @@ type memoKey struct {
 // and encoding JSON again.
 type memoized struct {
 	res                       policy.Result
+	name                      string // the event, "resource:action"
 	filters, metadata, events string
 	err                       error
 }
@@ -115,13 +119,13 @@ func (p *pass) memoized(in *policy.Input) *memoized {
 	if h == nil || !h.Pure() {
 		return nil
 	}
-	v := d.User.Memo(memoKey{h: h, resource: ev.Resource, action: ev.Action, studio: d.Studio}, func() any {
-		m := &memoized{res: p.pol.Handlers.Evaluate(in)}
+	v := authn.Memo(d.User, memoKey{h: h, resource: ev.Resource, action: ev.Action, studio: d.Studio}, func() any {
+		m := &memoized{res: p.pol.Handlers.Evaluate(in), name: ev.Resource + ":" + ev.Action}
 		if m.res.Allowed {
 			var e1, e2, e3 error
 			m.filters, e1 = asciiJSON(orEmpty(m.res.Filters))
 			m.metadata, e2 = asciiJSON(orEmpty(m.res.Metadata))
-			m.events, e3 = eventsJSON([]Grant{{Event: ev.Resource + ":" + ev.Action, Filters: m.res.Filters, NamespacePrefix: m.res.NamespacePrefix}},
+			m.events, e3 = eventsJSON([]Grant{{Event: m.name, Filters: m.res.Filters, NamespacePrefix: m.res.NamespacePrefix}},
 				m.res.Filters, m.filters)
 			m.err = errors.Join(e1, e2, e3)
 		}

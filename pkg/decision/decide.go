@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/langgate/langgate/pkg/policy"
+
 	"github.com/langgate/langgate/pkg/routes"
 )
 
@@ -37,6 +39,10 @@ type pass struct {
 	// the hex SHA-256 of a complete body langgate read.
 	signs      bool
 	bodySHA256 string
+	// preq and in are the authorize phase's policy input, held here so
+	// that a request allocates them with its pass.
+	preq policy.Request
+	in   policy.Input
 }
 
 // Decide runs the pipeline. It never returns an allow on an error: every

@@ -55,10 +55,45 @@ func Normalize(raw string) (Target, error) {
 			return Target{}, fmt.Errorf("%w: character %q at offset %d is not allowed in a path", ErrBadPath, c, i)
 		}
 	}
-	query, err := url.ParseQuery(rawQuery)
-	if err != nil {
-		return Target{}, fmt.Errorf("%w: query: %w", ErrBadPath, err)
+	var query url.Values // nil when there is none: nothing to parse
+	if rawQuery != "" {
+		var err error
+		if query, err = url.ParseQuery(rawQuery); err != nil {
+			return Target{}, fmt.Errorf("%w: query: %w", ErrBadPath, err)
+		}
 	}
+	if t, ok := canonical(rawPath); ok {
+		t.Query = query
+		return t, nil
+	}
+	return slowPath(rawPath, query)
+}
+
+// canonical is Normalize's common case: a path already in canonical form
+// (no percent-encoding, no empty, "." or ".." segment, no trailing slash)
+// is its own canonical form, and its segments are substrings of it.
+func canonical(rawPath string) (Target, bool) {
+	if len(rawPath) < 2 || strings.IndexByte(rawPath, '%') >= 0 || rawPath[len(rawPath)-1] == '/' {
+		return Target{}, false
+	}
+	segs := make([]string, 0, strings.Count(rawPath, "/"))
+	for rest := rawPath[1:]; ; {
+		seg, tail, more := strings.Cut(rest, "/")
+		if seg == "" || seg == "." || seg == ".." {
+			return Target{}, false
+		}
+		segs = append(segs, seg)
+		if !more {
+			break
+		}
+		rest = tail
+	}
+	return Target{Path: rawPath, Segments: segs}, true
+}
+
+// slowPath normalizes a path that is not already canonical.
+func slowPath(rawPath string, query url.Values) (Target, error) {
+	pathLen := len(rawPath)
 	segs := make([]string, 0, 8)
 	for len(rawPath) > 0 {
 		var seg string
@@ -85,7 +120,7 @@ func Normalize(raw string) (Target, error) {
 		segs = append(segs, dec)
 	}
 	var b strings.Builder
-	b.Grow(len(rawPath) + 1)
+	b.Grow(pathLen + 1) // never longer than the raw path
 	for _, s := range segs {
 		b.WriteByte('/')
 		escapeSegment(&b, s)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -332,7 +333,39 @@ func FuzzNormalize(f *testing.F) {
 		if err != nil || again.Path != got.Path {
 			t.Fatalf("not idempotent: %q -> %q -> %q (%v)", raw, got.Path, again.Path, err)
 		}
+		// The canonical fast path agrees with the general one.
+		rawPath, _, _ := strings.Cut(strings.SplitN(raw, "#", 2)[0], "?")
+		if fast, ok := canonical(rawPath); ok {
+			slow, err := slowPath(rawPath, nil)
+			if err != nil || fast.Path != slow.Path || !slices.Equal(fast.Segments, slow.Segments) {
+				t.Fatalf("%q: fast path %q %q, general %q %q (%v)", raw, fast.Path, fast.Segments, slow.Path, slow.Segments, err)
+			}
+		}
 	})
+}
+
+// TestCanonicalFastPath: the paths the fast path takes, and those it
+// leaves to the general one, agree with it (FuzzNormalize explores more).
+func TestCanonicalFastPath(t *testing.T) {
+	for _, p := range []string{"/threads/t1", "/a", "/a/b/c", "/a/", "/", "//a", "/a//b", "/a/./b", "/a/../b", "/a/%41", "/a/..", "/.a/b.", "/a:b@c"} {
+		slow, err := slowPath(p, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		fast, ok := canonical(p)
+		if !ok {
+			continue
+		}
+		if fast.Path != slow.Path || !slices.Equal(fast.Segments, slow.Segments) {
+			t.Errorf("%s: fast %q %q, general %q %q", p, fast.Path, fast.Segments, slow.Path, slow.Segments)
+		}
+	}
+	if _, ok := canonical("/threads/t1"); !ok {
+		t.Fatal("a canonical path missed the fast path")
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = Normalize("/threads/1ef5c0de/runs/r1") }); n > 1 {
+		t.Errorf("Normalize of a canonical path: %.0f allocations, want at most 1 (the segments)", n)
+	}
 }
 
 // FuzzBody checks that any body yields either an object or a typed error.
