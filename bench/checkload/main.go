@@ -40,6 +40,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/go-jose/go-jose/v4"
+
 	"github.com/langgate/langgate/bench/load"
 	"github.com/langgate/langgate/internal/envoyproc"
 	"github.com/langgate/langgate/pkg/devissuer"
@@ -76,6 +78,7 @@ func run() error {
 	procs := flag.Int("gomaxprocs", 0, "GOMAXPROCS of the servers (0: Go's default)")
 	profile := flag.String("profile", "", "write langgate's CPU profile during its first maximum run to this file")
 	allocs := flag.String("allocprofile", "", "write langgate's allocation profile (the same run's) to this file")
+	heap := flag.String("heapprofile", "", "write langgate's heap profile after the warm-up (every token cached) to this file")
 	var extra also
 	flag.Var(&extra, "also", "NAME=BINARY: another langgate binary measured in every round (repeatable)")
 	flag.Parse()
@@ -118,17 +121,28 @@ func run() error {
 	lgs = append(lgs, extra...)
 	// One issuer, in this process, signs every token; each langgate
 	// fetches its keys once at start.
-	issuer, err := devissuer.Start(devissuer.Options{})
+	issuer, err := devissuer.Start(devissuer.Options{Algorithm: jose.EdDSA}) // quick to sign 100k tokens
 	if err != nil {
 		return err
 	}
 	stops = append(stops, func() { _ = issuer.Close() })
+	// The example policy, with a token cache that holds every user.
+	example, err := os.ReadFile(filepath.Join(root, "examples/langgraph/langgate.yaml"))
+	if err != nil {
+		return err
+	}
+	cfgFile := filepath.Join(tmp, "langgate.yaml")
+	cfg := strings.Replace(string(example), "\nauthenticate:\n",
+		fmt.Sprintf("\nauthenticate:\n  cache: {max_entries: %d, max_bytes: 4GiB}\n", max(*users, 1000)), 1)
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		return err
+	}
 	for _, spec := range lgs {
 		name, bin, ok := strings.Cut(spec, "=")
 		if !ok {
 			return fmt.Errorf("-also %q: want NAME=BINARY", spec)
 		}
-		t, err := startLanggate(name, bin, env, root, issuer.URL)
+		t, err := startLanggate(name, bin, env, cfgFile, issuer.URL)
 		if err != nil {
 			return err
 		}
@@ -170,9 +184,20 @@ func run() error {
 		s.send = load.GRPC(cs, reqs, a)
 		// Every request answers as expected (and every token is cached)
 		// before anything is measured.
-		for i := range reqs {
-			if !s.send(uint64(i)) {
-				return fmt.Errorf("%s: request %d of the corpus was not answered as expected", s.name, i)
+		if err := warm(s.send, len(reqs)); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		if s.admin != "" {
+			fmt.Fprintf(os.Stderr, "%s: %d users cached, RSS %.1f MiB\n", s.name, *users, float64(rss(s.cmd.Process.Pid))/(1<<20))
+			if *heap != "" && s.name == "langgate" {
+				b, err := fetch(s.admin + "/debug/pprof/heap?gc=1")
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(*heap, []byte(b), 0o600); err != nil {
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "%s: after a GC, RSS %.1f MiB\n", s.name, float64(rss(s.cmd.Process.Pid))/(1<<20))
 			}
 		}
 		if r := load.Closed(context.Background(), s.send, 4, time.Second); r.Errors > 0 {
@@ -248,10 +273,10 @@ func run() error {
 	return nil
 }
 
-// startLanggate runs `langgate serve` with the LangGraph example policy
-// (examples/langgraph/langgate.yaml, what `--dev` embeds) on free loopback
+// startLanggate runs `langgate serve` with cfgFile (the LangGraph example
+// policy, what `--dev` embeds, with a larger token cache) on free loopback
 // ports, trusting issuer.
-func startLanggate(name, bin string, env []string, root, issuer string) (*target, error) {
+func startLanggate(name, bin string, env []string, cfgFile, issuer string) (*target, error) {
 	grpcAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -260,7 +285,7 @@ func startLanggate(name, bin string, env []string, root, issuer string) (*target
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "serve", "--config", filepath.Join(root, "examples/langgraph/langgate.yaml"),
+	cmd := exec.Command(bin, "serve", "--config", cfgFile,
 		"--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--log-level", "warn", "--pprof", "--watch-interval", "0")
 	cmd.Env = append(slices.Clip(env), "OIDC_ISSUER="+issuer, "OIDC_AUDIENCE="+devissuer.DefaultAudience)
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
@@ -333,6 +358,44 @@ func corpus(tokens []string) ([][]byte, []bool, error) {
 		}
 	}
 	return reqs, allow, nil
+}
+
+// warm sends every request of the corpus once, from a few goroutines.
+func warm(send load.Send, n int) error {
+	const workers = 8
+	errc := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := w; i < n; i += workers {
+				if !send(uint64(i)) {
+					errc <- fmt.Errorf("request %d of the corpus was not answered as expected", i)
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	var err error
+	for range workers {
+		err = errors.Join(err, <-errc)
+	}
+	return err
+}
+
+// rss is a process's resident set size in bytes (/proc/PID/status).
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			_, _ = fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 func sockAddr(ip string, port uint32) *corev3.Address {

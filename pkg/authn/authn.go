@@ -348,6 +348,7 @@ func (a *Authenticator) verifyJWT(ctx context.Context, tr *trusted, token string
 	if err != nil {
 		return nil, invalid("user mapping failed", err)
 	}
+	u.compactClaims(tok.payload)
 	a.cache.Put(key, u, exp, len(tok.payload))
 	return u, nil
 }

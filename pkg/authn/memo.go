@@ -27,7 +27,11 @@ type memoEntry struct {
 // is kept. (A function, not a method, so that a lookup does not box the
 // key: only storing it does.)
 func Memo[K comparable](u *User, key K, f func() any) any {
-	m := &u.memo
+	m := u.memo.Load()
+	if m == nil {
+		u.memo.CompareAndSwap(nil, new(memo))
+		m = u.memo.Load()
+	}
 	m.mu.Lock()
 	for i := range m.n {
 		if k, ok := m.entries[i].key.(K); ok && k == key {

@@ -1,8 +1,10 @@
 package authn
 
 import (
+	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 )
 
 // User is the authenticated caller: who the credential names, what it may
@@ -13,7 +15,11 @@ type User struct {
 	DisplayName     string
 	IsAuthenticated bool
 	Permissions     []string
-	// Claims are the verified token claims the user was built from.
+	// Claims are the claims the user was built from, when they were given
+	// as a map (API keys, introspection, `langgate check --claims`). A
+	// token's user keeps its verified payload instead, a third of the
+	// memory of the decoded map, and decodes it on first use: read claims
+	// with ClaimsMap.
 	Claims map[string]any
 	// Fields are the extra fields of the user mapping (role, org, ...);
 	// nil when it has none.
@@ -27,7 +33,31 @@ type User struct {
 	permsJSON string
 	jsonErr   error
 
-	memo memo // see Memo
+	rawClaims  []byte // a token's verified payload (JSON), when Claims is nil
+	claimsOnce sync.Once
+
+	memo atomic.Pointer[memo] // see Memo; allocated on first use
+}
+
+// ClaimsMap returns the user's claims: Claims, or the token payload's,
+// decoded on the first call and kept. Callers must not modify it.
+func (u *User) ClaimsMap() map[string]any {
+	if u.rawClaims == nil {
+		return u.Claims
+	}
+	u.claimsOnce.Do(func() {
+		var m map[string]any
+		if json.Unmarshal(u.rawClaims, &m) == nil { // verified and decoded once already
+			u.Claims = m
+		}
+	})
+	return u.Claims
+}
+
+// compactClaims replaces a token user's decoded claims by the payload
+// they were decoded from, once the user mapping has read them.
+func (u *User) compactClaims(payload []byte) {
+	u.rawClaims, u.Claims = payload, nil
 }
 
 // HeaderJSON returns the user object and the permissions as JSON, encoded

@@ -32,8 +32,13 @@ func (p *pass) authorize() bool {
 		}
 		var res policy.Result
 		var name string
-		if m := p.memoized(in); m != nil {
-			res, name, d.memo = m.res, m.name, m
+		if m, events := p.memoized(in); m != nil {
+			res, d.memo, d.memoEvents = m.res, m, events
+			if events != "" {
+				name = events[2 : 3+len(ev.Resource)+len(ev.Action)]
+			} else {
+				name = ev.Resource + ":" + ev.Action
+			}
 		} else {
 			res = p.pol.Handlers.Evaluate(in)
 			name = ev.Resource + ":" + ev.Action
@@ -88,50 +93,67 @@ func (p *pass) authorize() bool {
 }
 
 // memoKey names a handler's result for one user: the handler, the event
-// it ran for, and whether the user was seen as a Studio user.
+// it ran for (only when an expression reads resource or action, so that
+// the global handler is one entry for every event it takes), and whether
+// the user was seen as a Studio user.
 type memoKey struct {
 	h                *policy.Handler
 	resource, action string
 	studio           bool
 }
 
-// memoized is a pure handler's result for a request with that one event,
-// and the JSON of the upstream headers it makes (when it allows): what
-// a user's next request for the same event reuses instead of running CEL
-// and encoding JSON again.
+// memoized is a pure handler's result for a user, and the JSON of the
+// upstream headers it makes (when it allows): what the user's next request
+// with one event the handler takes reuses instead of running CEL and
+// encoding JSON again.
 type memoized struct {
-	res                       policy.Result
-	name                      string // the event, "resource:action"
-	filters, metadata, events string
-	err                       error
+	res               policy.Result
+	filters, metadata string
+	// grant is the event's part of x-langgate-events, {"filters": ...}.
+	grant string
+	err   error
 }
 
 // memoized returns the memoized result for in, computing it on the
 // user's first such request, when the request has one event, its handler
-// is pure and nothing traces the evaluation; nil otherwise.
-func (p *pass) memoized(in *policy.Input) *memoized {
+// is pure and nothing traces the evaluation; nil otherwise. It also
+// returns the x-langgate-events value, whose first key is the event's
+// name.
+func (p *pass) memoized(in *policy.Input) (*memoized, string) {
 	d := p.d
 	ev := in.Event
 	if len(d.Events) != 1 || ev.Optional || p.tr != nil || d.User == nil {
-		return nil
+		return nil, ""
 	}
 	h := p.pol.Handlers.Select(ev.Resource, ev.Action)
 	if h == nil || !h.Pure() {
-		return nil
+		return nil, ""
 	}
-	v := authn.Memo(d.User, memoKey{h: h, resource: ev.Resource, action: ev.Action, studio: d.Studio}, func() any {
-		m := &memoized{res: p.pol.Handlers.Evaluate(in), name: ev.Resource + ":" + ev.Action}
+	key := memoKey{h: h, studio: d.Studio}
+	if h.ReadsEvent() {
+		key.resource, key.action = ev.Resource, ev.Action
+	}
+	v := authn.Memo(d.User, key, func() any {
+		m := &memoized{res: p.pol.Handlers.Evaluate(in)}
 		if m.res.Allowed {
+			if reflect.DeepEqual(m.res.Filters, m.res.Metadata) {
+				// {owner: identity} twice, the seed policy's: one map (never modified).
+				m.res.Metadata = m.res.Filters
+			}
 			var e1, e2, e3 error
 			m.filters, e1 = asciiJSON(orEmpty(m.res.Filters))
 			m.metadata, e2 = asciiJSON(orEmpty(m.res.Metadata))
-			m.events, e3 = eventsJSON([]Grant{{Event: m.name, Filters: m.res.Filters, NamespacePrefix: m.res.NamespacePrefix}},
-				m.res.Filters, m.filters)
+			m.grant, e3 = grantJSON(Grant{Filters: m.res.Filters, NamespacePrefix: m.res.NamespacePrefix}, m.filters)
 			m.err = errors.Join(e1, e2, e3)
 		}
 		return m
 	})
-	return v.(*memoized) //nolint:forcetypeassert // memoKey values are *memoized
+	m := v.(*memoized) //nolint:forcetypeassert // memoKey values are *memoized
+	if !m.res.Allowed || m.err != nil {
+		return m, ""
+	}
+	// One allocation: the event's name is a substring of it.
+	return m, `{"` + ev.Resource + ":" + ev.Action + `":` + m.grant + `}`
 }
 
 // Grant is one event the upstream may run for this request, with what its

@@ -96,8 +96,10 @@ type Decision struct {
 	ResponseHeaders []Header
 	Body            string
 
-	// memo is set when the one event's result was memoized on the user.
-	memo *memoized
+	// memo is set when the one event's result was memoized on the user;
+	// memoEvents is then its x-langgate-events value.
+	memo       *memoized
+	memoEvents string
 }
 
 // Allow reports whether the request may proceed.

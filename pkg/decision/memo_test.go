@@ -39,17 +39,34 @@ authorize:
 		}
 		return out
 	}
+	search := func(tok string) *decision.Request {
+		r := get("/threads/search", "lg.example", tok, nil)
+		r.Method, r.Body = "POST", []byte(`{"limit":1}`)
+		r.Headers["content-length"] = "11"
+		return r
+	}
+	// One memo entry serves both threads events (the handler reads
+	// neither resource nor action); each keeps its own name in the events
+	// header.
 	for _, user := range []string{"alice", "bob"} {
 		tok := env.Token(t, user, nil)
-		req := func() *decision.Request { return get("/threads/t1", "lg.example", tok, nil) }
-		fresh := env.Engine.DecideWith(ctx, req(), decision.DecideOptions{Trace: &decision.Trace{}})
-		for range 3 {
+		reqs := []func() *decision.Request{
+			func() *decision.Request { return get("/threads/t1", "lg.example", tok, nil) },
+			func() *decision.Request { return search(tok) },
+		}
+		if user == "bob" {
+			reqs[0], reqs[1] = reqs[1], reqs[0]
+		}
+		for i := range 6 {
+			req := reqs[i%2]
+			fresh := env.Engine.DecideWith(ctx, req(), decision.DecideOptions{Trace: &decision.Trace{}})
 			d := env.Engine.Decide(ctx, req())
 			if got, want := headers(d), headers(fresh); !reflect.DeepEqual(got, want) {
 				t.Fatalf("%s: memoized headers differ from a fresh evaluation:\n got %v\nwant %v", user, got, want)
 			}
-			if d.Filters["owner"] != user || d.Reason != fresh.Reason || d.Handler != "threads" {
-				t.Fatalf("%s: filters %v, reason %q, handler %q", user, d.Filters, d.Reason, d.Handler)
+			if d.Filters["owner"] != user || d.Reason != fresh.Reason || d.Handler != "threads" ||
+				len(d.Grants) != 1 || d.Grants[0].Event != fresh.Grants[0].Event {
+				t.Fatalf("%s: filters %v, reason %q, handler %q, grants %v", user, d.Filters, d.Reason, d.Handler, d.Grants)
 			}
 		}
 	}

@@ -162,7 +162,7 @@ func upstreamHeaders(d *Decision) error {
 	var err2 error
 	if m := d.memo; m != nil {
 		// One event, a pure handler: encoded on the user's first such request.
-		filters, metadata, events, err2 = m.filters, m.metadata, m.events, m.err
+		filters, metadata, events, err2 = m.filters, m.metadata, d.memoEvents, m.err
 	} else {
 		var e1, e2, e3 error
 		filters, e1 = asciiJSON(orEmpty(d.Filters))
@@ -207,25 +207,37 @@ func eventsJSON(gs []Grant, merged map[string]any, encoded string) (string, erro
 		}
 		f := encoded
 		if !sameMap(g.Filters, merged) {
-			var err error
-			if f, err = asciiJSON(orEmpty(g.Filters)); err != nil {
-				return "", err
-			}
+			f = ""
 		}
-		b.WriteString(`"` + g.Event + `":{"filters":`)
-		b.WriteString(f)
-		if g.NamespacePrefix != nil {
-			ns, err := asciiJSON(g.NamespacePrefix)
-			if err != nil {
-				return "", err
-			}
-			b.WriteString(`,"namespace_prefix":`)
-			b.WriteString(ns)
+		part, err := grantJSON(g, f)
+		if err != nil {
+			return "", err
 		}
-		b.WriteByte('}')
+		b.WriteString(`"` + g.Event + `":`)
+		b.WriteString(part)
 	}
 	b.WriteByte('}')
 	return b.String(), nil
+}
+
+// grantJSON is one event's part of x-langgate-events: {"filters": ...}
+// and its namespace_prefix when it has one. filters is the filters' JSON
+// when the caller has it ("" to encode g.Filters).
+func grantJSON(g Grant, filters string) (string, error) {
+	if filters == "" {
+		var err error
+		if filters, err = asciiJSON(orEmpty(g.Filters)); err != nil {
+			return "", err
+		}
+	}
+	if g.NamespacePrefix == nil {
+		return `{"filters":` + filters + `}`, nil
+	}
+	ns, err := asciiJSON(g.NamespacePrefix)
+	if err != nil {
+		return "", err
+	}
+	return `{"filters":` + filters + `,"namespace_prefix":` + ns + `}`, nil
 }
 
 // sameMap reports whether a and b are the same map (or both nil).

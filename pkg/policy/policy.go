@@ -126,10 +126,13 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		}
 		return a.in.User.Attributes(), true
 	case VarClaims:
-		if a.in.User == nil || a.in.User.Claims == nil {
+		if a.in.User == nil {
 			return map[string]any{}, true
 		}
-		return a.in.User.Claims, true
+		if c := a.in.User.ClaimsMap(); c != nil {
+			return c, true
+		}
+		return map[string]any{}, true
 	case VarResource:
 		return a.in.Event.Resource, true
 	case VarAction:
@@ -236,9 +239,15 @@ type Handler struct {
 	wholeMetadata *expr.Program
 	// nsPrefix is put before a store event's namespace.
 	nsPrefix *expr.Program
-	// pure is set when no expression reads a PerRequestVars variable.
-	pure bool
+	// pure is set when no expression reads a PerRequestVars variable;
+	// readsEvent when one reads resource or action.
+	pure, readsEvent bool
 }
+
+// ReadsEvent reports whether an expression reads resource or action: a
+// pure handler that reads neither gives a user the same result for every
+// event it takes.
+func (h *Handler) ReadsEvent() bool { return h.readsEvent }
 
 // Pure reports whether the handler's result for an event depends on the
 // user alone: none of its expressions reads the request, the event's value
@@ -412,6 +421,9 @@ func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabula
 	}
 	h.pure = !slices.ContainsFunc(h.programs(), func(p *expr.Program) bool {
 		return slices.ContainsFunc(PerRequestVars, p.Reads)
+	})
+	h.readsEvent = slices.ContainsFunc(h.programs(), func(p *expr.Program) bool {
+		return p.Reads(VarResource) || p.Reads(VarAction)
 	})
 	return h, nil
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -47,6 +48,9 @@ func TestPure(t *testing.T) {
 		}
 		if got := p.handlers[0].Pure(); got != c.pure {
 			t.Errorf("%s: Pure() = %v, want %v", c.handler, got, c.pure)
+		}
+		if got, want := p.handlers[0].ReadsEvent(), strings.Contains(c.handler, "resource") || strings.Contains(c.handler, "action"); got != want {
+			t.Errorf("%s: ReadsEvent() = %v, want %v", c.handler, got, want)
 		}
 	}
 }
