@@ -78,13 +78,13 @@ func Allowed(resp []byte) (bool, error) {
 	for len(resp) > 0 {
 		num, typ, n := protowire.ConsumeTag(resp)
 		if n < 0 {
-			return false, errors.New("CheckResponse: bad tag")
+			return false, errors.New("check response: bad tag")
 		}
 		resp = resp[n:]
 		if typ == protowire.BytesType && (num == 1 || num == 3) {
 			v, m := protowire.ConsumeBytes(resp)
 			if m < 0 {
-				return false, errors.New("CheckResponse: bad field")
+				return false, errors.New("check response: bad field")
 			}
 			if num == 3 {
 				okResponse = true
@@ -98,7 +98,7 @@ func Allowed(resp []byte) (bool, error) {
 		}
 		m := protowire.ConsumeFieldValue(num, typ, resp)
 		if m < 0 {
-			return false, errors.New("CheckResponse: bad field")
+			return false, errors.New("check response: bad field")
 		}
 		resp = resp[m:]
 	}
@@ -110,19 +110,19 @@ func statusCode(b []byte) (int64, error) {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return 0, errors.New("Status: bad tag")
+			return 0, errors.New("status: bad tag")
 		}
 		b = b[n:]
 		if num == 1 && typ == protowire.VarintType {
 			v, m := protowire.ConsumeVarint(b)
 			if m < 0 {
-				return 0, errors.New("Status: bad code")
+				return 0, errors.New("status: bad code")
 			}
-			return int64(v), nil
+			return int64(v), nil //nolint:gosec // a status code, compared with 0 only
 		}
 		m := protowire.ConsumeFieldValue(num, typ, b)
 		if m < 0 {
-			return 0, errors.New("Status: bad field")
+			return 0, errors.New("status: bad field")
 		}
 		b = b[m:]
 	}

@@ -2,12 +2,16 @@ package decision_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/langgate/langgate/examples/langgraph"
 	"github.com/langgate/langgate/internal/testengine"
 	"github.com/langgate/langgate/pkg/decision"
+	"github.com/langgate/langgate/pkg/policy"
+	"github.com/langgate/langgate/pkg/routes"
 )
 
 // benchRequests are the shapes measured: a read with the owner filter, and
@@ -97,4 +101,51 @@ func BenchmarkDecideSigned(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkDecideHandlers: the cached read as the policy grows from one
+// handler to one for every resource, every resource.action and every
+// *.action of the LangGraph vocabulary (the most a policy can have):
+// selection is at most four map lookups, so the cost must not grow.
+func BenchmarkDecideHandlers(b *testing.B) {
+	vocab := policy.VocabularyOf(routes.LangGraph())
+	var all strings.Builder
+	actions := map[string]bool{}
+	for res, acts := range vocab {
+		fmt.Fprintf(&all, "    - {on: %s, filters: {owner: user.identity}}\n", res)
+		for _, a := range acts {
+			fmt.Fprintf(&all, "    - {on: %s.%s, filters: {owner: user.identity}}\n", res, a)
+			actions[a] = true
+		}
+	}
+	for a := range actions {
+		fmt.Fprintf(&all, "    - {on: \"*.%s\", filters: {owner: user.identity}}\n", a)
+	}
+	head := `name: langgraph
+authenticate:
+  oidc: [{issuer: "${OIDC_ISSUER}", audiences: ["${OIDC_AUDIENCE}"]}]
+  user: {identity: claims.sub}
+authorize:
+  routes: langgraph
+  handlers:
+    - {on: "*", filters: {owner: user.identity}}
+`
+	for _, c := range []struct {
+		name     string
+		handlers string
+	}{{"1", ""}, {fmt.Sprint(strings.Count(all.String(), "\n") + 1), all.String()}} {
+		b.Run(c.name, func(b *testing.B) {
+			env := testengine.Start(b, testengine.Options{Policy: head + c.handlers})
+			req := benchRequests(env.Token(b, "alice", nil))["read"]
+			ctx := context.Background()
+			if d := env.Engine.Decide(ctx, req); !d.Allow() {
+				b.Fatalf("denied: %s", d.Reason)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				env.Engine.Decide(ctx, req)
+			}
+		})
+	}
 }

@@ -242,11 +242,12 @@ func fields(s string, f func(num protowire.Number, typ protowire.Type, v string)
 		s = s[n:]
 		if typ == protowire.BytesType {
 			l, m := consumeVarint(s)
-			if m < 0 || l > uint64(len(s)-m) {
+			if m < 0 || l > uint64(len(s)-m) { //nolint:gosec // len(s)-m >= 0
 				return fmt.Errorf("%w: field %d overruns the message", ErrMalformed, num)
 			}
-			v := s[m : m+int(l)]
-			s = s[m+int(l):]
+			end := m + int(l) //nolint:gosec // l <= len(s)-m, checked above
+			v := s[m:end]
+			s = s[end:]
 			if err := f(num, typ, v); err != nil {
 				return err
 			}

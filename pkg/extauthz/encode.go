@@ -58,7 +58,7 @@ func appendResponse(b []byte, d *decision.Decision) []byte {
 		})
 	} else {
 		b = appendMessage(b, respStatus, func(b []byte) []byte {
-			b = appendVarintField(b, statusCode, uint64(grpcCode(d.Status)))
+			b = appendVarintField(b, statusCode, uint64(grpcCode(d.Status))) //nolint:gosec // gRPC codes are 0-16
 			return appendStringField(b, statusMessage, d.Detail)
 		})
 		b = appendMessage(b, respDenied, func(b []byte) []byte {
@@ -151,7 +151,7 @@ func appendMessage(b []byte, num protowire.Number, body func([]byte) []byte) []b
 	b = body(b)
 	n := len(b) - at - 1
 	if n < 0x80 {
-		b[at] = byte(n)
+		b[at] = byte(n) //nolint:gosec // n < 0x80
 		return b
 	}
 	extra := protowire.SizeVarint(uint64(n)) - 1
