@@ -20,7 +20,9 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/langgate/langgate/internal/testengine"
 	"github.com/langgate/langgate/pkg/decision"
@@ -681,5 +683,32 @@ func TestReasonHeader(t *testing.T) {
 	}
 	if ok := okHeaders(t, h.check(t, call{method: "GET", path: "/threads/1", token: bob})); ok["x-langgate-reason"] != "" {
 		t.Error("reason header on an allow")
+	}
+}
+
+// TestMessageLimit: a CheckRequest up to extauthz.MaxRecvBytes is decided
+// (a body at langgate's 1 MiB limit and its headers); a larger one is
+// refused by gRPC before it is decoded, which Envoy turns into its
+// status_on_error.
+func TestMessageLimit(t *testing.T) {
+	h := start(t, testengine.Options{})
+	tok := h.env.Token(t, "alice", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := func(body, header int) *authv3.CheckRequest {
+		return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+			Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/threads/t1", RawBody: make([]byte, body), Headers: map[string]string{
+				":authority": "langgraph.test", "authorization": "Bearer " + tok, "x-pad": strings.Repeat("p", header),
+			}},
+		}}}
+	}
+	resp, err := h.client.Check(ctx, req(1<<20, 512<<10))
+	if err != nil {
+		t.Fatalf("a 1.5 MiB request was refused: %v", err)
+	}
+	okHeaders(t, resp)
+	_, err = h.client.Check(ctx, req(1<<20, extauthz.MaxRecvBytes))
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a request over MaxRecvBytes: %v, want ResourceExhausted", err)
 	}
 }
