@@ -50,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = validate(args[1:], stdout, stderr)
 	case "check":
 		err = check(ctx, args[1:], stdout, stderr)
+	case "test":
+		err = policyTestCmd(args[1:], stdout, stderr)
 	case "hash-key":
 		err = hashKey(args[1:], os.Stdin, stdout, stderr)
 	case "version":
@@ -69,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
-	case errors.Is(err, errDenied):
+	case errors.Is(err, errDenied), errors.Is(err, errTestsFailed):
 		return exitFail
 	case errors.As(err, &ue):
 		fmt.Fprintln(stderr, "langgate:", err)
@@ -94,6 +96,7 @@ Usage:
   langgate validate --config FILE
   langgate check --config FILE [--token JWT | --claims JSON] METHOD PATH [--body JSON]
                  [--header K=V]... [--context K=V]... [--output text|json]
+  langgate test [-v] [--coverage] FILE_test.yaml|DIR...   run policy tests (docs/policy.md)
   langgate hash-key [--generate]   hash an API key from stdin (or make a new one) for an api_keys file
   langgate version
 

@@ -428,6 +428,9 @@ func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabula
 	return h, nil
 }
 
+// List returns the handlers in the order they were written.
+func (p *Handlers) List() []*Handler { return p.handlers }
+
 // Select returns the one handler LangGraph would run for an event: the
 // first that exists of (resource, action), (resource, *), (*, action),
 // (*, *). Nil means no handler: the event is allowed with no filter.
