@@ -68,6 +68,8 @@ type expectation struct {
 	Metadata any               `yaml:"metadata"`
 	Events   []string          `yaml:"events"`
 	Headers  map[string]string `yaml:"headers"`
+	// WouldDeny is whether a shadow handler would have refused an event.
+	WouldDeny *bool `yaml:"would_deny"`
 }
 
 // policyTestCmd runs policy tests like `opa test`: every *_test.yaml file
@@ -296,6 +298,9 @@ func compare(want expectation, tr *decision.Trace, d *decision.Decision) []strin
 		if !slices.Equal(want.Events, got) {
 			differ("events (granted)", want.Events, got)
 		}
+	}
+	if want.WouldDeny != nil && *want.WouldDeny != d.WouldDeny() {
+		differ("would_deny (shadow)", *want.WouldDeny, d.WouldDeny())
 	}
 	names := make([]string, 0, len(want.Headers))
 	for k := range want.Headers {

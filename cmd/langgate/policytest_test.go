@@ -85,6 +85,29 @@ tests:
 	if strings.Contains(out, "FAIL "+wrong+":4") {
 		t.Errorf("the passing test was reported:\n%s", out)
 	}
+	// A shadow rule's verdict is testable.
+	shadowCfg := strings.Replace(string(cfg), "    - on: store\n", "    - on: threads.delete\n      allow: 'false'\n      shadow: true\n    - on: store\n", 1)
+	if shadowCfg == string(cfg) {
+		t.Fatal("the seed policy changed: no store handler to put the shadow before")
+	}
+	write("shadow.yaml", shadowCfg)
+	shadow := write("shadow_test.yaml", `config: shadow.yaml
+env: {OIDC_ISSUER: https://idp.example.com, OIDC_AUDIENCE: a}
+tests:
+  - name: would deny, allowed
+    request: {method: DELETE, path: /threads/t1}
+    claims: {sub: alice}
+    expect: {outcome: allowed, handler: "*", would_deny: true}
+  - name: reads are not shadowed
+    request: {method: GET, path: /threads/t1}
+    claims: {sub: alice}
+    expect: {outcome: allowed, would_deny: true}
+`)
+	stdout.Reset()
+	if code := run(context.Background(), []string{"test", shadow}, &stdout, &stderr); code != exitFail ||
+		!strings.Contains(stdout.String(), "would_deny (shadow): want true, got false") || !strings.Contains(stdout.String(), "1 passed, 1 failed") {
+		t.Errorf("shadow tests: exit %d\n%s", code, stdout.String())
+	}
 	for name, text := range map[string]string{
 		"unknown field":  "config: p.yaml\ntests:\n  - name: x\n    request: {method: GET, path: /}\n    expect: {outcom: allowed}\n",
 		"no expectation": "config: p.yaml\ntests:\n  - name: x\n    request: {method: GET, path: /}\n    expect: {}\n",

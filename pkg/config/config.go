@@ -232,6 +232,11 @@ type Handler struct {
 	// `value["namespace"] = (user.identity, *value["namespace"])`), so each
 	// user works in a namespace of their own.
 	NamespacePrefix Expr `yaml:"namespace_prefix"`
+	// Shadow marks a rule being rolled out: it is evaluated for the events
+	// it would take, and its result logged and counted (would_allow,
+	// would_deny), but never enforced: each event is decided by the
+	// handler LangGraph's precedence picks without it.
+	Shadow bool `yaml:"shadow"`
 }
 
 // RouteSpec is a route table: a built-in one by name, or a list.

@@ -43,6 +43,13 @@ func (p *pass) authorize() bool {
 			res = p.pol.Handlers.Evaluate(in)
 			name = ev.Resource + ":" + ev.Action
 		}
+		if sh := res.Shadow; sh != nil {
+			s := ShadowResult{Event: ev.Resource + ":" + ev.Action, Handler: sh.Handler.Key, Allowed: sh.Allowed, Reason: sh.Reason}
+			if !sh.Allowed {
+				s.Status = sh.Status
+			}
+			d.Shadow = append(d.Shadow, s)
+		}
 		if res.Handler != nil && (i == 0 || !res.Allowed && !ev.Optional) {
 			d.Handler = res.Handler.Key
 		}
@@ -126,7 +133,8 @@ func (p *pass) memoized(in *policy.Input) (*memoized, string) {
 		return nil, ""
 	}
 	h := p.pol.Handlers.Select(ev.Resource, ev.Action)
-	if h == nil || !h.Pure() {
+	if h == nil || !h.Pure() || p.pol.Handlers.SelectShadow(ev.Resource, ev.Action) != nil {
+		// (A shadow being rolled out is evaluated on every request.)
 		return nil, ""
 	}
 	key := memoKey{h: h, studio: d.Studio}

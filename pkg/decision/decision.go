@@ -96,10 +96,34 @@ type Decision struct {
 	ResponseHeaders []Header
 	Body            string
 
+	// Shadow holds what the shadow handlers decided for the events they
+	// would take; never enforced (config.Handler.Shadow).
+	Shadow []ShadowResult
+
 	// memo is set when the one event's result was memoized on the user;
 	// memoEvents is then its x-langgate-events value.
 	memo       *memoized
 	memoEvents string
+}
+
+// ShadowResult is a shadow handler's verdict on one event.
+type ShadowResult struct {
+	Event   string `json:"event"` // "resource:action"
+	Handler string `json:"handler"`
+	Allowed bool   `json:"allowed"`
+	// Status is the denial's status when it would deny.
+	Status int    `json:"status,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// WouldDeny reports whether a shadow handler would have refused an event.
+func (d *Decision) WouldDeny() bool {
+	for _, s := range d.Shadow {
+		if !s.Allowed {
+			return true
+		}
+	}
+	return false
 }
 
 // Allow reports whether the request may proceed.

@@ -36,7 +36,7 @@ func (s *sink) record(ctx context.Context, req *Request, d *Decision, took time.
 	}
 	level := slog.LevelDebug
 	switch {
-	case !d.Allow():
+	case !d.Allow(), d.WouldDeny():
 		level = slog.LevelInfo
 	case s.opts.LogAllows && (s.opts.AllowSampleRate >= 1 || mrand.Float64() < s.opts.AllowSampleRate): //nolint:gosec // log sampling, not security
 		level = slog.LevelInfo
@@ -70,6 +70,9 @@ func (s *sink) record(ctx context.Context, req *Request, d *Decision, took time.
 			evs[i] = ev.Resource + ":" + ev.Action
 		}
 		attrs = append(attrs, slog.Any("events", evs), slog.String("handler", d.Handler))
+	}
+	if len(d.Shadow) > 0 {
+		attrs = append(attrs, slog.Any("shadow", d.Shadow), slog.Bool("would_deny", d.WouldDeny()))
 	}
 	s.log.LogAttrs(context.WithoutCancel(ctx), level, "decision", attrs...)
 }

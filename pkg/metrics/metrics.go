@@ -23,6 +23,7 @@ type Metrics struct {
 	decisions    *prometheus.CounterVec
 	latency      *prometheus.HistogramVec
 	authFailures *prometheus.CounterVec
+	shadow       *prometheus.CounterVec
 	reloads      *prometheus.CounterVec
 	configInfo   *prometheus.GaugeVec
 	configTime   prometheus.Gauge
@@ -48,6 +49,10 @@ func New(reg prometheus.Registerer, engines *decision.Holder) *Metrics {
 			Name: "langgate_authentication_failures_total",
 			Help: "Requests refused with 401, by kind (missing, invalid, unavailable), the check that refused (expired, bad signature, untrusted issuer, ...) and policy.",
 		}, []string{"kind", "reason", "policy"}),
+		shadow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "langgate_shadow_results_total",
+			Help: "Verdicts of shadow handlers (evaluated, never enforced) by policy, handler and result (would_allow, would_deny): how a rule being rolled out would decide.",
+		}, []string{"policy", "handler", "result"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "langgate_config_reloads_total",
 			Help: "Configuration loads by result (success, error); a failed reload keeps the last good configuration.",
@@ -73,7 +78,7 @@ func New(reg prometheus.Registerer, engines *decision.Holder) *Metrics {
 		Help: "The running build: 1 for its version and Go version.",
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version, goVersion).Set(1)
-	reg.MustRegister(m.decisions, m.latency, m.authFailures, m.reloads, m.configInfo, m.configTime, build,
+	reg.MustRegister(m.decisions, m.latency, m.authFailures, m.shadow, m.reloads, m.configInfo, m.configTime, build,
 		&engineCollector{engines: engines},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -91,6 +96,13 @@ func (m *Metrics) Observe(d *decision.Decision, took time.Duration) {
 	m.latency.WithLabelValues(string(d.Outcome)).Observe(took.Seconds())
 	if d.AuthFailure != 0 {
 		m.authFailures.WithLabelValues(d.AuthFailure.String(), d.AuthReason, d.Policy).Inc()
+	}
+	for _, s := range d.Shadow {
+		result := "would_allow"
+		if !s.Allowed {
+			result = "would_deny"
+		}
+		m.shadow.WithLabelValues(d.Policy, s.Handler, result).Inc()
 	}
 }
 

@@ -239,6 +239,8 @@ type Handler struct {
 	wholeMetadata *expr.Program
 	// nsPrefix is put before a store event's namespace.
 	nsPrefix *expr.Program
+	// Shadow is set on a handler being rolled out (config.Handler.Shadow).
+	Shadow bool
 	// pure is set when no expression reads a PerRequestVars variable;
 	// readsEvent when one reads resource or action.
 	pure, readsEvent bool
@@ -279,6 +281,8 @@ type Handlers struct {
 	handlers []*Handler
 	// byResource[resource][action]; "*" keys hold wildcard handlers.
 	byResource map[string]map[string]*Handler
+	// shadows holds the shadow handlers the same way.
+	shadows map[string]map[string]*Handler
 }
 
 // Vocabulary lists the resources and actions a route table can fire, so
@@ -322,7 +326,7 @@ func (v Vocabulary) hasAction(action string) bool {
 // Compile builds the Handlers of configured handlers. Every problem (bad key,
 // unknown resource, CEL error, unknown operator) is collected.
 func Compile(env *cel.Env, file string, hs []config.Handler, vocab Vocabulary) (*Handlers, error) {
-	p := &Handlers{byResource: map[string]map[string]*Handler{}}
+	p := &Handlers{byResource: map[string]map[string]*Handler{}, shadows: map[string]map[string]*Handler{}}
 	var errs config.ErrorList
 	for i := range hs {
 		h, err := compileHandler(env, file, &hs[i], vocab)
@@ -330,10 +334,16 @@ func Compile(env *cel.Env, file string, hs []config.Handler, vocab Vocabulary) (
 			errs.Append(file, hs[i].Pos, err)
 			continue
 		}
-		byAction := p.byResource[h.Resource]
+		set := p.byResource
+		if h.Shadow {
+			// A shadow may take the place of an enforced handler: rolling
+			// out a new version of a rule.
+			set = p.shadows
+		}
+		byAction := set[h.Resource]
 		if byAction == nil {
 			byAction = map[string]*Handler{}
-			p.byResource[h.Resource] = byAction
+			set[h.Resource] = byAction
 		}
 		if prev := byAction[h.Action]; prev != nil {
 			errs = append(errs, &config.Error{File: file, Pos: h.Pos, Msg: fmt.Sprintf("handler %q duplicates the handler %q at line %d", h.Key, prev.Key, prev.Pos.Line)})
@@ -349,7 +359,7 @@ func Compile(env *cel.Env, file string, hs []config.Handler, vocab Vocabulary) (
 }
 
 func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabulary) (*Handler, error) {
-	h := &Handler{Key: c.On, Pos: c.Pos, message: c.Message, status: c.Status}
+	h := &Handler{Key: c.On, Pos: c.Pos, message: c.Message, status: c.Status, Shadow: c.Shadow}
 	var errs config.ErrorList
 	fail := func(format string, args ...any) {
 		errs = append(errs, &config.Error{File: file, Pos: c.Pos, Msg: fmt.Sprintf(format, args...)})
@@ -452,6 +462,25 @@ func (p *Handlers) Select(resource, action string) *Handler {
 	return nil
 }
 
+// SelectShadow returns the shadow handler that would run for an event if
+// the shadows were enforced: one at a level of the precedence above which
+// no enforced handler exists (at its own level it takes the enforced
+// one's place). Nil when no shadow applies.
+func (p *Handlers) SelectShadow(resource, action string) *Handler {
+	if len(p.shadows) == 0 {
+		return nil
+	}
+	for _, k := range [4][2]string{{resource, action}, {resource, Wildcard}, {Wildcard, action}, {Wildcard, Wildcard}} {
+		if h := p.shadows[k[0]][k[1]]; h != nil {
+			return h
+		}
+		if p.byResource[k[0]][k[1]] != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
 // Explain returns the handler Select picks and which precedence rule
 // picked it.
 func (p *Handlers) Explain(resource, action string) (*Handler, string) {
@@ -485,6 +514,9 @@ func (p *Handlers) Lint(vocab Vocabulary) []Warning {
 	used := map[*Handler]bool{}
 	for _, res := range vocab.resources() {
 		for _, act := range vocab[res] {
+			if sh := p.SelectShadow(res, act); sh != nil {
+				used[sh] = true
+			}
 			h := p.Select(res, act)
 			if h == nil {
 				out = append(out, Warning{Msg: fmt.Sprintf("no handler covers %s:%s: it is allowed with no filter", res, act)})
@@ -516,12 +548,27 @@ type Result struct {
 	// NamespacePrefix is put before a store event's namespace by the
 	// upstream (nil when the handler sets none).
 	NamespacePrefix []string
+	// Shadow is the result of the shadow handler for the event, when one
+	// applies (SelectShadow); it never changes the outcome above.
+	Shadow *Result
 }
 
 // Evaluate runs the handler selected for in.Event. Any evaluation error is a
 // denial: the policy fails closed.
 func (p *Handlers) Evaluate(in *Input) Result {
-	h := p.Select(in.Event.Resource, in.Event.Action)
+	r := p.evaluate(p.Select(in.Event.Resource, in.Event.Action), in)
+	if sh := p.SelectShadow(in.Event.Resource, in.Event.Action); sh != nil {
+		// Evaluated without the trace: it records what is enforced.
+		shadowIn := *in
+		shadowIn.Trace = nil
+		s := p.evaluate(sh, &shadowIn)
+		r.Shadow = &s
+	}
+	return r
+}
+
+// evaluate runs one handler (nil: none) for in.Event.
+func (p *Handlers) evaluate(h *Handler, in *Input) Result {
 	if h == nil {
 		return Result{Allowed: true, Reason: "no handler"}
 	}
