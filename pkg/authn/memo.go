@@ -4,15 +4,17 @@ import "sync"
 
 // MemoLimit bounds the values one user holds in its memo: a user is
 // cached for as long as its token, so what it memoizes is bounded per
-// user as the cache bounds users. Policies have a handful of handlers a
-// user meets often; past the limit, values are computed every time.
+// user as the cache bounds users. Past the limit a new value replaces the
+// oldest, so the entries of a configuration a reload replaced (whose keys
+// no longer match: a user's cache entry survives reloads) age out.
 const MemoLimit = 4
 
 // memo is a user's small table of values computed from the user alone.
 type memo struct {
 	mu      sync.Mutex
 	entries [MemoLimit]memoEntry
-	n       int
+	n       int // entries in use
+	next    int // the entry the next value replaces once all are in use
 }
 
 type memoEntry struct {
@@ -20,7 +22,7 @@ type memoEntry struct {
 }
 
 // Memo returns the value u stores under key, or computes it with f and
-// stores it while u holds fewer than MemoLimit values. f's result must depend only on the user and the key (a
+// stores it (replacing the oldest past MemoLimit). f's result must depend only on the user and the key (a
 // handler's results for an event when no expression of it reads the
 // request); the value is shared by every later request of the user, so
 // nobody may modify it. Concurrent first calls may each run f; one result
@@ -52,6 +54,9 @@ func Memo[K comparable](u *User, key K, f func() any) any {
 	if m.n < MemoLimit {
 		m.entries[m.n] = memoEntry{key: key, val: v}
 		m.n++
+		return v
 	}
+	m.entries[m.next] = memoEntry{key: key, val: v}
+	m.next = (m.next + 1) % MemoLimit
 	return v
 }
