@@ -19,20 +19,16 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -43,7 +39,9 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/langgate/langgate/bench/load"
+	"github.com/langgate/langgate/bench/proc"
 	"github.com/langgate/langgate/internal/envoyproc"
+	"github.com/langgate/langgate/internal/procgroup"
 	"github.com/langgate/langgate/pkg/devissuer"
 )
 
@@ -111,10 +109,10 @@ func run() error {
 	}
 	noop := &target{name: "noop", cmd: exec.Command(noopBin)}
 	noop.cmd.Env = env
-	if noop.addr, err = startAndRead(noop.cmd, "LISTEN "); err != nil {
+	if noop.addr, err = proc.StartAndRead(noop.cmd, "LISTEN "); err != nil {
 		return fmt.Errorf("noop: %w", err)
 	}
-	stops = append(stops, func() { stop(noop.cmd) })
+	stops = append(stops, func() { proc.Stop(noop.cmd) })
 
 	servers := []*target{noop}
 	lgs := []string{"langgate=" + *lgBin}
@@ -146,7 +144,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		stops = append(stops, func() { stop(t.cmd) })
+		stops = append(stops, func() { proc.Stop(t.cmd) })
 		servers = append(servers, t)
 	}
 
@@ -188,16 +186,16 @@ func run() error {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 		if s.admin != "" {
-			fmt.Fprintf(os.Stderr, "%s: %d users cached, RSS %.1f MiB\n", s.name, *users, float64(rss(s.cmd.Process.Pid))/(1<<20))
+			fmt.Fprintf(os.Stderr, "%s: %d users cached, RSS %.1f MiB\n", s.name, *users, float64(proc.RSS(s.cmd.Process.Pid))/(1<<20))
 			if *heap != "" && s.name == "langgate" {
-				b, err := fetch(s.admin + "/debug/pprof/heap?gc=1")
+				b, err := proc.Fetch(s.admin + "/debug/pprof/heap?gc=1")
 				if err != nil {
 					return err
 				}
 				if err := os.WriteFile(*heap, []byte(b), 0o600); err != nil {
 					return err
 				}
-				fmt.Fprintf(os.Stderr, "%s: after a GC, RSS %.1f MiB\n", s.name, float64(rss(s.cmd.Process.Pid))/(1<<20))
+				fmt.Fprintf(os.Stderr, "%s: after a GC, RSS %.1f MiB\n", s.name, float64(proc.RSS(s.cmd.Process.Pid))/(1<<20))
 			}
 		}
 		if r := load.Closed(context.Background(), s.send, 4, time.Second); r.Errors > 0 {
@@ -217,14 +215,14 @@ func run() error {
 			if round == 1 && s.admin != "" && s.name == "langgate" {
 				if *profile != "" {
 					n++
-					go func() { prof <- saveProfile(s.admin, "profile", *profile, *duration-time.Second) }()
+					go func() { prof <- proc.SaveProfile(s.admin, "profile", *profile, *duration-time.Second) }()
 				}
 				if *allocs != "" {
 					n++
-					go func() { prof <- saveProfile(s.admin, "allocs", *allocs, *duration-time.Second) }()
+					go func() { prof <- proc.SaveProfile(s.admin, "allocs", *allocs, *duration-time.Second) }()
 				}
 			}
-			before := cpuTime(s.cmd.Process.Pid)
+			before := proc.CPUTime(s.cmd.Process.Pid)
 			r := load.Closed(ctx, s.send, *workers, *duration)
 			for range n {
 				if err := <-prof; err != nil {
@@ -232,7 +230,7 @@ func run() error {
 				}
 			}
 			if round == 1 {
-				cpu[s.name] = (cpuTime(s.cmd.Process.Pid) - before) / time.Duration(max(r.Sent, 1))
+				cpu[s.name] = (proc.CPUTime(s.cmd.Process.Pid) - before) / time.Duration(max(r.Sent, 1))
 			}
 			fmt.Fprintf(os.Stderr, "round %d %-10s max:    %v\n", round, s.name, r)
 			maxRuns[s.name] = append(maxRuns[s.name], r)
@@ -261,9 +259,9 @@ func run() error {
 	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for _, s := range servers {
 		rs := maxRuns[s.name]
-		fmt.Printf("| %s | %.0f | %.2f | %s | %s | %.2f | %.1f µs | %d |\n", s.name, med(rs, tput),
-			ratio(maxRuns, s.name, noop.name, tput), ms(med(rs, pct(0.5))), ms(med(rs, pct(0.99))),
-			ratio(maxRuns, s.name, noop.name, pct(0.99)), float64(cpu[s.name])/1e3, errs(rs))
+		fmt.Printf("| %s | %.0f | %.2f | %s | %s | %.2f | %.1f µs | %d |\n", s.name, load.Median(rs, load.Result.Throughput),
+			load.Ratio(maxRuns[s.name], maxRuns[noop.name], load.Result.Throughput), ms(load.Median(rs, load.Quantile(0.5))), ms(load.Median(rs, load.Quantile(0.99))),
+			load.Ratio(maxRuns[s.name], maxRuns[noop.name], load.Quantile(0.99)), float64(cpu[s.name])/1e3, errs(rs))
 	}
 	slices.Sort(rates)
 	fmt.Printf("\nAt a fixed rate, half of the round's noop maximum (median %.0f Checks/s; latency from each request's scheduled time):\n\n", rates[len(rates)/2])
@@ -271,8 +269,8 @@ func run() error {
 	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, s := range servers {
 		rs := fixedRuns[s.name]
-		fmt.Printf("| %s | %.0f | %s | %s | %.2f | %.2f | %d |\n", s.name, med(rs, tput), ms(med(rs, pct(0.5))), ms(med(rs, pct(0.99))),
-			ratio(fixedRuns, s.name, noop.name, pct(0.5)), ratio(fixedRuns, s.name, noop.name, pct(0.99)), errs(rs))
+		fmt.Printf("| %s | %.0f | %s | %s | %.2f | %.2f | %d |\n", s.name, load.Median(rs, load.Result.Throughput), ms(load.Median(rs, load.Quantile(0.5))), ms(load.Median(rs, load.Quantile(0.99))),
+			load.Ratio(fixedRuns[s.name], fixedRuns[noop.name], load.Quantile(0.5)), load.Ratio(fixedRuns[s.name], fixedRuns[noop.name], load.Quantile(0.99)), errs(rs))
 	}
 	return nil
 }
@@ -281,11 +279,11 @@ func run() error {
 // policy, what `--dev` embeds, with a larger token cache) on free loopback
 // ports, trusting issuer.
 func startLanggate(name, bin string, env []string, cfgFile, issuer string) (*target, error) {
-	grpcAddr, err := freeAddr()
+	grpcAddr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	adminAddr, err := freeAddr()
+	adminAddr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -293,13 +291,13 @@ func startLanggate(name, bin string, env []string, cfgFile, issuer string) (*tar
 		"--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--log-level", "warn", "--pprof", "--watch-interval", "0")
 	cmd.Env = append(slices.Clip(env), "OIDC_ISSUER="+issuer, "OIDC_AUDIENCE="+devissuer.DefaultAudience)
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	procgroup.Prepare(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: %w (make build)", bin, err)
 	}
 	t := &target{name: name, addr: grpcAddr, cmd: cmd, admin: "http://" + adminAddr}
-	if err := waitOK(t.admin + "/readyz"); err != nil {
-		stop(cmd)
+	if err := proc.WaitOK(t.admin + "/readyz"); err != nil {
+		proc.Stop(cmd)
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return t, nil
@@ -386,51 +384,10 @@ func warm(send load.Send, n int) error {
 	return err
 }
 
-// rss is a process's resident set size in bytes (/proc/PID/status).
-func rss(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb int64
-			_, _ = fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
 func sockAddr(ip string, port uint32) *corev3.Address {
 	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 		Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
 	}}}
-}
-
-func tput(r load.Result) float64 { return r.Throughput() }
-
-func pct(q float64) func(load.Result) float64 {
-	return func(r load.Result) float64 { return float64(r.Percentile(q)) }
-}
-
-func med(rs []load.Result, f func(load.Result) float64) float64 {
-	v := make([]float64, len(rs))
-	for i, r := range rs {
-		v[i] = f(r)
-	}
-	slices.Sort(v)
-	return v[len(v)/2]
-}
-
-// ratio is the median over rounds of x's value over base's in the same round.
-func ratio(runs map[string][]load.Result, x, base string, f func(load.Result) float64) float64 {
-	v := make([]float64, len(runs[x]))
-	for i := range runs[x] {
-		v[i] = f(runs[x][i]) / f(runs[base][i])
-	}
-	slices.Sort(v)
-	return v[len(v)/2]
 }
 
 func errs(rs []load.Result) int {
@@ -442,91 +399,3 @@ func errs(rs []load.Result) int {
 }
 
 func ms(ns float64) string { return fmt.Sprintf("%.2f ms", ns/1e6) }
-
-// cpuTime is a process's user+system CPU time so far (/proc/PID/stat).
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b)[i+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	var ut, st int64
-	_, _ = fmt.Sscan(f[11], &ut)
-	_, _ = fmt.Sscan(f[12], &st)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
-}
-
-// saveProfile fetches a pprof profile (profile, allocs) covering d from
-// langgate's admin port.
-func saveProfile(admin, kind, file string, d time.Duration) error {
-	b, err := fetch(fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", admin, kind, int(d.Seconds())))
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(file, []byte(b), 0o600)
-}
-
-func startAndRead(cmd *exec.Cmd, prefix string) (string, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), prefix); ok {
-			go func() { _, _ = io.Copy(io.Discard, out) }()
-			return strings.TrimSpace(v), nil
-		}
-	}
-	return "", errors.New("exited without " + prefix)
-}
-
-func stop(cmd *exec.Cmd) {
-	if cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		_ = cmd.Wait()
-	}
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-func waitOK(url string) error {
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-		}
-	}
-	return fmt.Errorf("%s not ready in 30 s", url)
-}
-
-func fetch(url string) (string, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil || resp.StatusCode != 200 {
-		return "", fmt.Errorf("GET %s: %d %w", url, resp.StatusCode, err)
-	}
-	return string(b), nil
-}

@@ -18,10 +18,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -30,13 +28,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/langgate/langgate/bench/load"
+	"github.com/langgate/langgate/bench/proc"
 	"github.com/langgate/langgate/internal/envoyproc"
+	"github.com/langgate/langgate/internal/procgroup"
 )
 
 // config is one way of putting authorization in Envoy.
@@ -44,23 +41,6 @@ type config struct {
 	name, label string
 	envoy       *envoyproc.Envoy
 	url         string
-}
-
-// cpuTime is a process's user+system CPU time so far (/proc/PID/stat).
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b)[i+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	var ut, st int64
-	_, _ = fmt.Sscan(f[11], &ut)
-	_, _ = fmt.Sscan(f[12], &st)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
 // share is where the CPU went during one run, per request.
@@ -126,15 +106,15 @@ func run() error {
 	}
 	up := exec.Command(self)
 	up.Env = append(os.Environ(), "ENVOYOVERHEAD_UPSTREAM=1")
-	upAddr, err := startAndRead(up, "LISTEN ")
+	upAddr, err := proc.StartAndRead(up, "LISTEN ")
 	if err != nil {
 		return fmt.Errorf("upstream: %w", err)
 	}
-	stops = append(stops, func() { stop(up) })
+	stops = append(stops, func() { proc.Stop(up) })
 
 	addrs := make([]string, 4)
 	for i := range addrs {
-		if addrs[i], err = freeAddr(); err != nil {
+		if addrs[i], err = proc.FreeAddr(); err != nil {
 			return err
 		}
 	}
@@ -142,12 +122,12 @@ func run() error {
 	lg := exec.Command(*lgBin, "serve", "--dev", "--dev-issuer-addr", issuerAddr, "--grpc-addr", grpcAddr,
 		"--admin-addr", adminAddr, "--http-addr", httpAddr, "--log-level", "warn", "--pprof")
 	lg.Stdout, lg.Stderr = io.Discard, os.Stderr
-	lg.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	procgroup.Prepare(lg)
 	if err := lg.Start(); err != nil {
 		return fmt.Errorf("%s: %w (make build)", *lgBin, err)
 	}
-	stops = append(stops, func() { stop(lg) })
-	if err := waitOK("http://" + adminAddr + "/readyz"); err != nil {
+	stops = append(stops, func() { proc.Stop(lg) })
+	if err := proc.WaitOK("http://" + adminAddr + "/readyz"); err != nil {
 		return fmt.Errorf("langgate: %w", err)
 	}
 	issuer := "http://" + issuerAddr
@@ -155,7 +135,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	jwks, err := fetch(issuer + "/jwks")
+	jwks, err := proc.Fetch(issuer + "/jwks")
 	if err != nil {
 		return err
 	}
@@ -223,11 +203,11 @@ func run() error {
 			pids := []int{c.envoy.Pid(), lg.Process.Pid, up.Process.Pid, os.Getpid()}
 			before := make([]time.Duration, len(pids))
 			for i, p := range pids {
-				before[i] = cpuTime(p)
+				before[i] = proc.CPUTime(p)
 			}
 			prof := make(chan error, 1)
 			if *profile != "" && round == 1 && c.name == "grpc" {
-				go func() { prof <- saveProfile("http://"+adminAddr, *profile, *duration-time.Second) }()
+				go func() { prof <- proc.SaveProfile("http://"+adminAddr, "profile", *profile, *duration-time.Second) }()
 			} else {
 				prof <- nil
 			}
@@ -235,7 +215,7 @@ func run() error {
 			if err := <-prof; err != nil {
 				return err
 			}
-			per := func(i int) time.Duration { return (cpuTime(pids[i]) - before[i]) / time.Duration(max(r.Sent, 1)) }
+			per := func(i int) time.Duration { return (proc.CPUTime(pids[i]) - before[i]) / time.Duration(max(r.Sent, 1)) }
 			if round == 1 {
 				cpu[c.name] = share{envoy: per(0), langgate: per(1), upstream: per(2), loadgen: per(3)}
 			}
@@ -264,18 +244,6 @@ func run() error {
 	fmt.Printf("Envoy %s (--concurrency %d), %d closed-loop connections, %v per run, %d rounds (medians); "+
 		"fixed rates: %.0f req/s (half of (a)'s first maximum) and %.0f req/s (half of the lowest maximum)\n\n",
 		version, *concurrency, *workers, *duration, *rounds, rate, low)
-	med := func(rs []load.Result, f func(load.Result) float64) float64 {
-		v := make([]float64, len(rs))
-		for i, r := range rs {
-			v[i] = f(r)
-		}
-		slices.Sort(v)
-		return v[len(v)/2]
-	}
-	tput := func(r load.Result) float64 { return r.Throughput() }
-	pct := func(q float64) func(load.Result) float64 {
-		return func(r load.Result) float64 { return float64(r.Percentile(q)) }
-	}
 	errs := func(name string) int {
 		n := 0
 		for _, runs := range []map[string][]load.Result{maxRuns, fixedRuns, lowRuns} {
@@ -285,26 +253,15 @@ func run() error {
 		}
 		return n
 	}
-	// ratio is the median over rounds of x's value over base's in the same
-	// round: each round's runs are minutes apart at most, so a machine that
-	// drifts over the whole run does not skew the comparison.
-	ratio := func(runs map[string][]load.Result, x, base string, f func(load.Result) float64) float64 {
-		v := make([]float64, len(runs[x]))
-		for i := range runs[x] {
-			v[i] = f(runs[x][i]) / f(runs[base][i])
-		}
-		slices.Sort(v)
-		return v[len(v)/2]
-	}
 	a, b := "none", "jwt"
 	fmt.Println("At maximum (closed loop):")
 	fmt.Println()
 	fmt.Println("| configuration | req/s | × (a) | × (b) | p50 | p99 | errors |")
 	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, c := range configs {
-		m := med(maxRuns[c.name], tput)
-		fmt.Printf("| %s | %.0f | %.2f | %.2f | %s | %s | %d |\n", c.label, m, ratio(maxRuns, c.name, a, tput), ratio(maxRuns, c.name, b, tput),
-			ms(med(maxRuns[c.name], pct(0.5))), ms(med(maxRuns[c.name], pct(0.99))), errs(c.name))
+		m := load.Median(maxRuns[c.name], load.Result.Throughput)
+		fmt.Printf("| %s | %.0f | %.2f | %.2f | %s | %s | %d |\n", c.label, m, load.Ratio(maxRuns[c.name], maxRuns[a], load.Result.Throughput), load.Ratio(maxRuns[c.name], maxRuns[b], load.Result.Throughput),
+			ms(load.Median(maxRuns[c.name], load.Quantile(0.5))), ms(load.Median(maxRuns[c.name], load.Quantile(0.99))), errs(c.name))
 	}
 	for _, fr := range []struct {
 		runs map[string][]load.Result
@@ -315,9 +272,9 @@ func run() error {
 		fmt.Println("|---|---|---|---|---|---|---|---|")
 		for _, c := range configs {
 			rs := fr.runs[c.name]
-			p50, p99 := med(rs, pct(0.5)), med(rs, pct(0.99))
-			fmt.Printf("| %s | %.0f | %s | %s | %.2f | %.2f | %.2f | %.2f |\n", c.label, med(rs, tput), ms(p50), ms(p99),
-				ratio(fr.runs, c.name, a, pct(0.5)), ratio(fr.runs, c.name, a, pct(0.99)), ratio(fr.runs, c.name, b, pct(0.5)), ratio(fr.runs, c.name, b, pct(0.99)))
+			p50, p99 := load.Median(rs, load.Quantile(0.5)), load.Median(rs, load.Quantile(0.99))
+			fmt.Printf("| %s | %.0f | %s | %s | %.2f | %.2f | %.2f | %.2f |\n", c.label, load.Median(rs, load.Result.Throughput), ms(p50), ms(p99),
+				load.Ratio(fr.runs[c.name], fr.runs[a], load.Quantile(0.5)), load.Ratio(fr.runs[c.name], fr.runs[a], load.Quantile(0.99)), load.Ratio(fr.runs[c.name], fr.runs[b], load.Quantile(0.5)), load.Ratio(fr.runs[c.name], fr.runs[b], load.Quantile(0.99)))
 		}
 	}
 	fmt.Println("\nCPU time per request at maximum (round 1; /proc/PID/stat):")
@@ -330,15 +287,6 @@ func run() error {
 		fmt.Printf("| %s | %s | %s | %s | %s |\n", c.label, us(s.envoy), us(s.langgate), us(s.upstream), us(s.loadgen))
 	}
 	return nil
-}
-
-// saveProfile fetches a CPU profile of d from langgate's admin port.
-func saveProfile(admin, file string, d time.Duration) error {
-	b, err := fetch(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", admin, int(d.Seconds())))
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(file, []byte(b), 0o600)
 }
 
 func ms(ns float64) string { return fmt.Sprintf("%.2f ms", ns/1e6) }
@@ -389,41 +337,6 @@ func jwtAuthn(issuer, jwks string) map[string]any {
 	}
 }
 
-func startAndRead(cmd *exec.Cmd, prefix string) (string, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), prefix); ok {
-			return strings.TrimSpace(v), nil
-		}
-	}
-	return "", errors.New("exited without " + prefix)
-}
-
-func stop(cmd *exec.Cmd) {
-	if cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		_ = cmd.Wait()
-	}
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 func port(addr string) int {
 	_, p, _ := net.SplitHostPort(addr)
 	var n int
@@ -431,33 +344,8 @@ func port(addr string) int {
 	return n
 }
 
-func waitOK(url string) error {
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-		}
-	}
-	return fmt.Errorf("%s not ready in 30 s", url)
-}
-
-func fetch(url string) (string, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil || resp.StatusCode != 200 {
-		return "", fmt.Errorf("GET %s: %d %w", url, resp.StatusCode, err)
-	}
-	return string(b), nil
-}
-
 func fetchToken(issuer string) (string, error) {
-	b, err := fetch(issuer + "/token?sub=alice&ttl=2h")
+	b, err := proc.Fetch(issuer + "/token?sub=alice&ttl=2h")
 	if err != nil {
 		return "", err
 	}

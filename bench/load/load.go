@@ -161,3 +161,30 @@ func drive(send Send, workers int, next func() (time.Time, bool)) Result {
 	slices.Sort(res.latencies)
 	return res
 }
+
+// Quantile is Percentile as a metric of a Result, for Median and Ratio.
+func Quantile(q float64) func(Result) float64 {
+	return func(r Result) float64 { return float64(r.Percentile(q)) }
+}
+
+// Median is the median over runs (rounds) of f.
+func Median(rs []Result, f func(Result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+// Ratio is the median over rounds of x's f over base's f in the same
+// round (x[i] and base[i] ran minutes apart at most), so a machine that
+// drifts over the whole run does not skew the comparison.
+func Ratio(x, base []Result, f func(Result) float64) float64 {
+	v := make([]float64, len(x))
+	for i := range x {
+		v[i] = f(x[i]) / f(base[i])
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
