@@ -92,6 +92,20 @@ func Start(tb testing.TB, opts Options) *Env {
 	return &Env{Engine: eng, Issuer: is, Config: f}
 }
 
+// PolicyWith is a policy named name that trusts the test issuer, maps
+// the identity from claims.sub, routes LangGraph's API and has handlers:
+// YAML list items indented by four spaces ("    - on: ...").
+func PolicyWith(name, handlers string) string {
+	return "name: " + name + `
+authenticate:
+  oidc: [{issuer: "${OIDC_ISSUER}", audiences: ["${OIDC_AUDIENCE}"]}]
+  user: {identity: claims.sub}
+authorize:
+  routes: langgraph
+  handlers:
+` + handlers
+}
+
 // Token mints a one-hour token for subject with extra claims.
 func (e *Env) Token(tb testing.TB, subject string, extra map[string]any) string {
 	tb.Helper()

@@ -121,21 +121,13 @@ func BenchmarkDecideHandlers(b *testing.B) {
 	for a := range actions {
 		fmt.Fprintf(&all, "    - {on: \"*.%s\", filters: {owner: user.identity}}\n", a)
 	}
-	head := `name: langgraph
-authenticate:
-  oidc: [{issuer: "${OIDC_ISSUER}", audiences: ["${OIDC_AUDIENCE}"]}]
-  user: {identity: claims.sub}
-authorize:
-  routes: langgraph
-  handlers:
-    - {on: "*", filters: {owner: user.identity}}
-`
+	global := "    - {on: \"*\", filters: {owner: user.identity}}\n"
 	for _, c := range []struct {
 		name     string
 		handlers string
 	}{{"1", ""}, {fmt.Sprint(strings.Count(all.String(), "\n") + 1), all.String()}} {
 		b.Run(c.name, func(b *testing.B) {
-			env := testengine.Start(b, testengine.Options{Policy: head + c.handlers})
+			env := testengine.Start(b, testengine.Options{Policy: testengine.PolicyWith("langgraph", global+c.handlers)})
 			req := benchRequests(env.Token(b, "alice", nil))["read"]
 			ctx := context.Background()
 			if d := env.Engine.Decide(ctx, req); !d.Allow() {

@@ -14,19 +14,12 @@ import (
 // evaluation (a traced decision never uses the memo), and a handler that
 // reads the request is evaluated on every request.
 func TestMemoizedResults(t *testing.T) {
-	policy := `name: memo
-authenticate:
-  oidc: [{issuer: "${OIDC_ISSUER}", audiences: ["${OIDC_AUDIENCE}"]}]
-  user: {identity: claims.sub}
-authorize:
-  routes: langgraph
-  handlers:
-    - on: threads
+	policy := testengine.PolicyWith("memo", `    - on: threads
       filters: {owner: user.identity}
       metadata: {owner: user.identity}
     - on: assistants
       filters: {tenant: 'request.headers["x-tenant"]'}
-`
+`)
 	env := testengine.Start(t, testengine.Options{Policy: policy})
 	ctx := context.Background()
 	headers := func(d *decision.Decision) map[string]string {

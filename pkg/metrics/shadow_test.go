@@ -18,14 +18,7 @@ import (
 // memoized result included), and each of its verdicts is counted and a
 // would-deny logged; the enforced rule still decides.
 func TestShadowHandler(t *testing.T) {
-	policy := `name: langgraph
-authenticate:
-  oidc: [{issuer: "${OIDC_ISSUER}", audiences: ["${OIDC_AUDIENCE}"]}]
-  user: {identity: claims.sub}
-authorize:
-  routes: langgraph
-  handlers:
-    - on: "*"
+	policy := testengine.PolicyWith("langgraph", `    - on: "*"
       filters: {owner: user.identity}
     - on: threads.delete
       allow: user.identity == "admin"
@@ -34,7 +27,7 @@ authorize:
     - on: store
       allow: value.namespace[0] == user.identity
       message: Not authorized
-`
+`)
 	var engines decision.Holder
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, &engines)
