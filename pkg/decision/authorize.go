@@ -35,16 +35,17 @@ func (p *pass) authorize() bool {
 		if m, events := p.memoized(in); m != nil {
 			res, d.memo, d.memoEvents = m.res, m, events
 			if events != "" {
+				// The events header begins {"resource:action": no allocation.
 				name = events[2 : 3+len(ev.Resource)+len(ev.Action)]
-			} else {
-				name = ev.Resource + ":" + ev.Action
 			}
 		} else {
 			res = p.pol.Handlers.Evaluate(in)
+		}
+		if name == "" {
 			name = ev.Resource + ":" + ev.Action
 		}
 		if sh := res.Shadow; sh != nil {
-			s := ShadowResult{Event: ev.Resource + ":" + ev.Action, Handler: sh.Handler.Key, Allowed: sh.Allowed, Reason: sh.Reason}
+			s := ShadowResult{Event: name, Handler: sh.Handler.Key, Allowed: sh.Allowed, Reason: sh.Reason}
 			if !sh.Allowed {
 				s.Status = sh.Status
 			}

@@ -78,9 +78,6 @@ type Program struct {
 // Reads reports whether the expression reads the variable name.
 func (p *Program) Reads(name string) bool { return slices.Contains(p.vars, name) }
 
-// Vars lists the variables the expression reads.
-func (p *Program) Vars() []string { return slices.Clone(p.vars) }
-
 // Compile type-checks and plans one expression. want, when not nil, is the
 // type the expression must produce (dyn is accepted: it is checked when the
 // expression runs). Problems are reported at their file position.
