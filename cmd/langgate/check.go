@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -68,7 +69,7 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case *output != "text" && *output != "json":
 		return usageError{"check: --output must be text or json"}
 	}
-	eng, err := buildFromFile(*path)
+	eng, err := buildFromFile(*path, os.LookupEnv)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -183,24 +182,14 @@ func runTestFile(file string, stdout io.Writer, verbose, coverage bool) (passed,
 	if err != nil {
 		return 0, 0, err
 	}
-	cfgPath := filepath.Join(filepath.Dir(file), pt.Config)
-	data, err := config.ReadBounded(cfgPath, config.MaxFileSize)
-	if err != nil {
-		return 0, 0, fmt.Errorf("%s: config: %w", file, err)
-	}
-	lookup := func(k string) (string, bool) {
+	eng, err := buildFromFile(filepath.Join(filepath.Dir(file), pt.Config), func(k string) (string, bool) {
 		if v, ok := pt.Env[k]; ok {
 			return v, true
 		}
 		return os.LookupEnv(k)
-	}
-	f, err := config.Parse(cfgPath, data, lookup)
+	})
 	if err != nil {
-		return 0, 0, err
-	}
-	eng, err := decision.Build(f, decision.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		return 0, 0, err
+		return 0, 0, fmt.Errorf("%s: %w", file, err)
 	}
 	handlers, routesSeen := map[string]bool{}, map[string]bool{}
 	for _, t := range pt.Tests {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 
 	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/decision"
@@ -22,7 +23,7 @@ func validate(args []string, stdout, stderr io.Writer) error {
 	if *path == "" {
 		return usageError{"validate: --config is required"}
 	}
-	eng, err := buildFromFile(*path)
+	eng, err := buildFromFile(*path, os.LookupEnv)
 	if err != nil {
 		return err
 	}
@@ -42,9 +43,10 @@ func validate(args []string, stdout, stderr io.Writer) error {
 }
 
 // buildFromFile loads and compiles a configuration for the offline
-// commands (validate, check): nothing is started, nothing is logged.
-func buildFromFile(path string) (*decision.Engine, error) {
-	f, err := config.LoadFile(path)
+// commands (validate, check, test): nothing is started, nothing is
+// logged. lookup resolves its ${NAME} references (os.LookupEnv).
+func buildFromFile(path string, lookup func(string) (string, bool)) (*decision.Engine, error) {
+	f, err := config.LoadFileWith(path, lookup)
 	if err != nil {
 		return nil, err
 	}

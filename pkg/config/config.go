@@ -445,11 +445,17 @@ func kindName(n *yaml.Node) string {
 // LoadFile reads, expands and decodes the configuration at path. Structural
 // problems are returned together as an ErrorList.
 func LoadFile(path string) (*File, error) {
+	return LoadFileWith(path, os.LookupEnv)
+}
+
+// LoadFileWith is LoadFile with lookup resolving ${NAME} references
+// (`langgate test` gives a test file's env first).
+func LoadFileWith(path string, lookup func(string) (string, bool)) (*File, error) {
 	data, err := ReadBounded(path, MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(path, data, os.LookupEnv)
+	return Parse(path, data, lookup)
 }
 
 // ReadBounded reads a file the operator named (the configuration, a key

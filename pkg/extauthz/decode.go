@@ -66,7 +66,7 @@ type httpFields struct {
 }
 
 // decodeCheck decodes an encoded CheckRequest into out. It reads exactly
-// what the generated types would give Translate — the method, path,
+// what the generated types hold (the test's translateRef) — the method, path,
 // headers (or header_map), body and context extensions — with protobuf's
 // merge rules (a repeated singular field merges, a repeated map key keeps
 // the last value), and skips the rest. s is the message, copied once out
