@@ -182,13 +182,15 @@ func startLanggate(t *testing.T, config string) *langgate {
 	lg := &langgate{t: t, grpc: testproc.FreeAddr(t), admin: testproc.FreeAddr(t), http: testproc.FreeAddr(t), log: &testproc.SyncBuffer{}}
 	lg.args = []string{"serve", "--config", config, "--grpc-addr", lg.grpc, "--admin-addr", lg.admin, "--http-addr", lg.http,
 		"--log-format", "text", "--watch-interval", "0"}
-	lg.start()
+	// Registered before the start, so that a langgate that never becomes
+	// ready is killed and its log shown too.
 	t.Cleanup(func() {
 		lg.kill()
 		if t.Failed() {
 			t.Logf("langgate log:\n%s", lg.log.String())
 		}
 	})
+	lg.start()
 	return lg
 }
 
@@ -205,7 +207,7 @@ func (lg *langgate) start() {
 	done := make(chan struct{})
 	lg.done = done
 	go func(c *exec.Cmd) { _ = c.Wait(); close(done) }(lg.cmd)
-	testproc.WaitFor(lg.t, 30*time.Second, func() bool { return testproc.HTTPStatus("http://"+lg.admin+"/readyz") == 200 }, "langgate never became ready:\n"+lg.log.String())
+	testproc.WaitFor(lg.t, 30*time.Second, func() bool { return testproc.HTTPStatus("http://"+lg.admin+"/readyz") == 200 }, "langgate never became ready in 30 s (its log is printed at cleanup)")
 }
 
 // kill ends the process at once (SIGKILL) and waits for it; a no-op when
