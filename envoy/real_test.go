@@ -140,10 +140,18 @@ func snippetBootstrap(s snippet) ([]byte, error) {
 	}
 	clusters := []any{cluster("langgate", loopback(9001), true), cluster("langgate_http", loopback(9002), false), cluster("langgraph", loopback(2024), false)}
 	var filters []any
+	var tracing any
 	switch d := doc.(type) {
 	case map[string]any:
 		if d["static_resources"] != nil {
 			return []byte(s.text), nil
+		}
+		if tr := d["tracing"]; tr != nil && len(d) == 1 {
+			// The connection manager's tracing block, exporting to an
+			// otlp cluster.
+			tracing = tr
+			clusters = append(clusters, cluster("otlp", loopback(4317), true))
+			break
 		}
 		if sa := d["socket_address"]; sa != nil {
 			clusters = append(clusters, cluster("snippet", d, true))
@@ -163,20 +171,24 @@ func snippetBootstrap(s snippet) ([]byte, error) {
 	}
 	filters = append(filters, map[string]any{"name": routerName, "typed_config": map[string]any{
 		"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
+	hcm := map[string]any{
+		"@type":        "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+		"stat_prefix":  "snippet",
+		"http_filters": filters,
+		"route_config": map[string]any{"virtual_hosts": []any{map[string]any{
+			"name": "all", "domains": []any{"*"},
+			"routes": []any{map[string]any{"match": map[string]any{"prefix": "/"}, "route": map[string]any{"cluster": "langgraph"}}},
+		}}},
+	}
+	if tracing != nil {
+		hcm["tracing"] = tracing
+	}
 	bs := map[string]any{"static_resources": map[string]any{
 		"listeners": []any{map[string]any{
 			"name": "snippet", "address": loopback(0),
 			"filter_chains": []any{map[string]any{"filters": []any{map[string]any{
-				"name": "envoy.filters.network.http_connection_manager",
-				"typed_config": map[string]any{
-					"@type":        "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-					"stat_prefix":  "snippet",
-					"http_filters": filters,
-					"route_config": map[string]any{"virtual_hosts": []any{map[string]any{
-						"name": "all", "domains": []any{"*"},
-						"routes": []any{map[string]any{"match": map[string]any{"prefix": "/"}, "route": map[string]any{"cluster": "langgraph"}}},
-					}}},
-				},
+				"name":         "envoy.filters.network.http_connection_manager",
+				"typed_config": hcm,
 			}}}},
 		}},
 		"clusters": clusters,

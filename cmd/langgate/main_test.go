@@ -174,3 +174,17 @@ func TestHashKey(t *testing.T) {
 		t.Error("an empty key was hashed")
 	}
 }
+
+// TestServeRefusesBadTracingSettings: a typo in an OTEL_* variable stops
+// serve before it listens, naming the variable, instead of a silent
+// fallback.
+func TestServeRefusesBadTracingSettings(t *testing.T) {
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	t.Setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+	t.Setenv("OTEL_TRACES_SAMPLER_ARG", "10%")
+	var stderr strings.Builder
+	code := run(context.Background(), []string{"serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, io.Discard, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), `OTEL_TRACES_SAMPLER_ARG="10%"`) {
+		t.Fatalf("exit %d, stderr %q; want a failure naming OTEL_TRACES_SAMPLER_ARG", code, stderr.String())
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -29,6 +30,7 @@ import (
 	"github.com/langgate/langgate/pkg/httpauthz"
 	"github.com/langgate/langgate/pkg/metrics"
 	"github.com/langgate/langgate/pkg/reload"
+	"github.com/langgate/langgate/pkg/tracing"
 )
 
 type serveFlags struct {
@@ -46,6 +48,7 @@ type serveFlags struct {
 	drainDelay    time.Duration
 	shutdownGrace time.Duration
 	pprof         bool
+	traceIdentity bool
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -66,6 +69,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&sf.drainDelay, "drain-delay", 0, "after SIGTERM, how long to keep serving while reporting not ready (let load balancers move away)")
 	fs.DurationVar(&sf.shutdownGrace, "shutdown-grace", 10*time.Second, "after the drain delay, how long in-flight checks may run")
 	fs.BoolVar(&sf.pprof, "pprof", false, "serve net/http/pprof on the admin port under /debug/pprof/")
+	fs.BoolVar(&sf.traceIdentity, "trace-identity", false, "with tracing on (OTEL_* variables), record the caller's identity as enduser.id on each span")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,6 +85,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log, err := newLogger(stderr, sf.logLevel, sf.logFormat)
 	if err != nil {
 		return usageError{"serve: " + err.Error()}
+	}
+
+	tracer, err := tracing.FromEnv(ctx, os.LookupEnv, version())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := tracer.Shutdown(5 * time.Second); err != nil {
+			log.Warn("exporting the last spans failed", "error", err.Error())
+		}
+	}()
+	if tracer != nil {
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing", "error", err.Error()) }))
 	}
 
 	lookup := os.LookupEnv
@@ -112,10 +129,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	m := metrics.New(promReg, &engines)
 	engines.Observer = m
 	reloader := &reload.Reloader{
-		Source:   source,
-		Lookup:   lookup,
-		Holder:   &engines,
-		Build:    decision.Options{Logger: log, Observer: m, Log: decision.LogOptions{LogAllows: sf.logAllows, AllowSampleRate: sf.allowSample}},
+		Source: source,
+		Lookup: lookup,
+		Holder: &engines,
+		Build: decision.Options{Logger: log, Observer: m, TraceIdentity: sf.traceIdentity,
+			Log: decision.LogOptions{LogAllows: sf.logAllows, AllowSampleRate: sf.allowSample}},
 		Recorder: m,
 		Log:      log,
 	}
@@ -143,7 +161,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var state admin.State
-	gs := extauthz.NewServer(&engines)
+	gs := extauthz.NewServer(&engines, tracer)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
@@ -159,7 +177,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}()
 	var httpSrv *http.Server
 	if httpLn != nil {
-		httpSrv = &http.Server{Handler: httpauthz.Handler(&engines, log), ReadHeaderTimeout: 5 * time.Second}
+		httpSrv = &http.Server{Handler: httpauthz.Handler(&engines, log, tracer), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := httpSrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -175,7 +193,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		interval = 1<<63 - 1 // only SIGHUP (an embedded configuration never changes)
 	}
 	go reloader.Watch(ctx, interval, hup)
-	attrs := []any{"grpc_addr", grpcLn.Addr().String(), "admin_addr", adminLn.Addr().String()}
+	attrs := []any{"grpc_addr", grpcLn.Addr().String(), "admin_addr", adminLn.Addr().String(), "tracing", tracer != nil}
 	if httpLn != nil {
 		attrs = append(attrs, "http_addr", httpLn.Addr().String())
 	}

@@ -30,6 +30,9 @@ type Options struct {
 	Log LogOptions
 	// Observer is told about every decision (metrics).
 	Observer Observer
+	// TraceIdentity records the caller's identity (enduser.id) on the
+	// spans of traced decisions; off, no span names a person.
+	TraceIdentity bool
 }
 
 // Build compiles a loaded configuration into an Engine: route tables, user
@@ -50,10 +53,11 @@ func Build(f *config.File, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("building the CEL environment: %w", err)
 	}
 	e := &Engine{
-		byName:       map[string]*Policy{},
-		hosts:        map[string]*Policy{},
-		reasonHeader: f.Explain.ReasonHeader,
-		sink:         sink{observer: opts.Observer, log: opts.Logger, opts: opts.Log},
+		byName:        map[string]*Policy{},
+		hosts:         map[string]*Policy{},
+		reasonHeader:  f.Explain.ReasonHeader,
+		traceIdentity: opts.TraceIdentity,
+		sink:          sink{observer: opts.Observer, log: opts.Logger, opts: opts.Log},
 	}
 	if f.CORS != nil {
 		e.cors = newCORSRules(f.CORS.AllowOrigins, f.CORS.AllowCredentials)

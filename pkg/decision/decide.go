@@ -8,8 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/langgate/langgate/pkg/policy"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/langgate/langgate/pkg/policy"
 	"github.com/langgate/langgate/pkg/routes"
 )
 
@@ -30,6 +31,9 @@ type pass struct {
 	opts DecideOptions
 	tr   *Trace
 	d    *Decision
+	// span is the transport's span when it is recording (sampled): the
+	// phases then run in child spans and the decision is recorded on it.
+	span trace.Span
 
 	pol    *Policy
 	target routes.Target
@@ -56,8 +60,12 @@ func (e *Engine) Decide(ctx context.Context, req *Request) *Decision {
 func (e *Engine) DecideWith(ctx context.Context, req *Request, opts DecideOptions) *Decision {
 	start := time.Now()
 	p := &pass{ctx: ctx, req: req, opts: opts, tr: opts.Trace, d: &Decision{ID: ids.next()}, signs: e.signer != nil}
+	p.span = recording(ctx)
 	e.run(p)
 	e.respond(p)
+	if p.span != nil {
+		annotate(p.span, p.d, p.route, e.traceIdentity)
+	}
 	if p.tr != nil {
 		p.tr.finish(p.d)
 	}
@@ -69,7 +77,8 @@ func (e *Engine) DecideWith(ctx context.Context, req *Request, opts DecideOption
 // the policy, match the route (a public route is settled here),
 // authenticate, fire the route's events, authorize them.
 func (e *Engine) run(p *pass) {
-	if e.choose(p) || p.matchRoute() || p.authenticate() || p.fireEvents() || p.authorize() {
+	if e.choose(p) || p.phase(SpanRoute, (*pass).matchRoute) || p.phase(SpanAuthenticate, (*pass).authenticate) ||
+		p.phase(SpanResolve, (*pass).fireEvents) || p.phase(SpanAuthorize, (*pass).authorize) {
 		return
 	}
 	// authorize settles every request that reaches it; this is a guard.

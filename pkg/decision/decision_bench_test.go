@@ -7,11 +7,16 @@ import (
 	"strings"
 	"testing"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/langgate/langgate/examples/langgraph"
 	"github.com/langgate/langgate/internal/testengine"
 	"github.com/langgate/langgate/pkg/decision"
 	"github.com/langgate/langgate/pkg/policy"
 	"github.com/langgate/langgate/pkg/routes"
+	"github.com/langgate/langgate/pkg/tracing"
 )
 
 // benchRequests are the shapes measured: a read with the owner filter, and
@@ -41,6 +46,41 @@ func BenchmarkDecideCached(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				env.Engine.Decide(ctx, req)
+			}
+		})
+	}
+}
+
+// BenchmarkDecideTraced: the cached read with tracing off (no span in the
+// context), with an unsampled caller (a span that records nothing), and
+// sampled (the request's span and its four phase spans, exported to a
+// no-op exporter): the ratio of each to "off" is tracing's cost.
+func BenchmarkDecideTraced(b *testing.B) {
+	env := testengine.Start(b, testengine.Options{})
+	req := benchRequests(env.Token(b, "alice", nil))["read"]
+	tracer := tracing.New(tracing.Defaults(), sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(tracetest.NewNoopExporter())))
+	const parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-"
+	for _, c := range []struct {
+		name  string
+		flags string // the caller's trace flags; "" for tracing off
+	}{{"off", ""}, {"unsampled", "00"}, {"sampled", "01"}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ctx := context.Background()
+				var sp trace.Span
+				if c.flags != "" {
+					ctx, sp = tracer.Start(ctx, "check", nil, tracing.MapCarrier{"traceparent": parent + c.flags})
+				}
+				if d := env.Engine.Decide(ctx, req); !d.Allow() {
+					b.Fatalf("denied: %s", d.Reason)
+				}
+				if sp != nil {
+					if sp.IsRecording() != (c.flags == "01") {
+						b.Fatalf("recording %v with flags %s", sp.IsRecording(), c.flags)
+					}
+					sp.End()
+				}
 			}
 		})
 	}

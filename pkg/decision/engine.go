@@ -27,6 +27,8 @@ type Engine struct {
 	// signer signs x-langgate-context; nil without a context section.
 	signer *authctx.Signer
 	sink   sink
+	// traceIdentity: Options.TraceIdentity.
+	traceIdentity bool
 }
 
 // ContextKeys returns the keys that sign x-langgate-context, or nil when

@@ -43,6 +43,9 @@ func (h *Holder) Decide(ctx context.Context, req *Request) (d *Decision) {
 		d = &Decision{ID: ids.next()}
 		d.deny(Error, 503, "Service unavailable", "no configuration loaded")
 		renderDenial(d, false)
+		if sp := recording(ctx); sp != nil {
+			annotate(sp, d, nil, false)
+		}
 		h.fallback().record(ctx, req, d, time.Since(start))
 		return d
 	}
@@ -64,6 +67,9 @@ func (h *Holder) Recovered(ctx context.Context, eng *Engine, req *Request, r any
 	renderDenial(d, false)
 	if req == nil {
 		req = &Request{}
+	}
+	if sp := recording(ctx); sp != nil {
+		annotate(sp, d, nil, false)
 	}
 	s.record(ctx, req, d, time.Since(start))
 	return d

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Observer is told about every decision (the metrics package is one).
@@ -55,7 +57,12 @@ func (s *sink) record(ctx context.Context, req *Request, d *Decision, took time.
 		slog.String("reason", d.Reason),
 		slog.Duration("latency", took),
 	}
-	if tid := traceID(req.Headers["traceparent"]); tid != "" {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		// langgate's own span (tracing on): its trace, and its id, which
+		// the exported span carries.
+		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+	} else if tid := traceID(req.Headers["traceparent"]); tid != "" {
+		// Tracing off: the caller's trace, from the request it sent.
 		attrs = append(attrs, slog.String("trace_id", tid))
 	}
 	if d.User != nil {

@@ -14,11 +14,15 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/langgate/langgate/pkg/decision"
 	"github.com/langgate/langgate/pkg/routes"
+	"github.com/langgate/langgate/pkg/tracing"
 )
 
 // Limits and settings of the server NewServer builds.
@@ -48,6 +52,19 @@ const checkMethod = "/envoy.service.auth.v3.Authorization/Check"
 // server answers Check over the engine in a Holder.
 type server struct {
 	engines *decision.Holder
+	tracer  *tracing.Tracer
+}
+
+// SpanName is the name of a Check's span (the gRPC method, as otelgrpc
+// names it).
+const SpanName = "envoy.service.auth.v3.Authorization/Check"
+
+// spanAttrs are a Check span's RPC attributes (OpenTelemetry semantic
+// conventions for gRPC servers).
+var spanAttrs = []attribute.KeyValue{
+	attribute.String("rpc.system", "grpc"),
+	attribute.String("rpc.service", authv3.Authorization_ServiceDesc.ServiceName),
+	attribute.String("rpc.method", "Check"),
 }
 
 // serviceDesc is envoy.service.auth.v3.Authorization as the generated
@@ -65,8 +82,10 @@ var serviceDesc = grpc.ServiceDesc{
 // engines holds, with langgate's codec (which must be the server's: Check
 // is registered for it) and the settings above; opts come after them
 // and may override any but the codec. Register health or reflection on
-// it as on any gRPC server.
-func NewServer(engines *decision.Holder, opts ...grpc.ServerOption) *grpc.Server {
+// it as on any gRPC server. With a tracer, each Check is a span, the
+// child of the trace context in the gRPC metadata (Envoy's ext_authz
+// span), else of the one in the CheckRequest's headers (the client's).
+func NewServer(engines *decision.Holder, tracer *tracing.Tracer, opts ...grpc.ServerOption) *grpc.Server {
 	base := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRecvBytes),
 		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
@@ -76,7 +95,7 @@ func NewServer(engines *decision.Holder, opts ...grpc.ServerOption) *grpc.Server
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))), //nolint:gosec // GOMAXPROCS is positive and small
 	}
 	gs := grpc.NewServer(append(append(base, opts...), grpc.ForceServerCodecV2(newCodec()))...)
-	gs.RegisterService(&serviceDesc, &server{engines: engines})
+	gs.RegisterService(&serviceDesc, &server{engines: engines, tracer: tracer})
 	return gs
 }
 
@@ -99,5 +118,31 @@ func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor
 // check decides one request through the core's one entry point, which
 // answers every outcome (no configuration yet, a panic) with a decision.
 func (s *server) check(ctx context.Context, req *decision.Request) *wireResponse {
+	if s.tracer != nil {
+		md, _ := metadata.FromIncomingContext(ctx)
+		var sp trace.Span
+		ctx, sp = s.tracer.Start(ctx, SpanName, spanAttrs, mdCarrier(md), tracing.MapCarrier(req.Headers))
+		defer sp.End()
+	}
 	return &wireResponse{d: s.engines.Decide(ctx, req)}
+}
+
+// mdCarrier reads a trace context from incoming gRPC metadata.
+type mdCarrier metadata.MD
+
+func (m mdCarrier) Get(key string) string {
+	if vs := metadata.MD(m).Get(key); len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}
+
+func (m mdCarrier) Set(string, string) {}
+
+func (m mdCarrier) Keys() []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return keys
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/langgate/langgate/pkg/devissuer"
 	"github.com/langgate/langgate/pkg/devissuer/devissuertest"
 	"github.com/langgate/langgate/pkg/extauthz"
+	"github.com/langgate/langgate/pkg/tracing"
 )
 
 // harness is a langgate gRPC server on a random loopback port, and a client
@@ -40,6 +41,12 @@ type harness struct {
 
 func start(t testing.TB, opts testengine.Options) *harness {
 	t.Helper()
+	return startWith(t, opts, nil)
+}
+
+// startWith is start with a tracer.
+func startWith(t testing.TB, opts testengine.Options, tracer *tracing.Tracer) *harness {
+	t.Helper()
 	env := testengine.Start(t, opts)
 	var engines decision.Holder
 	engines.Store(env.Engine)
@@ -47,7 +54,7 @@ func start(t testing.TB, opts testengine.Options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := extauthz.NewServer(&engines)
+	gs := extauthz.NewServer(&engines, tracer)
 	go func() { _ = gs.Serve(ln) }()
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

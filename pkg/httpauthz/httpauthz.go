@@ -22,8 +22,12 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/langgate/langgate/pkg/decision"
 	"github.com/langgate/langgate/pkg/routes"
+	"github.com/langgate/langgate/pkg/tracing"
 )
 
 // Endpoint prefixes.
@@ -50,8 +54,11 @@ var ownedHeaders = []string{
 	decision.HeaderEvents, decision.HeaderContext,
 }
 
-// Handler serves the three endpoints for the engine in engines.
-func Handler(engines *decision.Holder, log *slog.Logger) http.Handler {
+// Handler serves the three endpoints for the engine in engines. With a
+// tracer, each request to one of them is a span named after its method and
+// endpoint ("GET /envoy"), the child of the trace context in its headers
+// (Envoy's ext_authz span, or the one nginx or Traefik forwards).
+func Handler(engines *decision.Holder, log *slog.Logger, tracer *tracing.Tracer) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -71,16 +78,26 @@ func Handler(engines *decision.Holder, log *slog.Logger) http.Handler {
 			}
 		}()
 		path, _, _ := strings.Cut(r.RequestURI, "?")
+		var serve func(http.ResponseWriter, *http.Request)
 		switch {
 		case strings.HasPrefix(r.RequestURI, EnvoyPrefix+"/"):
-			s.envoy(w, r)
+			serve, path = s.envoy, EnvoyPrefix
 		case path == NginxPath:
-			s.nginx(w, r)
+			serve = s.nginx
 		case path == TraefikPath:
-			s.traefik(w, r)
+			serve = s.traefik
 		default:
 			http.NotFound(w, r)
+			return
 		}
+		if tracer != nil {
+			ctx, sp := tracer.Start(r.Context(), r.Method+" "+path, []attribute.KeyValue{
+				attribute.String("http.request.method", r.Method), attribute.String("http.route", path),
+			}, propagation.HeaderCarrier(r.Header))
+			defer sp.End()
+			r = r.WithContext(ctx)
+		}
+		serve(w, r)
 	})
 }
 

@@ -24,7 +24,7 @@ func serverWith(t *testing.T, opts testengine.Options) (*httptest.Server, *teste
 	env := testengine.Start(t, opts)
 	var engines decision.Holder
 	engines.Store(env.Engine)
-	srv := httptest.NewServer(httpauthz.Handler(&engines, nil))
+	srv := httptest.NewServer(httpauthz.Handler(&engines, nil, nil))
 	t.Cleanup(srv.Close)
 	return srv, env
 }

@@ -168,6 +168,7 @@ type langgate struct {
 	t                 *testing.T
 	args              []string
 	grpc, admin, http string
+	env               []string // added to the process's environment
 	cmd               *exec.Cmd
 	log               *testproc.SyncBuffer
 	done              chan struct{}
@@ -178,10 +179,18 @@ type langgate struct {
 // transport on a loopback port.
 func startLanggate(t *testing.T, config string) *langgate {
 	t.Helper()
+	return startLanggateWith(t, config, nil)
+}
+
+// startLanggateWith is startLanggate with env (NAME=value) added to the
+// process's environment and args to its command line.
+func startLanggateWith(t *testing.T, config string, env []string, args ...string) *langgate {
+	t.Helper()
 	fixtures(t)
-	lg := &langgate{t: t, grpc: testproc.FreeAddr(t), admin: testproc.FreeAddr(t), http: testproc.FreeAddr(t), log: &testproc.SyncBuffer{}}
+	lg := &langgate{t: t, grpc: testproc.FreeAddr(t), admin: testproc.FreeAddr(t), http: testproc.FreeAddr(t), log: &testproc.SyncBuffer{}, env: env}
 	lg.args = []string{"serve", "--config", config, "--grpc-addr", lg.grpc, "--admin-addr", lg.admin, "--http-addr", lg.http,
 		"--log-format", "text", "--watch-interval", "0"}
+	lg.args = append(lg.args, args...)
 	// Registered before the start, so that a langgate that never becomes
 	// ready is killed and its log shown too.
 	t.Cleanup(func() {
@@ -198,7 +207,7 @@ func startLanggate(t *testing.T, config string) *langgate {
 func (lg *langgate) start() {
 	lg.t.Helper()
 	lg.cmd = exec.Command(shared.bin, lg.args...)
-	lg.cmd.Env = append(os.Environ(), "OIDC_ISSUER="+shared.issuer.URL, "OIDC_AUDIENCE="+shared.issuer.Audience)
+	lg.cmd.Env = append(append(os.Environ(), "OIDC_ISSUER="+shared.issuer.URL, "OIDC_AUDIENCE="+shared.issuer.Audience), lg.env...)
 	lg.cmd.Stdout, lg.cmd.Stderr = lg.log, lg.log
 	lg.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := lg.cmd.Start(); err != nil {
