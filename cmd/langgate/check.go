@@ -173,6 +173,16 @@ func writeTrace(w io.Writer, req *decision.Request, t *decision.Trace, claims bo
 		line("result", "DENY %d %s", t.Status, t.Body)
 	}
 	line("reason", "%s", t.Reason)
+	for _, s := range t.Shadow {
+		verdict := "would allow"
+		if !s.Allowed {
+			verdict = fmt.Sprintf("would deny %d", s.Status)
+		}
+		line("shadow", "%s: handler %q %s (%s); not enforced", s.Event, s.Handler, verdict, s.Reason)
+	}
+	if s := t.ShadowPolicy; s != nil {
+		line("shadow", "policy %q: %s, %s %d (%s); not enforced", s.Policy, strings.ReplaceAll(s.Verdict, "_", " "), s.Outcome, s.Status, s.Reason)
+	}
 	if len(t.Headers) > 0 {
 		fmt.Fprintln(w, "headers:")
 		hs := append([]decision.Header(nil), t.Headers...)

@@ -67,8 +67,12 @@ type expectation struct {
 	Metadata any               `yaml:"metadata"`
 	Events   []string          `yaml:"events"`
 	Headers  map[string]string `yaml:"headers"`
-	// WouldDeny is whether a shadow handler would have refused an event.
+	// WouldDeny is whether a shadow handler would have refused an event,
+	// or the shadow policy the request.
 	WouldDeny *bool `yaml:"would_deny"`
+	// ShadowVerdict is the shadow policy's verdict (agree, would_deny,
+	// would_allow, would_filter); "none" when no shadow policy decided.
+	ShadowVerdict string `yaml:"shadow_verdict"`
 }
 
 // policyTestCmd runs policy tests like `opa test`: every *_test.yaml file
@@ -205,6 +209,13 @@ func runTestFile(file string, stdout io.Writer, verbose, coverage bool) (passed,
 		if tr.Route != "" {
 			routesSeen[tr.Policy+"\x00"+tr.Route] = true
 		}
+		if sp := d.ShadowPolicy; sp != nil {
+			// The shadow policy reached what decided its verdict.
+			handlers[sp.Policy+"\x00"+sp.Handler] = sp.Handler != ""
+			if sp.Route != "" {
+				routesSeen[sp.Policy+"\x00"+sp.Route] = true
+			}
+		}
 		diffs := compare(t.Expect, tr, d)
 		if len(diffs) == 0 {
 			passed++
@@ -290,6 +301,15 @@ func compare(want expectation, tr *decision.Trace, d *decision.Decision) []strin
 	}
 	if want.WouldDeny != nil && *want.WouldDeny != d.WouldDeny() {
 		differ("would_deny (shadow)", *want.WouldDeny, d.WouldDeny())
+	}
+	if want.ShadowVerdict != "" {
+		got := "none"
+		if d.ShadowPolicy != nil {
+			got = d.ShadowPolicy.Verdict
+		}
+		if got != want.ShadowVerdict {
+			differ("shadow_verdict", want.ShadowVerdict, got)
+		}
 	}
 	names := make([]string, 0, len(want.Headers))
 	for k := range want.Headers {

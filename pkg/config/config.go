@@ -61,7 +61,13 @@ type Policy struct {
 	Name string `yaml:"-"`
 	// Hosts are the :authority values (exact, or "*.example.com") that
 	// select this policy when no context extension does.
-	Hosts        []string      `yaml:"hosts"`
+	Hosts []string `yaml:"hosts"`
+	// ShadowOf makes this policy a candidate replacement for the named
+	// one: it is decided beside that policy on every request that policy
+	// decides, and its verdict is logged and counted, never enforced. A
+	// shadow policy is never selected (no hosts, not the default, refused
+	// by the policy context extension).
+	ShadowOf     string        `yaml:"shadow_of"`
 	Authenticate *Authenticate `yaml:"authenticate"`
 	Authorize    *Authorize    `yaml:"authorize"`
 }

@@ -194,6 +194,12 @@ func TestParseMultiPolicyErrors(t *testing.T) {
 		{strings.Replace(multi, "      unmatched: deny\n", "      unmatched: deny\n      routez: []\n", 1), `m.yaml:18:7: unknown field "routez"`},
 		{strings.Replace(multi, "action: update\n", "action: update\n          verb: x\n", 1), `m.yaml:24:11: unknown field "verb"`},
 		{multi + "authorize: {}\n", "m.yaml:27:12: authorize: not allowed beside policies"},
+		{multi + "  next:\n    shadow_of: next\n", `m.yaml:28:5: policy "next": shadow_of names itself`},
+		{multi + "  next:\n    shadow_of: nope\n", `m.yaml:28:5: policy "next": shadow_of: no policy named "nope"`},
+		{multi + "  next:\n    shadow_of: lg\n  after:\n    shadow_of: next\n", `m.yaml:30:5: policy "after": shadow_of: "next" is itself a shadow (of "lg")`},
+		{multi + "  a2:\n    shadow_of: lg\n  a1:\n    shadow_of: lg\n", `m.yaml:28:5: policy "a2": policy "lg" already has a shadow ("a1")`},
+		{multi + "  next:\n    shadow_of: lg\n    hosts: [x.example.com]\n", `m.yaml:28:5: policy "next": a shadow policy has no hosts`},
+		{strings.Replace(multi, "default_policy: lg", "default_policy: next", 1) + "  next:\n    shadow_of: lg\n", `m.yaml:1: default_policy: "next" is a shadow policy`},
 	}
 	for _, tc := range tests {
 		_, err := Parse("m.yaml", []byte(tc.edit), env(nil))

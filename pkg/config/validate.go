@@ -109,6 +109,7 @@ func validate(f *File, sink *errorSink) {
 		if f.DefaultPolicy != "" && f.Policies[f.DefaultPolicy] == nil {
 			sink.add(Pos{Line: 1}, "default_policy: no policy named %q", f.DefaultPolicy)
 		}
+		validateShadows(f, names, sink)
 	}
 	done := map[*Authenticate]bool{}
 	for _, p := range f.policies {
@@ -119,6 +120,40 @@ func validate(f *File, sink *errorSink) {
 		validateAuthorize(p.Authorize, sink)
 	}
 	checkSharedIssuers(f.policies, sink)
+}
+
+// validateShadows checks the shadow_of links: each names another policy
+// that is not a shadow itself, a policy has at most one shadow, and a
+// shadow is never selected (no hosts, not the default policy).
+func validateShadows(f *File, names []string, sink *errorSink) {
+	shadowed := map[string]string{}
+	for _, name := range names {
+		p := f.Policies[name]
+		if p == nil || p.ShadowOf == "" {
+			continue
+		}
+		target := f.Policies[p.ShadowOf]
+		switch {
+		case p.ShadowOf == name:
+			sink.add(p.Pos, "policy %q: shadow_of names itself", name)
+			continue
+		case target == nil:
+			sink.add(p.Pos, "policy %q: shadow_of: no policy named %q", name, p.ShadowOf)
+			continue
+		case target.ShadowOf != "":
+			sink.add(p.Pos, "policy %q: shadow_of: %q is itself a shadow (of %q); shadow the policy that decides", name, p.ShadowOf, target.ShadowOf)
+		case shadowed[p.ShadowOf] != "":
+			sink.add(p.Pos, "policy %q: policy %q already has a shadow (%q); one shadow per policy", name, p.ShadowOf, shadowed[p.ShadowOf])
+		default:
+			shadowed[p.ShadowOf] = name
+		}
+		if len(p.Hosts) > 0 {
+			sink.add(p.Pos, "policy %q: a shadow policy has no hosts: it decides the requests of %q, never its own", name, p.ShadowOf)
+		}
+		if f.DefaultPolicy == name {
+			sink.add(Pos{Line: 1}, "default_policy: %q is a shadow policy, which is never enforced", name)
+		}
+	}
 }
 
 // DefaultContextTTL is a signed context's lifetime unless configured.

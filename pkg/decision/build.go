@@ -85,6 +85,7 @@ func Build(f *config.File, opts Options) (*Engine, error) {
 			errs.Append(f.Name, pc.Pos, err)
 			continue
 		}
+		p.ShadowOf = pc.ShadowOf
 		e.policies = append(e.policies, p)
 		e.byName[p.Name] = p
 		for _, h := range pc.Hosts {
@@ -109,11 +110,19 @@ func Build(f *config.File, opts Options) (*Engine, error) {
 			}
 		}
 	}
+	var enforced []*Policy
+	for _, p := range e.policies {
+		if p.ShadowOf == "" {
+			enforced = append(enforced, p)
+		} else {
+			e.byName[p.ShadowOf].shadow = p // validated: it exists and is enforced
+		}
+	}
 	switch {
 	case f.DefaultPolicy != "":
 		e.defaultPolicy = e.byName[f.DefaultPolicy]
-	case len(e.policies) == 1:
-		e.defaultPolicy = e.policies[0]
+	case len(enforced) == 1:
+		e.defaultPolicy = enforced[0]
 	}
 	return e, nil
 }

@@ -63,6 +63,7 @@ func (e *Engine) DecideWith(ctx context.Context, req *Request, opts DecideOption
 	p.span = recording(ctx)
 	e.run(p)
 	e.respond(p)
+	e.decideShadow(p)
 	if p.span != nil {
 		annotate(p.span, p.d, p.route, e.traceIdentity)
 	}

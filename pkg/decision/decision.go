@@ -99,6 +99,9 @@ type Decision struct {
 	// Shadow holds what the shadow handlers decided for the events they
 	// would take; never enforced (config.Handler.Shadow).
 	Shadow []ShadowResult
+	// ShadowPolicy is what the selected policy's shadow policy decided,
+	// when it has one; never enforced.
+	ShadowPolicy *PolicyShadow
 
 	// memo is set when the one event's result was memoized on the user;
 	// memoEvents is then its x-langgate-events value.
@@ -116,8 +119,12 @@ type ShadowResult struct {
 	Reason string `json:"reason"`
 }
 
-// WouldDeny reports whether a shadow handler would have refused an event.
+// WouldDeny reports whether a shadow handler would have refused an event,
+// or the shadow policy an allowed request.
 func (d *Decision) WouldDeny() bool {
+	if d.ShadowPolicy != nil && d.ShadowPolicy.Verdict == VerdictWouldDeny {
+		return true
+	}
 	for _, s := range d.Shadow {
 		if !s.Allowed {
 			return true

@@ -86,6 +86,41 @@ func BenchmarkDecideTraced(b *testing.B) {
 	}
 }
 
+// BenchmarkDecideShadowPolicy: the cached read decided by a policy alone
+// ("alone"), and by the same policy with a shadow policy decided beside it
+// ("shadowed"): the ratio is what a rollout costs while it is in place.
+func BenchmarkDecideShadowPolicy(b *testing.B) {
+	const head = `authenticate:
+  oidc: [{issuer: "${OIDC_ISSUER}", audiences: ["${OIDC_AUDIENCE}"]}]
+  user: {identity: claims.sub}
+policies:
+  current:
+    authorize:
+      routes: langgraph
+      handlers: [{on: "*", filters: {owner: user.identity}}]
+`
+	const shadow = `  next:
+    shadow_of: current
+    authorize:
+      routes: langgraph
+      handlers: [{on: "*", filters: {owner: user.identity}}, {on: threads.delete, allow: "false"}]
+`
+	for _, c := range []struct{ name, policy string }{{"alone", head}, {"shadowed", head + shadow}} {
+		b.Run(c.name, func(b *testing.B) {
+			env := testengine.Start(b, testengine.Options{Policy: c.policy})
+			req := benchRequests(env.Token(b, "alice", nil))["read"]
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				d := env.Engine.Decide(ctx, req)
+				if !d.Allow() || (c.name == "shadowed") != (d.ShadowPolicy != nil) {
+					b.Fatalf("%s: %s, shadow %+v", c.name, d.Reason, d.ShadowPolicy)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkDecideUncached: every request carries a token not in the cache
 // (a one-entry cache cycled through distinct tokens), so each decision
 // includes a full RS256 verification.

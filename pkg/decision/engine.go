@@ -56,6 +56,10 @@ type Policy struct {
 	studio *policy.Condition
 	// strip lists client headers removed from every request (lower case).
 	strip []string
+	// ShadowOf names the policy this one shadows ("" for an enforced
+	// policy); shadow is this policy's own shadow, decided beside it.
+	ShadowOf string
+	shadow   *Policy
 }
 
 // Policies lists the compiled policies in name order.

@@ -38,7 +38,7 @@ func (s *sink) record(ctx context.Context, req *Request, d *Decision, took time.
 	}
 	level := slog.LevelDebug
 	switch {
-	case !d.Allow(), d.WouldDeny():
+	case !d.Allow(), d.WouldDeny(), d.ShadowPolicy != nil && d.ShadowPolicy.Verdict != VerdictAgree:
 		level = slog.LevelInfo
 	case s.opts.LogAllows && (s.opts.AllowSampleRate >= 1 || mrand.Float64() < s.opts.AllowSampleRate): //nolint:gosec // log sampling, not security
 		level = slog.LevelInfo
@@ -79,7 +79,13 @@ func (s *sink) record(ctx context.Context, req *Request, d *Decision, took time.
 		attrs = append(attrs, slog.Any("events", evs), slog.String("handler", d.Handler))
 	}
 	if len(d.Shadow) > 0 {
-		attrs = append(attrs, slog.Any("shadow", d.Shadow), slog.Bool("would_deny", d.WouldDeny()))
+		attrs = append(attrs, slog.Any("shadow", d.Shadow))
+	}
+	if d.ShadowPolicy != nil {
+		attrs = append(attrs, slog.Any("shadow_policy", d.ShadowPolicy))
+	}
+	if len(d.Shadow) > 0 || d.ShadowPolicy != nil {
+		attrs = append(attrs, slog.Bool("would_deny", d.WouldDeny()))
 	}
 	s.log.LogAttrs(context.WithoutCancel(ctx), level, "decision", attrs...)
 }

@@ -31,6 +31,9 @@ func (e *Engine) choose(p *pass) bool {
 func (e *Engine) selectPolicy(req *Request) (*Policy, string, error) {
 	if name, ok := req.Context[PolicyContextKey]; ok {
 		if p := e.byName[name]; p != nil {
+			if p.ShadowOf != "" {
+				return nil, "", fmt.Errorf("context extension policy=%q names a shadow policy (of %q), which is never enforced", name, p.ShadowOf)
+			}
 			return p, "context extension policy=" + name, nil
 		}
 		return nil, "", fmt.Errorf("context extension policy=%q names no policy", name)

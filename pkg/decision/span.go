@@ -33,7 +33,9 @@ const (
 	AttrStatus     = "langgate.status"
 	AttrAuthFail   = "langgate.auth_failure" // the kind of authentication failure
 	AttrWouldDeny  = "langgate.shadow.would_deny"
-	AttrIdentity   = "enduser.id"
+	// AttrShadowVerdict is the shadow policy's verdict (VerdictAgree, ...).
+	AttrShadowVerdict = "langgate.shadow.verdict"
+	AttrIdentity      = "enduser.id"
 )
 
 // phase runs one phase of a traced pass in a child span, with the span's
@@ -87,8 +89,11 @@ func annotate(sp trace.Span, d *Decision, route *routes.Route, identity bool) {
 	if d.AuthFailure != 0 {
 		attrs = append(attrs, attribute.String(AttrAuthFail, d.AuthFailure.String()))
 	}
-	if len(d.Shadow) > 0 {
+	if len(d.Shadow) > 0 || d.ShadowPolicy != nil {
 		attrs = append(attrs, attribute.Bool(AttrWouldDeny, d.WouldDeny()))
+	}
+	if sp := d.ShadowPolicy; sp != nil {
+		attrs = append(attrs, attribute.String(AttrShadowVerdict, sp.Verdict))
 	}
 	if identity && d.User != nil {
 		attrs = append(attrs, attribute.String(AttrIdentity, d.User.Identity))

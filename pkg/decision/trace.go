@@ -24,6 +24,11 @@ type Trace struct {
 	RemoveHeaders   []string `json:"headers_to_remove,omitempty"`
 	ResponseHeaders []Header `json:"response_headers,omitempty"`
 	Body            string   `json:"body,omitempty"`
+
+	// Shadow and ShadowPolicy are the shadow handlers' and the shadow
+	// policy's verdicts (Decision.Shadow, Decision.ShadowPolicy).
+	Shadow       []ShadowResult `json:"shadow,omitempty"`
+	ShadowPolicy *PolicyShadow  `json:"shadow_policy,omitempty"`
 }
 
 // EventTrace is one event: its value, the handler chosen and why, and the
@@ -51,14 +56,20 @@ func (t *Trace) route(path string, r *routes.Route) {
 	}
 	t.Path = path
 	if r != nil {
-		t.Route = r.Method + " " + r.Pattern
-		switch {
-		case r.Public:
-			t.Route += " (public)"
-		case r.Blocked:
-			t.Route += " (blocked)"
-		}
+		t.Route = routeName(r)
 	}
+}
+
+// routeName names a route as traces and shadow verdicts do: its method
+// and pattern, and whether it is public or blocked.
+func routeName(r *routes.Route) string {
+	switch {
+	case r.Public:
+		return r.Method + " " + r.Pattern + " (public)"
+	case r.Blocked:
+		return r.Method + " " + r.Pattern + " (blocked)"
+	}
+	return r.Method + " " + r.Pattern
 }
 
 func (t *Trace) event(ev *routes.Event, p *policy.Handlers) *policy.EvalTrace {
@@ -84,6 +95,7 @@ func (t *Trace) finish(d *Decision) {
 		t.Identity = d.User.Identity
 	}
 	t.Headers, t.RemoveHeaders = d.Headers, d.RemoveHeaders
+	t.Shadow, t.ShadowPolicy = d.Shadow, d.ShadowPolicy
 	if !d.Allow() {
 		t.ResponseHeaders, t.Body = d.ResponseHeaders, d.Body
 	}

@@ -51,7 +51,7 @@ func New(reg prometheus.Registerer, engines *decision.Holder) *Metrics {
 		}, []string{"kind", "reason", "policy"}),
 		shadow: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "langgate_shadow_results_total",
-			Help: "Verdicts of shadow handlers (evaluated, never enforced) by policy, handler and result (would_allow, would_deny): how a rule being rolled out would decide.",
+			Help: "Verdicts of shadow handlers and shadow policies (evaluated, never enforced) by policy, handler and result: would_allow or would_deny for a shadow handler's event; agree, would_deny, would_allow, would_filter or error for a shadow policy's request, against the policy it shadows.",
 		}, []string{"policy", "handler", "result"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "langgate_config_reloads_total",
@@ -103,6 +103,9 @@ func (m *Metrics) Observe(d *decision.Decision, took time.Duration) {
 			result = "would_deny"
 		}
 		m.shadow.WithLabelValues(d.Policy, s.Handler, result).Inc()
+	}
+	if s := d.ShadowPolicy; s != nil {
+		m.shadow.WithLabelValues(s.Policy, s.Handler, s.Verdict).Inc()
 	}
 }
 
