@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	egv1alpha1 "github.com/envoyproxy/gateway/api/v1alpha1"
+	kgwv1alpha1 "github.com/kgateway-dev/kgateway/v2/api/v1alpha1/kgateway"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
@@ -32,6 +34,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
+	gwv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -167,6 +170,14 @@ func newObject(apiVersion, kind string) metav1.Object {
 		return &monitoringv1.ServiceMonitor{}
 	case "security.istio.io/v1 AuthorizationPolicy":
 		return &istiosecurityv1.AuthorizationPolicy{}
+	case "gateway.envoyproxy.io/v1alpha1 SecurityPolicy":
+		return &egv1alpha1.SecurityPolicy{}
+	case "gateway.kgateway.dev/v1alpha1 GatewayExtension":
+		return &kgwv1alpha1.GatewayExtension{}
+	case "gateway.kgateway.dev/v1alpha1 TrafficPolicy":
+		return &kgwv1alpha1.TrafficPolicy{}
+	case "gateway.networking.k8s.io/v1beta1 ReferenceGrant":
+		return &gwv1beta1.ReferenceGrant{}
 	}
 	return nil
 }
@@ -235,6 +246,16 @@ func kinds(m manifests) []string {
 	return out
 }
 
+// inTargetNamespace reports whether o lives in the namespace of what it
+// protects (a mesh or gateway policy) rather than in the release's.
+func inTargetNamespace(o metav1.Object) bool {
+	switch o.(type) {
+	case *istiosecurityv1.AuthorizationPolicy, *egv1alpha1.SecurityPolicy, *kgwv1alpha1.GatewayExtension, *kgwv1alpha1.TrafficPolicy:
+		return true
+	}
+	return false
+}
+
 // metadataProblems checks names, namespaces and the standard labels.
 func metadataProblems(m manifests) []string {
 	var p []string
@@ -243,7 +264,7 @@ func metadataProblems(m manifests) []string {
 		if o.GetName() == "" {
 			p = append(p, at+": no name")
 		}
-		if _, isAP := o.(*istiosecurityv1.AuthorizationPolicy); !isAP && o.GetNamespace() != namespace {
+		if !inTargetNamespace(o) && o.GetNamespace() != namespace {
 			p = append(p, fmt.Sprintf("%s: namespace %q, want the release namespace %q", at, o.GetNamespace(), namespace))
 		}
 		for _, k := range []string{"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by", "helm.sh/chart"} {
@@ -532,8 +553,10 @@ func TestDefaults(t *testing.T) {
 func TestAllFeatures(t *testing.T) {
 	m := render(t, "--values", allValues)
 	want := []string{
+		"kgateway.GatewayExtension", "kgateway.TrafficPolicy",
 		"v1.AuthorizationPolicy", "v1.ConfigMap", "v1.Deployment", "v1.NetworkPolicy", "v1.PodDisruptionBudget",
-		"v1.Service", "v1.Service", "v1.ServiceAccount", "v1.ServiceMonitor", "v2.HorizontalPodAutoscaler",
+		"v1.Service", "v1.Service", "v1.ServiceAccount", "v1.ServiceMonitor",
+		"v1alpha1.SecurityPolicy", "v1beta1.ReferenceGrant", "v2.HorizontalPodAutoscaler",
 	}
 	if got := kinds(m); !reflect.DeepEqual(got, want) {
 		t.Errorf("rendered %v, want %v", got, want)
@@ -909,6 +932,11 @@ func TestRejectedValues(t *testing.T) {
 		{"istio.authorizationPolicy.publicPaths[0]=ok", "/istio/authorizationPolicy/publicPaths/0"},
 		{"istio.authorizationPolicy.enabled=true", "needs selector.matchLabels or targetRefs"},
 		{"config.policy=", "config.policy is required"},
+		{"envoyGateway.enabled=true", "envoyGateway.targetRefs is required"},
+		{"kgateway.enabled=true", "kgateway.targetRefs is required"},
+		{"envoyGateway.timeout=0.05s", "/envoyGateway/timeout"},
+		{"kgateway.maxRequestBytes=2097152", "/kgateway/maxRequestBytes"},
+		{"envoyGateway.statusOnError=200", "/envoyGateway/statusOnError"},
 	}
 	for _, c := range cases {
 		t.Run(c.set, func(t *testing.T) {
