@@ -519,6 +519,11 @@ func TestDefaults(t *testing.T) {
 	if c.Image != "ghcr.io/langgate/langgate:0.1.0" {
 		t.Errorf("image %q, want the chart's appVersion tag", c.Image)
 	}
+	for _, e := range c.Env {
+		if strings.HasPrefix(e.Name, "OTEL_") {
+			t.Errorf("tracing is on by default: %s=%s", e.Name, e.Value)
+		}
+	}
 
 	// The default policy is the repository's LangGraph example.
 	cm := one[*corev1.ConfigMap](t, m)
@@ -586,6 +591,18 @@ func TestAllFeatures(t *testing.T) {
 	}
 	if env["OIDC_ISSUER"] != "https://idp.example.com/realms/main" || env["OIDC_AUDIENCE"] != "langgraph" || env["TENANT"] != "acme" {
 		t.Errorf("env %v lacks the issuer, audience or extra variables", env)
+	}
+	for k, want := range map[string]string{
+		"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4317",
+		"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1",
+		"OTEL_SERVICE_NAME": "langgate",
+	} {
+		if env[k] != want {
+			t.Errorf("tracing: %s=%q, want %q", k, env[k], want)
+		}
+	}
+	if !slices.Contains(c.Args, "--trace-identity") {
+		t.Errorf("args %v lack --trace-identity (tracing.identity)", c.Args)
 	}
 
 	// API keys come from the existing Secret, read-only, where the values say.
