@@ -82,3 +82,19 @@ test-image-build:
 # several platforms: docker buildx build --platform linux/amd64,linux/arm64 .
 image:
 	$(DOCKER) build --pull -t $(IMAGE):$(IMAGE_TAG) .
+
+# egctl, Envoy Gateway's CLI, built from the Go module proxy at the release
+# go.mod pins for the Go types test/chart decodes into. test/e2e runs its
+# translator (egctl x translate) on the chart's SecurityPolicy and loads the
+# result into the real Envoy. bin/egctl, or $EGCTL when set.
+EGCTL_VERSION := $(shell sed -n 's|^[[:space:]]*github.com/envoyproxy/gateway \(v[^ ]*\).*|\1|p' go.mod)
+EGCTL_BIN     := $(CURDIR)/$(BIN)/egctl
+TEST_DEPS     += egctl
+.PHONY: egctl
+egctl:
+	@if $(GO) version -m $(EGCTL_BIN) 2>/dev/null | grep -Eq '^[[:space:]]+mod[[:space:]]+github\.com/envoyproxy/gateway[[:space:]]+$(EGCTL_VERSION)[[:space:]]'; then \
+		echo "egctl $(EGCTL_VERSION) already in $(BIN)/"; \
+	else \
+		echo "installing egctl $(EGCTL_VERSION) into $(BIN)/ (go install, from the Go module proxy)"; \
+		GOBIN=$(CURDIR)/$(BIN) $(GO) install -trimpath -ldflags '-s -w' github.com/envoyproxy/gateway/cmd/egctl@$(EGCTL_VERSION); \
+	fi
