@@ -76,7 +76,7 @@ func TestEnvoyGatewaySecurityPolicy(t *testing.T) {
 	if ref.Kind != nil && *ref.Kind != "Service" || ref.Port == nil || ref.Namespace == nil {
 		t.Fatalf("backendRef %+v, want a Service with a namespace and a port", ref)
 	}
-	svc := grpcService(t, m, string(ref.Name), int32(*ref.Port))
+	svc := grpcService(t, m, string(ref.Name), *ref.Port)
 	if string(*ref.Namespace) != svc.Namespace {
 		t.Errorf("backendRef namespace %s, want the Service's %s", *ref.Namespace, svc.Namespace)
 	}
@@ -123,14 +123,16 @@ func TestKgatewayExtension(t *testing.T) {
 	ext := one[*kgwv1alpha1.GatewayExtension](t, m)
 	tp := one[*kgwv1alpha1.TrafficPolicy](t, m)
 	ea := ext.Spec.ExtAuth
-	if ext.Spec.Type == nil || *ext.Spec.Type != kgwv1alpha1.GatewayExtensionTypeExtAuth || ea == nil || ea.GrpcService == nil || ea.HttpService != nil {
-		t.Fatalf("GatewayExtension spec %+v, want an ExtAuth provider over gRPC", ext.Spec)
+	// (spec.type is deprecated and ignored in kgateway v2.2: the provider
+	// is the one field set.)
+	if ea == nil || ea.GrpcService == nil || ea.HttpService != nil || ext.Spec.ExtProc != nil || ext.Spec.RateLimit != nil || ext.Spec.JWT != nil || ext.Spec.OAuth2 != nil {
+		t.Fatalf("GatewayExtension spec %+v, want an ExtAuth provider over gRPC and nothing else", ext.Spec)
 	}
 	ref := ea.GrpcService.BackendRef.BackendObjectReference
 	if ref.Port == nil || ref.Namespace == nil {
 		t.Fatalf("backendRef %+v, want a namespace and a port", ref)
 	}
-	svc := grpcService(t, m, string(ref.Name), int32(*ref.Port))
+	svc := grpcService(t, m, string(ref.Name), *ref.Port)
 	if string(*ref.Namespace) != svc.Namespace {
 		t.Errorf("backendRef namespace %s, want the Service's %s", *ref.Namespace, svc.Namespace)
 	}
@@ -140,7 +142,7 @@ func TestKgatewayExtension(t *testing.T) {
 	if ea.FailOpen || ea.StatusOnError != 503 {
 		t.Errorf("failOpen %v statusOnError %d, want false and 503", ea.FailOpen, ea.StatusOnError)
 	}
-	if rt := ea.GrpcService.RequestTimeout; rt == nil || rt.Duration.Milliseconds() != 100 {
+	if rt := ea.GrpcService.RequestTimeout; rt == nil || rt.Milliseconds() != 100 {
 		t.Errorf("requestTimeout %v, want 100ms", rt)
 	}
 	pa := tp.Spec.ExtAuth
