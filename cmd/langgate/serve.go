@@ -49,6 +49,7 @@ type serveFlags struct {
 	shutdownGrace time.Duration
 	pprof         bool
 	traceIdentity bool
+	readyWait     time.Duration
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -69,6 +70,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&sf.drainDelay, "drain-delay", 0, "after SIGTERM, how long to keep serving while reporting not ready (let load balancers move away)")
 	fs.DurationVar(&sf.shutdownGrace, "shutdown-grace", 10*time.Second, "after the drain delay, how long in-flight checks may run")
 	fs.BoolVar(&sf.pprof, "pprof", false, "serve net/http/pprof on the admin port under /debug/pprof/")
+	fs.DurationVar(&sf.readyWait, "ready-wait", 10*time.Second, "at startup, how long to wait for every issuer's keys before opening the check ports (the admin port opens at once); 0 opens them at once")
 	fs.BoolVar(&sf.traceIdentity, "trace-identity", false, "with tracing on (OTEL_* variables), record the caller's identity as enduser.id on each span")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -142,24 +144,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	grpcLn, err := net.Listen("tcp", sf.grpcAddr)
-	if err != nil {
-		return fmt.Errorf("gRPC listener: %w", err)
-	}
+	// The admin port first: probes and /readyz answer while the issuers
+	// fetch their keys.
 	adminLn, err := net.Listen("tcp", sf.adminAddr)
 	if err != nil {
-		grpcLn.Close()
 		return fmt.Errorf("admin listener: %w", err)
 	}
-	var httpLn net.Listener
-	if sf.httpAddr != "" {
-		if httpLn, err = net.Listen("tcp", sf.httpAddr); err != nil {
-			grpcLn.Close()
-			adminLn.Close()
-			return fmt.Errorf("HTTP authorization listener: %w", err)
-		}
-	}
-
 	var state admin.State
 	gs := extauthz.NewServer(&engines, tracer)
 	hs := health.NewServer()
@@ -169,12 +159,31 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	adminSrv := &http.Server{Handler: admin.Handler(&engines, &state, admin.Options{Gatherer: promReg, Pprof: sf.pprof}), ReadHeaderTimeout: 5 * time.Second}
 
 	errc := make(chan error, 3)
-	go func() { errc <- gs.Serve(grpcLn) }()
 	go func() {
 		if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 		}
 	}()
+	// The check ports open once the engine can verify tokens (or after
+	// --ready-wait): a replica that is (re)starting refuses connections
+	// instead of answering "no keys yet" to the Checks a proxy sends it
+	// before its health checks notice, so the proxy retries another
+	// replica (docs/reliability.md).
+	waitReady(ctx, &engines, sf.readyWait, log)
+	grpcLn, err := net.Listen("tcp", sf.grpcAddr)
+	if err != nil {
+		_ = adminSrv.Close()
+		return fmt.Errorf("gRPC listener: %w", err)
+	}
+	var httpLn net.Listener
+	if sf.httpAddr != "" {
+		if httpLn, err = net.Listen("tcp", sf.httpAddr); err != nil {
+			grpcLn.Close()
+			_ = adminSrv.Close()
+			return fmt.Errorf("HTTP authorization listener: %w", err)
+		}
+	}
+	go func() { errc <- gs.Serve(grpcLn) }()
 	var httpSrv *http.Server
 	if httpLn != nil {
 		httpSrv = &http.Server{Handler: httpauthz.Handler(&engines, log, tracer), ReadHeaderTimeout: 5 * time.Second}
@@ -231,6 +240,32 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	_ = adminSrv.Shutdown(sctx)
 	log.Info("stopped")
 	return nil
+}
+
+// waitReady returns once the engine in service is ready (every issuer has
+// keys), after wait, or when ctx ends, whichever is first; it logs when it
+// gives up waiting.
+func waitReady(ctx context.Context, engines *decision.Holder, wait time.Duration, log *slog.Logger) {
+	if wait <= 0 {
+		return
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if admin.Readiness(engines, nil).Ready {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			log.Warn("not ready after --ready-wait; opening the check ports anyway (tokens of issuers without keys are refused)", "ready_wait", wait)
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // trackReadiness mirrors readiness into the gRPC health service, so Envoy's

@@ -453,6 +453,59 @@ func (c *Config) SetEndpoint(cluster, addr string, healthPort int) error {
 	return nil
 }
 
+// SetEndpoints replaces the named cluster's endpoints with one per
+// address (host:port), each a copy of its first endpoint (health check
+// settings included); healthPorts, when not nil, gives each its health
+// check port.
+func (c *Config) SetEndpoints(cluster string, addrs []string, healthPorts []int) error {
+	if healthPorts != nil && len(healthPorts) != len(addrs) {
+		return fmt.Errorf("%d addresses, %d health ports", len(addrs), len(healthPorts))
+	}
+	cl := c.Cluster(cluster)
+	if cl == nil {
+		return fmt.Errorf("no cluster %q", cluster)
+	}
+	la, _ := cl["load_assignment"].(map[string]any)
+	eps, _ := la["endpoints"].([]any)
+	if len(eps) == 0 {
+		return fmt.Errorf("cluster %q has no endpoint", cluster)
+	}
+	lbs, _ := eps[0].(map[string]any)["lb_endpoints"].([]any)
+	if len(lbs) == 0 {
+		return fmt.Errorf("cluster %q has no endpoint", cluster)
+	}
+	proto, err := json.Marshal(lbs[0])
+	if err != nil {
+		return err
+	}
+	out := make([]any, len(addrs))
+	for i, addr := range addrs {
+		host, portS, err := net.SplitHostPort(addr)
+		if err != nil {
+			return err
+		}
+		port, err := strconv.Atoi(portS)
+		if err != nil {
+			return fmt.Errorf("port of %q: %w", addr, err)
+		}
+		var lb map[string]any
+		if err := json.Unmarshal(proto, &lb); err != nil {
+			return err
+		}
+		endpoint, _ := lb["endpoint"].(map[string]any)
+		if endpoint == nil {
+			return fmt.Errorf("cluster %q: an endpoint without an address", cluster)
+		}
+		endpoint["address"] = socketAddress(host, port)
+		if hc, ok := endpoint["health_check_config"].(map[string]any); ok && healthPorts != nil {
+			hc["port_value"] = healthPorts[i]
+		}
+		out[i] = lb
+	}
+	la["endpoints"] = []any{map[string]any{"lb_endpoints": out}}
+	return nil
+}
+
 // Cluster returns the named static cluster's tree (nil if none).
 func (c *Config) Cluster(name string) map[string]any {
 	sr, _ := c.tree["static_resources"].(map[string]any)
