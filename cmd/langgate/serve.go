@@ -184,6 +184,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	go func() { errc <- gs.Serve(grpcLn) }()
+	state.Open()
 	var httpSrv *http.Server
 	if httpLn != nil {
 		httpSrv = &http.Server{Handler: httpauthz.Handler(&engines, log, tracer), ReadHeaderTimeout: 5 * time.Second}

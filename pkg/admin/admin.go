@@ -19,7 +19,13 @@ import (
 // process is shutting down.
 type State struct {
 	draining atomic.Bool
+	open     atomic.Bool
 }
+
+// Open marks the check ports as accepting: until then the process is not
+// ready, even with an engine that is (langgate serve opens them once its
+// issuers have keys).
+func (s *State) Open() { s.open.Store(true) }
 
 // Drain marks the process as shutting down: readiness turns false so load
 // balancers and Envoy's health checks move traffic away before the gRPC
@@ -113,6 +119,9 @@ func Readiness(h *decision.Holder, st *State) Status {
 			rs.Ready = false
 			rs.NotReadyCause = "issuer has no keys yet: " + iss.URL()
 		}
+	}
+	if st != nil && !st.open.Load() && rs.Ready {
+		rs.Ready, rs.NotReadyCause = false, "the check ports are not open yet"
 	}
 	if st != nil && st.Draining() {
 		rs.Ready, rs.Draining, rs.NotReadyCause = false, true, "shutting down"

@@ -16,6 +16,7 @@ import (
 
 	"github.com/langgate/langgate/examples/langgraph"
 	"github.com/langgate/langgate/internal/testengine"
+	"github.com/langgate/langgate/internal/testproc"
 	"github.com/langgate/langgate/pkg/admin"
 	"github.com/langgate/langgate/pkg/config"
 	"github.com/langgate/langgate/pkg/decision"
@@ -78,6 +79,12 @@ func TestReadinessTransitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer is.Close()
+	// Keys, but the check ports not open yet: not ready.
+	testproc.WaitFor(t, 10*time.Second, func() bool { return engines.Load().Ready() }, "the issuer never got keys")
+	if code, st := get(t, srv.URL+"/readyz"); code != 503 || st.NotReadyCause != "the check ports are not open yet" {
+		t.Errorf("ports not open: %d %+v", code, st)
+	}
+	state.Open()
 	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
 		code, st := get(t, srv.URL+"/readyz")
 		if code == 200 && st.Ready && len(st.Issuers) == 1 && st.Issuers[0].Ready {

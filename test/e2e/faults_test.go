@@ -263,8 +263,9 @@ func (rig *faultRig) load(t *testing.T, d time.Duration, workers int, check func
 const faultWorkers = 8
 
 // TestReplicaKilled: one of two replicas is killed (SIGKILL) under load.
-// Only the Checks in flight on it may fail; nothing is let through wrongly;
-// the survivor serves every request after.
+// Nothing is let through wrongly; the Checks sent to the dead replica fail
+// (503) until Envoy's health check, every 0.5 s, takes it out; then the
+// survivor serves every request.
 func TestReplicaKilled(t *testing.T) {
 	rig := startRig(t, seedPolicy)
 	var killed time.Time
@@ -276,20 +277,23 @@ func TestReplicaKilled(t *testing.T) {
 	if tl.wrong != 0 {
 		t.Fatalf("%d wrong answers", tl.wrong)
 	}
-	if tl.failed > faultWorkers {
-		t.Errorf("%d requests failed after the kill, more than the %d that can be in flight: %v", tl.failed, faultWorkers, tl.fails)
-	}
 	recovery := time.Duration(0)
 	if tl.failed > 0 {
 		recovery = tl.lastFail.Sub(killed)
 	}
-	t.Logf("SIGKILL of one replica of two: %d failed (the in-flight bound is %d), last failure %s after the kill", tl.failed, faultWorkers, recovery)
+	t.Logf("SIGKILL of one replica of two: %d failed, the last %s after the kill", tl.failed, recovery)
+	// The bound: one health-check interval (0.5 s) and the 1 s timeout
+	// of a check already in flight, with room for a loaded machine.
+	if recovery > 2500*time.Millisecond {
+		t.Errorf("failures went on for %s after the kill: %v", recovery, tl.fails)
+	}
 }
 
 // TestRollingRestart: each replica in turn gets SIGTERM, drains and is
 // started again, under load: no request fails. The drain delay (3 s)
 // exceeds the time the shipped health checks take to see a draining
-// replica (two failures 1 s apart), as docs/reliability.md says it must.
+// replica (one failure, checked every 0.5 s), as docs/reliability.md says
+// it must.
 func TestRollingRestart(t *testing.T) {
 	rig := startRig(t, seedPolicy, "--drain-delay", "3s", "--shutdown-grace", "5s")
 	tl := rig.load(t, 14*time.Second, faultWorkers, nil, func() {
