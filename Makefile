@@ -12,7 +12,7 @@ LDFLAGS   := -s -w
 # Static build flags shared by `make build` and the container image (Dockerfile).
 STATIC_ENV := CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-fuzz lint fmt vet tools clean
+.PHONY: all build run test test-go test-fuzz test-bench lint fmt vet tools clean
 
 all: build
 
@@ -25,13 +25,19 @@ run: build
 # Everything `make test` needs, and the tests themselves. Fragments in mk/*.mk
 # add their own prerequisites to TEST_DEPS and targets to TEST_TARGETS.
 TEST_DEPS    :=
-TEST_TARGETS := test-go test-fuzz
+TEST_TARGETS := test-go test-fuzz test-bench
 -include mk/*.mk
 
 test: $(TEST_DEPS) vet $(TEST_TARGETS)
 
 test-go:
 	$(GO) test -race -count=1 ./...
+
+# Every benchmark once: their correctness checks run (a benchmark that
+# fails its check fails the build), so the figures in the docs cannot rot
+# into measuring a broken path. Timings from one iteration mean nothing.
+test-bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
 # Short fuzzing passes over every parser, FUZZTIME each; `make test-fuzz
 # FUZZTIME=10m` for a real session. The default is an execution count, not a

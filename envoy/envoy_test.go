@@ -611,6 +611,9 @@ func routeProblems(s site, clusters map[string]*clusterv3.Cluster) []string {
 			add("route_config does not remove client-sent %s", h)
 		}
 	}
+	if len(s.hcm.GetRouteConfig().GetVirtualHosts()) == 0 {
+		add("route_config has no virtual host: nothing would be checked")
+	}
 	for _, vh := range s.hcm.GetRouteConfig().GetVirtualHosts() {
 		routes := vh.GetRoutes()
 		if len(routes) == 0 {

@@ -89,16 +89,19 @@ func TestCheckGolden(t *testing.T) {
 	t.Setenv("OIDC_AUDIENCE", "api")
 	for _, tc := range []struct {
 		golden string
+		exit   int // check: exitOK on an allow, exitFail on a denial
 		args   []string
 	}{
-		{"check-deny.txt", []string{"--config", "../../examples/langgraph/langgate.yaml", "--claims", `{"sub":"bob"}`, "PUT", "/store/items", "--body", `{"namespace":["alice","notes"],"key":"k","value":{}}`}},
-		{"check-allow.txt", []string{"--config", "../../examples/langgraph/langgate.yaml", "--claims", `{"sub":"alice","name":"Alice"}`, "POST", "/threads/t1/copy", "--header", "x-langgate-user-id=mallory", "--header", "x-langgate-extra=1"}},
-		{"check-allow.json", []string{"--config", "../../examples/policies/rest-api.yaml", "--output", "json", "--claims", `{"sub":"carol","scope":"billing"}`, "--context", "policy=billing", "POST", "/customers/acme/invoices", "--body", `{"amount":10,"currency":"EUR"}`}},
-		{"check-deny.json", []string{"--config", "../../examples/policies/roles.yaml", "--output", "json", "--claims", `{"sub":"ro","roles":["readonly"]}`, "DELETE", "/threads/t1"}},
+		{"check-deny.txt", exitFail, []string{"--config", "../../examples/langgraph/langgate.yaml", "--claims", `{"sub":"bob"}`, "PUT", "/store/items", "--body", `{"namespace":["alice","notes"],"key":"k","value":{}}`}},
+		{"check-allow.txt", exitOK, []string{"--config", "../../examples/langgraph/langgate.yaml", "--claims", `{"sub":"alice","name":"Alice"}`, "POST", "/threads/t1/copy", "--header", "x-langgate-user-id=mallory", "--header", "x-langgate-extra=1"}},
+		{"check-allow.json", exitOK, []string{"--config", "../../examples/policies/rest-api.yaml", "--output", "json", "--claims", `{"sub":"carol","scope":"billing"}`, "--context", "policy=billing", "POST", "/customers/acme/invoices", "--body", `{"amount":10,"currency":"EUR"}`}},
+		{"check-deny.json", exitFail, []string{"--config", "../../examples/policies/roles.yaml", "--output", "json", "--claims", `{"sub":"ro","roles":["readonly"]}`, "DELETE", "/threads/t1"}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			var out bytes.Buffer
-			run(context.Background(), append([]string{"check"}, tc.args...), &out, &out)
+			if code := run(context.Background(), append([]string{"check"}, tc.args...), &out, &out); code != tc.exit {
+				t.Errorf("exit %d, want %d", code, tc.exit)
+			}
 			path := filepath.Join("testdata", tc.golden)
 			if *update {
 				if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
@@ -155,7 +158,9 @@ authorize:
 		t.Fatal(err)
 	}
 	out.Reset()
-	run(context.Background(), []string{"validate", "--config", cfg}, &out, &errb)
+	if code := run(context.Background(), []string{"validate", "--config", cfg}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d (warnings are not errors): %s", code, errb.String())
+	}
 	if !strings.Contains(out.String(), cfg+": warning: no handler covers store:put: it is allowed with no filter") {
 		t.Errorf("uncovered events not reported:\n%s", out.String())
 	}

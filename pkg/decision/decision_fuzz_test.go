@@ -45,13 +45,20 @@ func FuzzDecide(f *testing.F) {
 		case d.Allow() && !withToken:
 			t.Fatalf("%s %q allowed without a credential: %s", method, path, d.Reason)
 		case d.Allow():
+			identity := 0
 			for _, hd := range d.Headers {
 				if hd.Value == "smuggled" {
 					t.Fatalf("client value survived in %s", hd.Name)
 				}
-				if hd.Name == decision.HeaderUserID && hd.Value != "alice" {
-					t.Fatalf("identity %q", hd.Value)
+				if hd.Name == decision.HeaderUserID {
+					identity++
+					if hd.Value != "alice" {
+						t.Fatalf("identity %q", hd.Value)
+					}
 				}
+			}
+			if identity != 1 {
+				t.Fatalf("%s %q allowed with %d identity headers, want 1: %s", method, path, identity, d.Reason)
 			}
 		case d.Status < 400 || d.Status > 599 || d.Body == "":
 			t.Fatalf("denial without a status or body: %+v", d)

@@ -316,7 +316,8 @@ func TestWatchConfigMapSwap(t *testing.T) {
 	}
 	waitReady(t, fx.holder)
 	hup := make(chan os.Signal, 1)
-	go fx.reloader.Watch(ctx, 20*time.Millisecond, hup)
+	first := make(chan struct{})
+	go func() { fx.reloader.Watch(ctx, 20*time.Millisecond, hup); close(first) }()
 
 	// The kubelet's atomic swap: a new timestamped dir, a new ..data link
 	// renamed over the old one.
@@ -329,12 +330,20 @@ func TestWatchConfigMapSwap(t *testing.T) {
 	}
 	eventually(t, func() bool { return fx.marker(t) == "cm2" }, "the ConfigMap swap was not picked up")
 
-	// SIGHUP with a watcher that would not poll for an hour.
+	// SIGHUP with a watcher that would not poll for an hour. The first
+	// watcher (20 ms) has returned before the file changes, so only the
+	// SIGHUP can load it: nothing else reads the file.
+	cancel()
+	<-first
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
-	cancel()
 	writeFile(t, filepath.Join(dir, "..2026_11_27_2", "langgate.yaml"), policy("hup"))
 	go fx.reloader.Watch(ctx2, time.Hour, hup)
+	// Without the signal, the change stays unseen.
+	time.Sleep(100 * time.Millisecond)
+	if got := fx.marker(t); got != "cm2" {
+		t.Fatalf("the configuration changed to %q with no watcher polling and no SIGHUP", got)
+	}
 	hup <- syscall.SIGHUP
 	eventually(t, func() bool { return fx.marker(t) == "hup" }, "SIGHUP did not reload")
 }
