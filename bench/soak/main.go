@@ -184,7 +184,7 @@ func run() error {
 		}
 		if u < 0 {
 			n := max(issued.Load(), 1)
-			u = n - 1 - int64(i%uint64(min(n, 1000)))
+			u = n - 1 - int64(i%1000)%min(n, 1000) //nolint:gosec // i%1000 fits
 		}
 		req, err := http.NewRequest("GET", base, nil)
 		if err != nil {
@@ -245,7 +245,7 @@ loop:
 	cancel()
 	fmt.Printf("soak: %s\n", res)
 
-	if err := os.MkdirAll(*out, 0o755); err != nil {
+	if err := os.MkdirAll(*out, 0o750); err != nil {
 		return err
 	}
 	if err := writeCSV(filepath.Join(*out, "samples.csv"), samples); err != nil {
@@ -325,7 +325,7 @@ func writeCSV(file string, samples []sample) error {
 	for _, s := range samples {
 		fmt.Fprintf(&b, "%.0f,%d,%.0f,%d,%d\n", s.at.Seconds(), s.rss, s.goroutines, s.sent, s.errs)
 	}
-	return os.WriteFile(file, []byte(b.String()), 0o644)
+	return os.WriteFile(file, []byte(b.String()), 0o600)
 }
 
 // writeSVG plots RSS (MiB) over time, with the warm-up shaded and the
@@ -366,7 +366,7 @@ func writeSVG(file string, samples []sample, warmup time.Duration) error {
 	}
 	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">langgate RSS (MiB) over the soak; shaded: warm-up; dashed: +10 %% over the first sample after it</text>`+"\n", pad, pad-16)
 	b.WriteString("</svg>\n")
-	return os.WriteFile(file, []byte(b.String()), 0o644)
+	return os.WriteFile(file, []byte(b.String()), 0o600)
 }
 
 func port(addr string) int {
