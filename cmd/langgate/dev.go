@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/langgate/langgate/pkg/admin"
 	"github.com/langgate/langgate/pkg/decision"
 	"github.com/langgate/langgate/pkg/devissuer"
 )
@@ -35,13 +34,9 @@ type devExample struct {
 // printDevHelp waits until the dev issuer's keys are loaded, then prints
 // commands that show an allowed and a denied decision for two users.
 func printDevHelp(ctx context.Context, w io.Writer, dev *devissuer.Issuer, engines *decision.Holder, grpcAddr, adminAddr string) {
-	deadline := time.Now().Add(30 * time.Second)
-	for !admin.Readiness(engines, nil).Ready {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			fmt.Fprintln(w, "langgate --dev: the embedded issuer's keys did not load; see the log")
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !waitReady(ctx, engines, 30*time.Second) {
+		fmt.Fprintln(w, "langgate --dev: the embedded issuer's keys did not load; see the log")
+		return
 	}
 	alice, err1 := dev.Token("alice", devTokenTTL, nil)
 	bob, err2 := dev.Token("bob", devTokenTTL, nil)

@@ -169,7 +169,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// instead of answering "no keys yet" to the Checks a proxy sends it
 	// before its health checks notice, so the proxy retries another
 	// replica (docs/reliability.md).
-	waitReady(ctx, &engines, sf.readyWait, log)
+	if sf.readyWait > 0 && !waitReady(ctx, &engines, sf.readyWait) && ctx.Err() == nil {
+		log.Warn("not ready after --ready-wait; opening the check ports anyway (tokens of issuers without keys are refused)", "ready_wait", sf.readyWait)
+	}
 	grpcLn, err := net.Listen("tcp", sf.grpcAddr)
 	if err != nil {
 		_ = adminSrv.Close()
@@ -243,27 +245,22 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// waitReady returns once the engine in service is ready (every issuer has
-// keys), after wait, or when ctx ends, whichever is first; it logs when it
-// gives up waiting.
-func waitReady(ctx context.Context, engines *decision.Holder, wait time.Duration, log *slog.Logger) {
-	if wait <= 0 {
-		return
-	}
+// waitReady reports whether the engine in service became ready (every
+// issuer has keys) within wait; it gives up early when ctx ends.
+func waitReady(ctx context.Context, engines *decision.Holder, wait time.Duration) bool {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		if admin.Readiness(engines, nil).Ready {
-			return
+			return true
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-deadline.C:
-			log.Warn("not ready after --ready-wait; opening the check ports anyway (tokens of issuers without keys are refused)", "ready_wait", wait)
-			return
+			return false
 		case <-tick.C:
 		}
 	}

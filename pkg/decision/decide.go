@@ -32,8 +32,10 @@ type pass struct {
 	tr   *Trace
 	d    *Decision
 	// span is the transport's span when it is recording (sampled): the
-	// phases then run in child spans and the decision is recorded on it.
-	span trace.Span
+	// phases then run in child spans of tracer, and the decision is
+	// recorded on it.
+	span   trace.Span
+	tracer trace.Tracer
 
 	pol    *Policy
 	target routes.Target
@@ -60,7 +62,9 @@ func (e *Engine) Decide(ctx context.Context, req *Request) *Decision {
 func (e *Engine) DecideWith(ctx context.Context, req *Request, opts DecideOptions) *Decision {
 	start := time.Now()
 	p := &pass{ctx: ctx, req: req, opts: opts, tr: opts.Trace, d: &Decision{ID: ids.next()}, signs: e.signer != nil}
-	p.span = recording(ctx)
+	if p.span = recording(ctx); p.span != nil {
+		p.tracer = p.span.TracerProvider().Tracer(tracerScope)
+	}
 	e.run(p)
 	e.respond(p)
 	e.decideShadow(p)
@@ -78,7 +82,16 @@ func (e *Engine) DecideWith(ctx context.Context, req *Request, opts DecideOption
 // the policy, match the route (a public route is settled here),
 // authenticate, fire the route's events, authorize them.
 func (e *Engine) run(p *pass) {
-	if e.choose(p) || p.phase(SpanRoute, (*pass).matchRoute) || p.phase(SpanAuthenticate, (*pass).authenticate) ||
+	if !e.choose(p) {
+		p.decidePolicy()
+	}
+}
+
+// decidePolicy takes the request through the phases of the policy in
+// p.pol (route, authenticate, events, authorize) until one settles it;
+// the selected policy's shadow runs the same.
+func (p *pass) decidePolicy() {
+	if p.phase(SpanRoute, (*pass).matchRoute) || p.phase(SpanAuthenticate, (*pass).authenticate) ||
 		p.phase(SpanResolve, (*pass).fireEvents) || p.phase(SpanAuthorize, (*pass).authorize) {
 		return
 	}

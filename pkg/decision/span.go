@@ -47,7 +47,7 @@ func (p *pass) phase(name string, run func(*pass) bool) bool {
 		return run(p)
 	}
 	parent := p.ctx
-	ctx, sp := p.span.TracerProvider().Tracer(tracerScope).Start(parent, name)
+	ctx, sp := p.tracer.Start(parent, name)
 	p.ctx = ctx
 	done := run(p)
 	p.ctx = parent

@@ -331,20 +331,9 @@ func TestRollingRestart(t *testing.T) {
 // (x-langgate-permissions) and the handler (x-langgate-filters).
 func reloadVariant(t *testing.T, path string, v int) {
 	t.Helper()
-	base, err := os.ReadFile(seedPolicy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(base)
-	for _, r := range [][2]string{
-		{`    permissions: 'has(claims.scope) ? claims.scope.split(" ") : []'` + "\n", fmt.Sprintf("    permissions: \"['v%d']\"\n", v)},
-		{"      filters:\n        owner: user.identity\n", fmt.Sprintf("      filters:\n        owner: user.identity\n        v: \"'v%d'\"\n", v)},
-	} {
-		if !strings.Contains(s, r[0]) {
-			t.Fatalf("the seed policy no longer has %q", r[0])
-		}
-		s = strings.Replace(s, r[0], r[1], 1)
-	}
+	s := seedText(t,
+		[2]string{`    permissions: 'has(claims.scope) ? claims.scope.split(" ") : []'` + "\n", fmt.Sprintf("    permissions: \"['v%d']\"\n", v)},
+		[2]string{"      filters:\n        owner: user.identity\n", fmt.Sprintf("      filters:\n        owner: user.identity\n        v: \"'v%d'\"\n", v)})
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(s), 0o600); err != nil {
 		t.Fatal(err)

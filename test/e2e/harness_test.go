@@ -415,6 +415,17 @@ var (
 // to a file of the test's, and returns its path.
 func seedVariant(t *testing.T, extra string, replace ...[2]string) string {
 	t.Helper()
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, []byte(seedText(t, replace...)+extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// seedText is the seed policy's text with each {old, new} replacement
+// applied once; each must apply.
+func seedText(t *testing.T, replace ...[2]string) string {
+	t.Helper()
 	base, err := os.ReadFile(seedPolicy)
 	if err != nil {
 		t.Fatal(err)
@@ -426,11 +437,7 @@ func seedVariant(t *testing.T, extra string, replace ...[2]string) string {
 		}
 		text = strings.Replace(text, r[0], r[1], 1)
 	}
-	path := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(path, []byte(text+extra), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return text
 }
 
 // createThread creates a thread through url (a proxy) with headers and
