@@ -81,7 +81,10 @@ type Decision struct {
 	// Policy names the policy that decided ("" when none was selected).
 	Policy string
 	// Path is the normalized path ("" when it could not be normalized).
-	Path     string
+	Path string
+	// Route is the route of the table the path matched (nil when none
+	// did, or the request was settled before the route was matched).
+	Route    *routes.Route
 	Filters  map[string]any
 	Metadata map[string]any
 	// Grants are the events the upstream may run, with each one's own

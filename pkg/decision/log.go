@@ -57,6 +57,9 @@ func (s *sink) record(ctx context.Context, req *Request, d *Decision, took time.
 		slog.String("reason", d.Reason),
 		slog.Duration("latency", took),
 	}
+	if r := d.Route; r != nil {
+		attrs = append(attrs, slog.String("route", r.Method+" "+r.Pattern))
+	}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		// langgate's own span (tracing on): its trace, and its id, which
 		// the exported span carries.

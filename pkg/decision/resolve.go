@@ -31,6 +31,7 @@ func (p *pass) matchRoute() bool {
 		return true
 	}
 	p.route, p.params = p.pol.Table.Match(p.req.Method, target.Segments)
+	p.d.Route = p.route
 	p.tr.route(target.Path, p.route)
 	switch r := p.route; {
 	case r != nil && r.Public:

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxPathLength bounds the raw :path (query included) langgate accepts.
@@ -31,7 +32,10 @@ type Target struct {
 // Normalize canonicalizes a raw :path as Envoy sends it (query included,
 // nothing decoded). Anything ambiguous is refused rather than guessed:
 // control characters, malformed percent-encoding, and encoded slashes or
-// backslashes, which upstreams disagree about.
+// backslashes, which upstreams disagree about, and percent-encoding that
+// decodes to invalid UTF-8 (overlong forms such as %C0%AF, lone bytes such
+// as %FF), which the LangGraph servers read two ways: the JS server keeps
+// the escape as it came, the Python server replaces it with U+FFFD.
 func Normalize(raw string) (Target, error) {
 	if len(raw) > MaxPathLength {
 		return Target{}, fmt.Errorf("%w: longer than %d bytes", ErrBadPath, MaxPathLength)
@@ -60,6 +64,9 @@ func Normalize(raw string) (Target, error) {
 		var err error
 		if query, err = url.ParseQuery(rawQuery); err != nil {
 			return Target{}, fmt.Errorf("%w: query: %w", ErrBadPath, err)
+		}
+		if err := validQuery(query); err != nil {
+			return Target{}, err
 		}
 	}
 	if t, ok := canonical(rawPath); ok {
@@ -91,6 +98,21 @@ func canonical(rawPath string) (Target, bool) {
 	return Target{Path: rawPath, Segments: segs}, true
 }
 
+// validQuery refuses a query whose keys or values decode to invalid UTF-8.
+func validQuery(q url.Values) error {
+	for k, vs := range q {
+		if !utf8.ValidString(k) {
+			return fmt.Errorf("%w: query parameter name %q decodes to invalid UTF-8", ErrBadPath, url.QueryEscape(k))
+		}
+		for _, v := range vs {
+			if !utf8.ValidString(v) {
+				return fmt.Errorf("%w: query parameter %q decodes to invalid UTF-8", ErrBadPath, k)
+			}
+		}
+	}
+	return nil
+}
+
 // slowPath normalizes a path that is not already canonical.
 func slowPath(rawPath string, query url.Values) (Target, error) {
 	pathLen := len(rawPath)
@@ -104,6 +126,9 @@ func slowPath(rawPath string, query url.Values) (Target, error) {
 		dec, err := url.PathUnescape(seg)
 		if err != nil {
 			return Target{}, fmt.Errorf("%w: malformed percent-encoding in %q", ErrBadPath, seg)
+		}
+		if !utf8.ValidString(dec) {
+			return Target{}, fmt.Errorf("%w: segment %q decodes to invalid UTF-8", ErrBadPath, seg)
 		}
 		if strings.ContainsAny(dec, "/\\\x00") {
 			return Target{}, fmt.Errorf("%w: encoded slash, backslash or NUL in segment %q", ErrBadPath, seg)

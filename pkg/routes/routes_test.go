@@ -289,6 +289,15 @@ func TestNormalize(t *testing.T) {
 		{raw: "/a%", err: "malformed percent-encoding"},
 		{raw: "/a?b=%zz", err: "query"},
 		{raw: "/a?b;c", err: "query"},
+		// Decoding to invalid UTF-8: the LangGraph servers disagree about
+		// it (TestPathDifferential), so it is refused.
+		{raw: "/threads/%FF", err: "invalid UTF-8"},
+		{raw: "/threads/t1%C0%AFstate", err: "invalid UTF-8"},
+		{raw: "/threads/%E0%80%AE%E0%80%AE/t1", err: "invalid UTF-8"},
+		{raw: "/threads/%ED%A0%80", err: "invalid UTF-8"}, // a UTF-16 surrogate
+		{raw: "/store/items?namespace=%FF", err: "query parameter \"namespace\" decodes to invalid UTF-8"},
+		{raw: "/store/items?%C0%AE=1", err: "query parameter name"},
+		{raw: "/a%EF%BC%8Fb", path: "/a%EF%BC%8Fb", segs: "a／b"}, // U+FF0F is valid UTF-8, and no slash
 		{raw: "/" + strings.Repeat("a", MaxPathLength), err: "longer than"},
 	}
 	for _, tc := range tests {
