@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -166,10 +167,36 @@ func runLoad(ctx context.Context, t *testing.T, base string, s *sink, reqs []fau
 	wg.Wait()
 }
 
-// faultRig is two langgate replicas behind the real Envoy (the shipped
-// gRPC configuration, both replicas in its langgate cluster) in front of
-// a sink, trusting an issuer of the test's own.
+// faultMode is a shipped Envoy configuration the fault tests run
+// through: its file, and the cluster that holds the langgate replicas.
+type faultMode struct{ name, file, cluster string }
+
+// faultModes are langgate over gRPC and in HTTP mode.
+var faultModes = []faultMode{
+	{"grpc", "front-proxy.yaml", "langgate"},
+	{"http", "front-proxy-http.yaml", "langgate_http"},
+}
+
+// addr is the replica's address the mode's cluster points at.
+func (m faultMode) addr(lg *langgate) string {
+	if m.cluster == "langgate_http" {
+		return lg.http
+	}
+	return lg.grpc
+}
+
+// eachMode runs the fault test f once per shipped configuration.
+func eachMode(t *testing.T, f func(t *testing.T, m faultMode)) {
+	for _, m := range faultModes {
+		t.Run(m.name, func(t *testing.T) { f(t, m) })
+	}
+}
+
+// faultRig is two langgate replicas behind the real Envoy (a shipped
+// configuration, both replicas in its langgate cluster) in front of a
+// sink, trusting an issuer of the test's own.
 type faultRig struct {
+	mode     faultMode
 	is       *devissuertest.Issuer
 	replicas []*langgate
 	envoy    *envoyproc.Envoy
@@ -177,7 +204,7 @@ type faultRig struct {
 	reqs     []faultRequest
 }
 
-func startRig(t *testing.T, config string, args ...string) *faultRig {
+func startRig(t *testing.T, m faultMode, config string, args ...string) *faultRig {
 	t.Helper()
 	is, err := devissuertest.New(devissuer.Options{})
 	if err != nil {
@@ -185,11 +212,11 @@ func startRig(t *testing.T, config string, args ...string) *faultRig {
 	}
 	t.Cleanup(func() { is.Close() })
 	env := []string{"OIDC_ISSUER=" + is.URL, "OIDC_AUDIENCE=" + is.Audience}
-	rig := &faultRig{is: is, sink: startSink(t)}
+	rig := &faultRig{mode: m, is: is, sink: startSink(t)}
 	for range 2 {
 		rig.replicas = append(rig.replicas, startLanggateWith(t, config, env, args...))
 	}
-	cfg, err := envoyproc.LoadConfig("../../envoy/front-proxy.yaml")
+	cfg, err := envoyproc.LoadConfig(filepath.Join("../../envoy", m.file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,9 +224,9 @@ func startRig(t *testing.T, config string, args ...string) *faultRig {
 	var addrs []string
 	var health []int
 	for _, lg := range rig.replicas {
-		addrs, health = append(addrs, lg.grpc), append(health, testproc.Port(t, lg.admin))
+		addrs, health = append(addrs, m.addr(lg)), append(health, testproc.Port(t, lg.admin))
 	}
-	if err := cfg.SetEndpoints("langgate", addrs, health); err != nil {
+	if err := cfg.SetEndpoints(m.cluster, addrs, health); err != nil {
 		t.Fatal(err)
 	}
 	if err := cfg.SetEndpoint("langgraph", rig.sink.addr, 0); err != nil {
@@ -266,8 +293,10 @@ const faultWorkers = 8
 // Nothing is let through wrongly; the Checks sent to the dead replica fail
 // (503) until Envoy's health check, every 0.5 s, takes it out; then the
 // survivor serves every request.
-func TestReplicaKilled(t *testing.T) {
-	rig := startRig(t, seedPolicy)
+func TestReplicaKilled(t *testing.T) { eachMode(t, replicaKilled) }
+
+func replicaKilled(t *testing.T, m faultMode) {
+	rig := startRig(t, m, seedPolicy)
 	var killed time.Time
 	tl := rig.load(t, 6*time.Second, faultWorkers, nil, func() {
 		time.Sleep(2 * time.Second)
@@ -294,8 +323,11 @@ func TestReplicaKilled(t *testing.T) {
 // exceeds the time the shipped health checks take to see a draining
 // replica (one failure, checked every 0.5 s), as docs/reliability.md says
 // it must.
-func TestRollingRestart(t *testing.T) {
-	rig := startRig(t, seedPolicy, "--drain-delay", "3s", "--shutdown-grace", "5s")
+func TestRollingRestart(t *testing.T) { eachMode(t, rollingRestart) }
+
+func rollingRestart(t *testing.T, m faultMode) {
+	healthy := "cluster." + m.cluster + ".membership_healthy"
+	rig := startRig(t, m, seedPolicy, "--drain-delay", "3s", "--shutdown-grace", "5s")
 	tl := rig.load(t, 14*time.Second, faultWorkers, nil, func() {
 		for i, lg := range rig.replicas {
 			time.Sleep(1500 * time.Millisecond)
@@ -313,13 +345,13 @@ func TestRollingRestart(t *testing.T) {
 			// A rollout goes on once the proxy sees the new replica
 			// healthy (Kubernetes: readiness, then minReadySeconds).
 			testproc.WaitFor(t, 10*time.Second, func() bool {
-				st, err := rig.envoy.Stats(`cluster\.langgate\.membership_healthy$`)
-				return err == nil && st["cluster.langgate.membership_healthy"] == 2
+				st, err := rig.envoy.Stats(regexp.QuoteMeta(healthy) + "$")
+				return err == nil && st[healthy] == 2
 			}, "Envoy never saw the restarted replica healthy")
 			t.Logf("%s replica %d: healthy in Envoy", time.Now().Format("15:04:05.000"), i)
 		}
 	})
-	st, err := rig.envoy.Stats(`cluster\.langgate\.(upstream_rq_retry.*|upstream_cx_connect_fail|outlier_detection\.ejections_enforced_total|upstream_rq_pending_overflow|health_check\..*|membership_.*)$`)
+	st, err := rig.envoy.Stats(`cluster\.` + m.cluster + `\.(upstream_rq_retry.*|upstream_cx_connect_fail|outlier_detection\.ejections_enforced_total|upstream_rq_pending_overflow|health_check\..*|membership_.*)$`)
 	t.Logf("Envoy: %v (%v)", st, err)
 	if tl.wrong != 0 || tl.failed != 0 {
 		t.Errorf("rolling restart: %s; failures %v", tl, tl.fails)
@@ -346,10 +378,12 @@ func reloadVariant(t *testing.T, path string, v int) {
 // TestReloadsUnderLoad: the configuration changes every second (SIGHUP)
 // under load: no request fails, and every request the upstream receives
 // was decided by one configuration, never two.
-func TestReloadsUnderLoad(t *testing.T) {
+func TestReloadsUnderLoad(t *testing.T) { eachMode(t, reloadsUnderLoad) }
+
+func reloadsUnderLoad(t *testing.T, m faultMode) {
 	path := filepath.Join(t.TempDir(), "langgate.yaml")
 	reloadVariant(t, path, 0)
-	rig := startRig(t, path)
+	rig := startRig(t, m, path)
 	var mu sync.Mutex
 	seen := map[string]bool{}
 	check := func(h http.Header) string {
@@ -399,8 +433,10 @@ func TestReloadsUnderLoad(t *testing.T) {
 // unknown kid at most once per unknown_kid_refetch_interval (10 s by
 // default, 1 s here), so a new key's first tokens may be refused for that
 // long after langgate's last fetch (docs/reliability.md).
-func TestIdentityProviderFaults(t *testing.T) {
-	rig := startRig(t, seedVariant(t, "", [2]string{"        - \"${OIDC_AUDIENCE}\"\n", "        - \"${OIDC_AUDIENCE}\"\n      unknown_kid_refetch_interval: 1s\n"}))
+func TestIdentityProviderFaults(t *testing.T) { eachMode(t, identityProviderFaults) }
+
+func identityProviderFaults(t *testing.T, m faultMode) {
+	rig := startRig(t, m, seedVariant(t, "", [2]string{"        - \"${OIDC_AUDIENCE}\"\n", "        - \"${OIDC_AUDIENCE}\"\n      unknown_kid_refetch_interval: 1s\n"}))
 	var rotated atomic.Bool
 	tl := rig.load(t, 10*time.Second, faultWorkers, nil, func() {
 		time.Sleep(time.Second)

@@ -96,10 +96,14 @@ func TestLimitsThroughEnvoy(t *testing.T) {
 // TestManyConcurrentChecks: 5,000 requests at once through Envoy (over
 // HTTP/2, one connection, so Envoy multiplexes them onto its connections
 // to langgate) are each answered by langgate, none by Envoy's circuit
-// breakers or a reset stream.
+// breakers or a reset stream; over gRPC and in HTTP mode.
 func TestManyConcurrentChecks(t *testing.T) {
 	lg := startLanggate(t, seedPolicy)
-	e := envoyFor(t, "front-proxy.yaml", lg, relaxed)
+	eachMode(t, func(t *testing.T, m faultMode) { manyConcurrentChecks(t, lg, m) })
+}
+
+func manyConcurrentChecks(t *testing.T, lg *langgate, m faultMode) {
+	e := envoyFor(t, m.file, lg, relaxed)
 	base := e.URL("langgraph_http")
 	const n = 5000
 	errs := make(chan string, n)
