@@ -118,14 +118,22 @@ func CPUTime(pid int) time.Duration {
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
-// RSS is a process's resident set size in bytes (/proc/PID/status).
-func RSS(pid int) int64 {
+// RSS is a process's resident set size in bytes (/proc/PID/status), 0
+// when it cannot be read.
+func RSS(pid int) int64 { return status(pid, "VmRSS:") }
+
+// PeakRSS is the highest resident set size the process has had, in bytes
+// (VmHWM), 0 when it cannot be read.
+func PeakRSS(pid int) int64 { return status(pid, "VmHWM:") }
+
+// status reads one "Field:   N kB" line of /proc/PID/status, in bytes.
+func status(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			var kb int64
 			_, _ = fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
 			return kb << 10

@@ -5,8 +5,11 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/langgate/langgate/bench/proc"
 )
 
 // TestLimitsThroughEnvoy: each limit a client can push through the shipped
@@ -134,5 +137,87 @@ func manyConcurrentChecks(t *testing.T, lg *langgate, m faultMode) {
 	}
 	if len(bad) > 0 {
 		t.Errorf("of %d concurrent requests without a token: %v", n, bad)
+	}
+	peak := proc.PeakRSS(lg.cmd.Process.Pid)
+	t.Logf("langgate's peak RSS so far: %.1f MiB", float64(peak)/(1<<20))
+	if peak > 160<<20 {
+		t.Errorf("langgate's peak RSS %.1f MiB for %d concurrent Checks, over 160 MiB", float64(peak)/(1<<20), n)
+	}
+}
+
+// TestMemoryUnderLimits: langgate's memory stays bounded while clients
+// push every limit at once: 8 clients, each sending, over and over, the
+// largest body the store route takes (just under 1 MiB, to a rule that
+// reads it), a body nested 100,000 deep, a credential at the 16 KiB limit,
+// a valid token with 50 KiB of other headers, and 300 cookies. Two rounds
+// of 1,000 requests each: the first sets the peak, and the second must
+// not raise it much (what a round leaves behind is reused, not kept).
+func TestMemoryUnderLimits(t *testing.T) {
+	lg := startLanggate(t, seedPolicy)
+	e := envoyTo(t, "front-proxy.yaml", lg, startSink(t).addr, relaxed)
+	url := e.URL("langgraph_http")
+	alice := token(t, "alice")
+	pad := func(n int) string { return strings.Repeat("a", n) }
+	cookies := make([]string, 300)
+	for i := range cookies {
+		cookies[i] = fmt.Sprintf("c%d=%s", i, pad(20))
+	}
+	reqs := []struct {
+		name         string
+		method, path string
+		headers      [][2]string
+		body         []byte
+		status       int
+	}{
+		{"a store body just under the route's 1 MiB", "PUT", "/store/items", [][2]string{bearer(alice), jsonType},
+			[]byte(`{"namespace":["alice"],"key":"k","value":"` + pad(1<<20-100) + `"}`), 200},
+		{"a body nested 100,000 deep", "PUT", "/store/items", [][2]string{bearer(alice), jsonType},
+			[]byte(`{"namespace":["alice"],"key":"k","value":{"v":` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}}`), 403},
+		{"a credential at the 16 KiB limit", "GET", "/threads/t1", [][2]string{{"Authorization", "Bearer " + pad(16<<10)}}, nil, 401},
+		{"50 KiB of other headers", "GET", "/threads/t1", [][2]string{bearer(alice), {"X-Padding", pad(50 << 10)}}, nil, 200},
+		{"300 cookies", "GET", "/threads/t1", [][2]string{bearer(alice), {"Cookie", strings.Join(cookies, "; ")}}, nil, 200},
+	}
+	const workers, perWorker = 8, 25
+	round := func(iterations int) {
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range iterations {
+					for _, r := range reqs {
+						if got := send(t, h1, r.method, url+r.path, r.headers, r.body); got.status != r.status {
+							t.Errorf("%s: status %d, want %d", r.name, got.status, r.status)
+							return
+						}
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	pid := lg.cmd.Process.Pid
+	idle := proc.RSS(pid)
+	round(1) // warm-up: the keys, the caches, the connections
+	warm := proc.PeakRSS(pid)
+	round(perWorker)
+	first := proc.PeakRSS(pid)
+	round(perWorker)
+	second := proc.PeakRSS(pid)
+	end := proc.RSS(pid)
+	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
+	t.Logf("langgate RSS: %.1f MiB idle, peak %.1f MiB after the warm-up, %.1f MiB after round 1, %.1f MiB after round 2 (%d requests each), %.1f MiB at the end",
+		mib(idle), mib(warm), mib(first), mib(second), workers*perWorker*len(reqs), mib(end))
+	if idle == 0 || second == 0 {
+		t.Fatal("could not read langgate's memory from /proc")
+	}
+	// The bound: 8 Checks in flight, each with at most a 1 MiB body (the
+	// CheckRequest, the parsed JSON and the rule's view of it), and Go's
+	// heap target of twice the live heap.
+	if limit := int64(160 << 20); second > limit {
+		t.Errorf("peak RSS %.1f MiB, over %.0f MiB", mib(second), mib(limit))
+	}
+	if grew := second - first; grew > first/10+(8<<20) {
+		t.Errorf("the second round raised the peak by %.1f MiB (from %.1f MiB): memory kept between rounds", mib(grew), mib(first))
 	}
 }
