@@ -42,10 +42,13 @@ func TestSIGTERMDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer is.Close()
-	token, _ := is.Token("alice", time.Hour, nil)
+	token := is.MustToken(t, "alice", time.Hour, nil)
+	// Long enough that the checks below land inside it on a loaded
+	// machine; the exit is asserted not to come before it.
+	const drain = 3 * time.Second
 	grpcAddr, adminAddr := testproc.FreeAddr(t), testproc.FreeAddr(t)
 	cmd := exec.Command(os.Args[0], "serve", "--config", "../../examples/langgraph/langgate.yaml",
-		"--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--drain-delay", "700ms", "--log-allows")
+		"--grpc-addr", grpcAddr, "--admin-addr", adminAddr, "--drain-delay", drain.String(), "--log-allows")
 	cmd.Env = append(os.Environ(), "LANGGATE_TEST_AS_COMMAND=1", "OIDC_ISSUER="+is.URL, "OIDC_AUDIENCE="+is.Audience)
 	var stderr testproc.SyncBuffer
 	cmd.Stderr = &stderr
@@ -77,6 +80,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	termed := time.Now()
 	testproc.WaitFor(t, 2*time.Second, func() bool { return testproc.HTTPStatus(admin+"/readyz") == 503 }, "readiness did not turn false on SIGTERM")
 	hc, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
 	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
@@ -93,7 +97,10 @@ func TestSIGTERMDrains(t *testing.T) {
 		if err != nil {
 			t.Errorf("exit: %v (want status 0)\n%s", err, stderr.String())
 		}
-	case <-time.After(10 * time.Second):
+		if took := time.Since(termed); took < drain {
+			t.Errorf("exited %s after SIGTERM, before the drain delay of %s", took, drain)
+		}
+	case <-time.After(10*time.Second + drain):
 		t.Fatal("did not exit after SIGTERM")
 	}
 

@@ -139,17 +139,25 @@ func TestSign(t *testing.T) {
 	}
 	// The same context within half its lifetime: the same signature.
 	now = now.Add(29 * time.Second)
-	if again, _ := s.Sign(ctx("d-2")); again != first {
+	sign := func(c *langgatev1.AuthContext) string {
+		t.Helper()
+		tok, err := s.Sign(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	if again := sign(ctx("d-2")); again != first {
 		t.Error("an identical context was signed again within half its lifetime")
 	}
 	// Another request, or past half the lifetime: a new one.
 	other := ctx("d-3")
 	other.Request.Path = "/threads/t2"
-	if o, _ := s.Sign(other); o == first {
+	if o := sign(other); o == first {
 		t.Error("a context for another path reused a signature")
 	}
 	now = now.Add(2 * time.Second)
-	later, _ := s.Sign(ctx("d-4"))
+	later := sign(ctx("d-4"))
 	if later == first || verify(t, keys, later)["jti"] != "d-4" {
 		t.Error("past half its lifetime the signature was reused")
 	}

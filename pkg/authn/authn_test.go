@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -126,13 +127,11 @@ func TestIssuerDownAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
+	// That the request path does not wait for a provider is
+	// TestSlowProvider's; one that is down refuses the connection at once.
 	_, err = a.Authenticate(context.Background(), tok)
 	if kind(err) != authn.KindUnavailable {
 		t.Fatalf("with the provider down: %v, want KindUnavailable", err)
-	}
-	if took := time.Since(start); took > 200*time.Millisecond {
-		t.Errorf("refusal took %s: the request path must not wait for the provider", took)
 	}
 	if ready(a) {
 		t.Error("ready without keys")
@@ -160,22 +159,39 @@ func TestKeyRotationPickedUp(t *testing.T) {
 	a := newAuthenticator(t, is.URL, is.Audience, authn.Options{MinRefetch: time.Millisecond})
 	waitReady(t, a, 5*time.Second)
 	old := is.SigningKey()
-	oldTok, _ := is.Token("alice", time.Hour, map[string]any{"jti": "old"})
-	next, _ := devissuer.NewKey(jose.ES256, "dev-2")
+	oldTok := is.MustToken(t, "alice", time.Hour, map[string]any{"jti": "old"})
+	next := devissuertest.MustKey(t, jose.ES256, "dev-2")
 	is.SetKeys(next, old) // rotate: new key signs, old still published
-	newTok, _ := is.Token("bob", time.Hour, nil)
+	newTok := is.MustToken(t, "bob", time.Hour, nil)
 	if u, err := a.Authenticate(context.Background(), newTok); err != nil || u.Identity != "bob" {
 		t.Fatalf("new key not picked up: %v", err)
 	}
 	if _, err := a.Authenticate(context.Background(), oldTok); err != nil {
 		t.Fatalf("old key refused while still published: %v", err)
 	}
-	// Remove the old key; a new token from it is refused once keys refresh.
+	// Remove the old key; a new token from it is refused once keys refresh
+	// (refresh_interval is 1s). Each try is a token never seen, so that
+	// the cache cannot answer it.
 	is.SetKeys(next)
-	time.Sleep(1500 * time.Millisecond) // refresh_interval is 1s
-	oldTok2, _ := devissuer.SignWith(old, map[string]any{"iss": is.URL, "sub": "alice", "aud": is.Audience, "exp": time.Now().Add(time.Hour).Unix(), "jti": "old2"})
-	if _, err := a.Authenticate(context.Background(), oldTok2); kind(err) != authn.KindInvalid {
-		t.Errorf("token from a removed key: %v, want invalid", err)
+	fetches := a.Issuers()[0].KeySet().Fetches()
+	tries := 0
+	waitFor(t, 10*time.Second, func() bool {
+		tries++
+		tok, err := devissuer.SignWith(old, map[string]any{"iss": is.URL, "sub": "alice", "aud": is.Audience, "exp": time.Now().Add(time.Hour).Unix(), "jti": "old-" + strconv.Itoa(tries)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = a.Authenticate(context.Background(), tok)
+		switch {
+		case err == nil:
+			return false // the old keys are still held
+		case kind(err) != authn.KindInvalid:
+			t.Fatalf("token from a removed key: %v, want invalid", err)
+		}
+		return true
+	})
+	if a.Issuers()[0].KeySet().Fetches() == fetches {
+		t.Error("the removed key was refused without a refresh")
 	}
 }
 
@@ -231,7 +247,7 @@ func FuzzAuthenticate(f *testing.F) {
 	defer is.Close()
 	a := newAuthenticator(f, is.URL, is.Audience, authn.Options{})
 	waitReady(f, a, 5*time.Second)
-	good, _ := is.Token("alice", time.Hour, nil)
+	good := is.MustToken(f, "alice", time.Hour, nil)
 	f.Add(good)
 	f.Add(good[:len(good)-2])
 	f.Add(strings.Replace(good, ".", "..", 1))

@@ -38,7 +38,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 			for k, v := range benchClaims {
 				extra[k] = v
 			}
-			tokens[i], _ = is.Token("alice", time.Hour, extra)
+			tokens[i] = is.MustToken(b, "alice", time.Hour, extra)
 		}
 		ctx := context.Background()
 		b.Run(string(alg)+"/cached", func(b *testing.B) {
@@ -71,8 +71,8 @@ func BenchmarkRefused(b *testing.B) {
 	a, _ := compile(b, issuerYAML(is, ""), authn.Options{MinRefetch: time.Hour})
 	waitReady(b, a, 5*time.Second)
 	other := startIssuer(b, devissuer.Options{})
-	foreign, _ := other.Token("mallory", time.Hour, nil)
-	expired, _ := is.Token("mallory", -time.Hour, nil)
+	foreign := other.MustToken(b, "mallory", time.Hour, nil)
+	expired := is.MustToken(b, "mallory", -time.Hour, nil)
 	forged := forge(b, is, is.SigningKey().KeyID, 0)
 	unknownKid := forge(b, is, "unknown", 0)
 	_, _ = a.Authenticate(context.Background(), unknownKid) // spends the one refetch
@@ -117,7 +117,7 @@ func BenchmarkAPIKey(b *testing.B) {
 func BenchmarkIntrospection(b *testing.B) {
 	is := startIssuer(b, devissuer.Options{})
 	a, _ := compile(b, introspectionYAML(is, ""), authn.Options{})
-	tok, _ := is.OpaqueToken("alice", time.Hour, benchClaims)
+	tok := is.MustOpaqueToken(b, "alice", time.Hour, benchClaims)
 	b.Run("cached", func(b *testing.B) {
 		if _, err := a.Authenticate(context.Background(), tok); err != nil {
 			b.Fatal(err)
@@ -133,7 +133,7 @@ func BenchmarkIntrospection(b *testing.B) {
 	b.Run("uncached_loopback", func(b *testing.B) {
 		toks := make([]string, b.N)
 		for i := range toks {
-			toks[i], _ = is.OpaqueToken("alice", time.Hour, benchClaims)
+			toks[i] = is.MustOpaqueToken(b, "alice", time.Hour, benchClaims)
 		}
 		b.ReportAllocs()
 		b.ResetTimer()
@@ -168,7 +168,7 @@ func BenchmarkCacheMemory(b *testing.B) {
 			for k, v := range shape.extra {
 				extra[k] = v
 			}
-			tokens[i], _ = is.Token("user-"+strconv.Itoa(i), time.Hour, extra)
+			tokens[i] = is.MustToken(b, "user-"+strconv.Itoa(i), time.Hour, extra)
 		}
 		b.Run(shape.name, func(b *testing.B) {
 			for iter := 0; iter < b.N; iter++ {

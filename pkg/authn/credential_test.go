@@ -33,7 +33,7 @@ func TestCredentialLocations(t *testing.T) {
   user: {identity: claims.sub}
 `, authn.Options{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
 	waitReady(t, a, 5*time.Second)
-	jwt, _ := is.Token("alice", time.Hour, nil)
+	jwt := is.MustToken(t, "alice", time.Hour, nil)
 
 	tests := []struct {
 		name     string
@@ -95,7 +95,7 @@ func TestDefaultCredentialLocation(t *testing.T) {
 	is := startIssuer(t, devissuer.Options{})
 	a := newAuthenticator(t, is.URL, is.Audience, authn.Options{})
 	waitReady(t, a, 5*time.Second)
-	jwt, _ := is.Token("alice", time.Hour, nil)
+	jwt := is.MustToken(t, "alice", time.Hour, nil)
 	if u, err := a.AuthenticateRequest(context.Background(), map[string]string{"authorization": "Bearer " + jwt}, nil); err != nil || u.Identity != "alice" {
 		t.Fatalf("%v %v", u, err)
 	}

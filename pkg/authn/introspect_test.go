@@ -81,7 +81,7 @@ func TestIntrospection(t *testing.T) {
 	}
 
 	// An entry never outlives the token's exp, even within cache_ttl.
-	short, _ := is.OpaqueToken("bob", 10*time.Second, nil)
+	short := is.MustOpaqueToken(t, "bob", 10*time.Second, nil)
 	if _, err := a.Authenticate(ctx, short); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestIntrospection(t *testing.T) {
 		{"empty identity", map[string]any{"sub": ""}, "user mapping failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tok, _ := is.OpaqueToken("carol", time.Hour, tc.extra)
+			tok := is.MustOpaqueToken(t, "carol", time.Hour, tc.extra)
 			if _, err := a.Authenticate(ctx, tok); reason(err) != tc.reason {
 				t.Errorf("got %v, want %q", err, tc.reason)
 			}
@@ -119,7 +119,7 @@ func TestIntrospection(t *testing.T) {
 // cached.
 func TestIntrospectionClientAuth(t *testing.T) {
 	is := startIssuer(t, devissuer.Options{})
-	tok, _ := is.OpaqueToken("alice", time.Hour, nil)
+	tok := is.MustOpaqueToken(t, "alice", time.Hour, nil)
 	post, _ := compile(t, introspectionYAML(is, "    auth_method: client_secret_post\n"), authn.Options{})
 	if u, err := post.Authenticate(context.Background(), tok); err != nil || u.Identity != "alice" {
 		t.Fatalf("client_secret_post: %v", err)
@@ -144,8 +144,11 @@ func TestIntrospectionClientAuth(t *testing.T) {
 // callers of one token share one request.
 func TestIntrospectionOutage(t *testing.T) {
 	is := startIssuer(t, devissuer.Options{})
-	a, _ := compile(t, introspectionYAML(is, "    timeout: 500ms\n"), authn.Options{})
-	tok, _ := is.OpaqueToken("alice", time.Hour, nil)
+	// The endpoint's own timeout (3 s) is 30 times the caller's deadline
+	// (100 ms), so a call that waited for the one instead of the other is
+	// told apart on a loaded machine.
+	a, _ := compile(t, introspectionYAML(is, "    timeout: 3s\n"), authn.Options{})
+	tok := is.MustOpaqueToken(t, "alice", time.Hour, nil)
 
 	is.SetFailure(http.StatusBadGateway)
 	if _, err := a.Authenticate(context.Background(), tok); kind(err) != authn.KindUnavailable {
@@ -157,12 +160,12 @@ func TestIntrospectionOutage(t *testing.T) {
 	start := time.Now()
 	_, err := a.Authenticate(ctx, tok)
 	cancel()
-	if kind(err) != authn.KindUnavailable || time.Since(start) > 300*time.Millisecond {
-		t.Fatalf("hanging endpoint: %v after %s", err, time.Since(start))
+	if kind(err) != authn.KindUnavailable || time.Since(start) > 2*time.Second {
+		t.Fatalf("hanging endpoint: %v after %s (the caller's deadline is 100 ms, the endpoint's timeout 3 s)", err, time.Since(start))
 	}
 
 	is.SetDelay(200 * time.Millisecond)
-	fresh, _ := is.OpaqueToken("bob", time.Hour, nil)
+	fresh := is.MustOpaqueToken(t, "bob", time.Hour, nil)
 	n := is.IntrospectionRequests()
 	var wg sync.WaitGroup
 	var failed atomic.Int64
@@ -182,9 +185,9 @@ func TestIntrospectionOutage(t *testing.T) {
 	if got := is.IntrospectionRequests() - n; got != 1 {
 		t.Errorf("20 concurrent callers of one token caused %d requests, want 1", got)
 	}
-	// Back to normal once the hanging request (500ms timeout) has ended.
+	// Back to normal once the hanging request (its 3 s timeout) has ended.
 	is.SetDelay(0)
-	waitFor(t, 2*time.Second, func() bool {
+	waitFor(t, 10*time.Second, func() bool {
 		u, err := a.Authenticate(context.Background(), tok)
 		return err == nil && u.Identity == "alice"
 	})
@@ -206,9 +209,9 @@ func TestIntrospectionAndJWTs(t *testing.T) {
 	opaque, _ := compile(t, cfg("opaque"), authn.Options{})
 	all, _ := compile(t, cfg("all"), authn.Options{})
 	waitReady(t, opaque, 5*time.Second)
-	jwt, _ := is.Token("alice", time.Hour, nil)
-	foreign, _ := other.Token("alice", time.Hour, nil)
-	ot, _ := is.OpaqueToken("bob", time.Hour, nil)
+	jwt := is.MustToken(t, "alice", time.Hour, nil)
+	foreign := other.MustToken(t, "alice", time.Hour, nil)
+	ot := is.MustOpaqueToken(t, "bob", time.Hour, nil)
 	ctx := context.Background()
 
 	if u, err := opaque.Authenticate(ctx, jwt); err != nil || u.Identity != "alice" {

@@ -70,6 +70,7 @@ type Issuer struct {
 func (i *Issuer) start(ctx context.Context) {
 	i.once.Do(func() {
 		ctx, i.cancel = context.WithCancel(ctx)
+		i.keys.setLife(ctx)
 		go i.run(ctx)
 	})
 }

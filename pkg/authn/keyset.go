@@ -71,7 +71,11 @@ type KeySet struct {
 	// (Cache-Control max-age, Expires), or -1 when it declared none.
 	lifetime atomic.Int64
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// life is what fetches run under: the issuer's lifetime once it has
+	// started (a fetch serves every waiting caller, so no one caller's
+	// context may end it, but a retired or stopped issuer's may).
+	life      context.Context
 	inflight  chan struct{} // closed when the running fetch ends
 	lastFetch time.Time
 	lastErr   error
@@ -83,9 +87,16 @@ type KeySet struct {
 var _ oidc.KeySet = (*KeySet)(nil)
 
 func newKeySet(client *http.Client, algs []jose.SignatureAlgorithm, minRefetch time.Duration, now func() time.Time, log *slog.Logger) *KeySet {
-	k := &KeySet{client: client, algs: algs, minRefetch: minRefetch, now: now, log: log, negative: map[string]time.Time{}}
+	k := &KeySet{client: client, algs: algs, minRefetch: minRefetch, now: now, log: log, negative: map[string]time.Time{}, life: context.Background()}
 	k.lifetime.Store(-1)
 	return k
+}
+
+// setLife makes fetches from now on run under ctx, which ends them.
+func (k *KeySet) setLife(ctx context.Context) {
+	k.mu.Lock()
+	k.life = ctx
+	k.mu.Unlock()
 }
 
 // setURL tells the key set where its keys are (once discovery found them).
@@ -294,11 +305,12 @@ func (k *KeySet) refresh(ctx context.Context, force bool) error {
 	ch := make(chan struct{})
 	k.inflight = ch
 	k.lastFetch = k.now()
+	life := k.life
 	k.mu.Unlock()
 
 	// The fetch outlives any one caller's context: it serves them all. The
-	// HTTP client's timeouts bound it.
-	keys, lifetime, err := k.fetch(context.WithoutCancel(ctx))
+	// HTTP client's timeouts bound it, and the issuer's stop ends it.
+	keys, lifetime, err := k.fetch(life)
 	if err != nil {
 		k.failures.Add(1)
 	}

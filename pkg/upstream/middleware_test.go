@@ -25,7 +25,10 @@ import (
 // signer returns a langgate signer with a fresh key of kid and its JWKS.
 func signer(t *testing.T, kid string) (*authctx.Signer, []byte) {
 	t.Helper()
-	_, k, _ := ed25519.GenerateKey(rand.Reader)
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k, KeyID: kid, Algorithm: "EdDSA"}}})
 	keys, err := authctx.ParseKeys(set)
 	if err != nil {

@@ -120,7 +120,10 @@ func sameJSON(a, b map[string]any) bool {
 // signer, then derives the forged ones.
 func writeVectors(t *testing.T) {
 	t.Helper()
-	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	_, ed, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +200,10 @@ func writeVectors(t *testing.T) {
 }
 
 func mustEd() ed25519.PrivateKey {
-	_, k, _ := ed25519.GenerateKey(rand.Reader)
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		panic(err) // crypto/rand does not fail (Go 1.24+); this is not reached
+	}
 	return k
 }
 

@@ -95,7 +95,10 @@ func TestSignedContext(t *testing.T) {
 // langgate does not publish, under langgate's kid.
 func forgeContext(t *testing.T, thread string) string {
 	t.Helper()
-	_, k, _ := ed25519.GenerateKey(rand.Reader)
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: k}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "ctx-1"))
 	if err != nil {
 		t.Fatal(err)

@@ -68,6 +68,37 @@ func Start(tb testing.TB, opts devissuer.Options) *Issuer {
 	return is
 }
 
+// MustToken is Token for a test: a mint that fails fails the test, so a
+// test of a refusal cannot pass on a token that was never made.
+func (is *Issuer) MustToken(tb testing.TB, subject string, ttl time.Duration, extra map[string]any) string {
+	tb.Helper()
+	tok, err := is.Token(subject, ttl, extra)
+	if err != nil {
+		tb.Fatalf("minting a token for %q: %v", subject, err)
+	}
+	return tok
+}
+
+// MustOpaqueToken is OpaqueToken for a test, as MustToken is Token.
+func (is *Issuer) MustOpaqueToken(tb testing.TB, subject string, ttl time.Duration, extra map[string]any) string {
+	tb.Helper()
+	tok, err := is.OpaqueToken(subject, ttl, extra)
+	if err != nil {
+		tb.Fatalf("minting an opaque token for %q: %v", subject, err)
+	}
+	return tok
+}
+
+// MustKey is devissuer.NewKey for a test.
+func MustKey(tb testing.TB, alg jose.SignatureAlgorithm, kid string) jose.JSONWebKey {
+	tb.Helper()
+	k, err := devissuer.NewKey(alg, kid)
+	if err != nil {
+		tb.Fatalf("a %s key %q: %v", alg, kid, err)
+	}
+	return k
+}
+
 // SetJWKSCacheControl sets the Cache-Control header of the JWKS response
 // ("" sends none).
 func (is *Issuer) SetJWKSCacheControl(v string) {
