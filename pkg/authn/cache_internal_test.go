@@ -85,4 +85,15 @@ func TestCacheInvariants(t *testing.T) {
 			}
 		}
 	}
+	// A cache with room never evicts, so stale slots are not consumed
+	// that way: one key put again and again (an introspection refresh)
+	// must not grow the order.
+	roomy := NewCache(1000, 1<<30, func() time.Time { return now })
+	k := sha256.Sum256([]byte("same"))
+	for range 100_000 {
+		roomy.Put(k, u, now.Add(time.Hour), 100)
+	}
+	if n := len(roomy.order) - roomy.head; n > 2*len(roomy.m)+65 || len(roomy.m) != 1 {
+		t.Errorf("one key put 100,000 times: %d entries, %d slots", len(roomy.m), n)
+	}
 }
