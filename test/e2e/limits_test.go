@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/langgate/langgate/bench/proc"
+	"github.com/langgate/langgate/internal/envoyproc"
 )
 
 // TestLimitsThroughEnvoy: each limit a client can push through the shipped
@@ -106,7 +107,15 @@ func TestManyConcurrentChecks(t *testing.T) {
 }
 
 func manyConcurrentChecks(t *testing.T, lg *langgate, m faultMode) {
-	e := envoyFor(t, m.file, lg, relaxed)
+	// The claim is about Envoy's circuit breakers and resets, not speed:
+	// on a loaded machine 5,000 Checks at once can take longer than the
+	// relaxed 2 s to be answered (-race -count=5 beside a fuzzing run: 437
+	// timed out), so the check timeout here is one no queue reaches.
+	e := envoyFor(t, m.file, lg, func(cfg *envoyproc.Config) {
+		if cfg.SetCheckTimeout(30*time.Second) == 0 {
+			t.Fatal("the configuration has no ext_authz service timeout")
+		}
+	})
 	base := e.URL("langgraph_http")
 	const n = 5000
 	errs := make(chan string, n)
