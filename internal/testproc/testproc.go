@@ -31,7 +31,7 @@ func FreeAddr(tb testing.TB) string {
 	tb.Helper()
 	lo := ephemeralLow()
 	for range 50 {
-		port := 10000 + rand.IntN(lo-10000)
+		port := 10000 + rand.IntN(lo-10000) //nolint:gosec // a test port, not a secret
 		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
 			continue
