@@ -165,3 +165,42 @@ authorize:
 		t.Errorf("uncovered events not reported:\n%s", out.String())
 	}
 }
+
+// TestValidateBodyRoutes: validate tells the operator on which routes the
+// proxy must send the body, and says so when none needs it.
+func TestValidateBodyRoutes(t *testing.T) {
+	t.Setenv("OIDC_ISSUER", "https://idp.example.com")
+	t.Setenv("OIDC_AUDIENCE", "langgraph")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"validate", "--config", "../../examples/langgraph/langgate.yaml"}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	want := `policy "langgraph" reads the request body on 4 routes; send the body (with_request_body) there, on no other route:
+  PUT    /store/items
+  DELETE /store/items
+  POST   /store/items/search
+  POST   /store/namespaces
+`
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks\n%s\ngot:\n%s", want, out.String())
+	}
+
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "nobody.yaml")
+	if err := os.WriteFile(cfg, []byte(`authenticate:
+  oidc: [{issuer: "https://i.example", audiences: [a]}]
+  user: {identity: claims.sub}
+authorize:
+  handlers:
+    - {on: "*", filters: {owner: user.identity}}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"validate", "--config", cfg}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "reads no request body: the proxy need not send one\n") {
+		t.Errorf("a policy reading no body is not reported:\n%s", out.String())
+	}
+}

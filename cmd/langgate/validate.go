@@ -38,8 +38,33 @@ func validate(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, where.Error())
 		}
 	}
+	for _, p := range eng.Policies() {
+		if p.ShadowOf == "" {
+			printBodyRoutes(stdout, p)
+		}
+	}
 	fmt.Fprintf(stdout, "%s: ok (%d policies, %d warnings)\n", *path, len(eng.Policies()), warnings)
 	return nil
+}
+
+// printBodyRoutes tells the operator on which routes the proxy must send
+// the request body (Envoy's with_request_body): those where a rule of the
+// policy, or of its shadow, reads it. Buffering elsewhere only adds
+// latency, memory and 413s for large bodies.
+func printBodyRoutes(w io.Writer, p *decision.Policy) {
+	rs := p.BodyRoutes()
+	if len(rs) == 0 {
+		fmt.Fprintf(w, "policy %q reads no request body: the proxy need not send one\n", p.Name)
+		return
+	}
+	noun := "routes"
+	if len(rs) == 1 {
+		noun = "route"
+	}
+	fmt.Fprintf(w, "policy %q reads the request body on %d %s; send the body (with_request_body) there, on no other route:\n", p.Name, len(rs), noun)
+	for _, r := range rs {
+		fmt.Fprintf(w, "  %-6s %s\n", r.Method, r.Pattern)
+	}
 }
 
 // buildFromFile loads and compiles a configuration for the offline

@@ -62,6 +62,46 @@ type Policy struct {
 	shadow   *Policy
 }
 
+// BodyRoutes lists the routes on which a rule of the policy reads the
+// request body: routes with an event whose value takes a field from the
+// body and whose handler (or the shadow handler rolled out beside it)
+// reads value. The policy's shadow policy, decided on the same requests,
+// adds its own such routes after the policy's. On every other route
+// langgate decides the same with or without the body, so the proxy need
+// not buffer it; on these a body the proxy did not send is a denial.
+func (p *Policy) BodyRoutes() []*routes.Route {
+	var out []*routes.Route
+	seen := map[[2]string]bool{}
+	for _, q := range []*Policy{p, p.shadow} {
+		if q == nil {
+			continue
+		}
+		for _, r := range q.Table.Routes() {
+			if k := [2]string{r.Method, r.Pattern}; !seen[k] && q.readsBody(r) {
+				seen[k] = true
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// readsBody reports whether one of the route's events needs the body and
+// goes to a handler of this policy that reads value.
+func (p *Policy) readsBody(r *routes.Route) bool {
+	for _, ev := range r.Events {
+		if !ev.NeedsBody() {
+			continue
+		}
+		for _, h := range []*policy.Handler{p.Handlers.Select(ev.Resource, ev.Action), p.Handlers.SelectShadow(ev.Resource, ev.Action)} {
+			if h != nil && h.ReadsValue() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Policies lists the compiled policies in name order.
 func (e *Engine) Policies() []*Policy { return e.policies }
 

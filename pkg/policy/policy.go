@@ -242,14 +242,20 @@ type Handler struct {
 	// Shadow is set on a handler being rolled out (config.Handler.Shadow).
 	Shadow bool
 	// pure is set when no expression reads a PerRequestVars variable;
-	// readsEvent when one reads resource or action.
-	pure, readsEvent bool
+	// readsEvent when one reads resource or action; readsValue when one
+	// reads value.
+	pure, readsEvent, readsValue bool
 }
 
 // ReadsEvent reports whether an expression reads resource or action: a
 // pure handler that reads neither gives a user the same result for every
 // event it takes.
 func (h *Handler) ReadsEvent() bool { return h.readsEvent }
+
+// ReadsValue reports whether an expression reads the event's value: only
+// then can the handler's result depend on the request body, so a route
+// whose handlers never read it needs no body from the proxy.
+func (h *Handler) ReadsValue() bool { return h.readsValue }
 
 // Pure reports whether the handler's result for an event depends on the
 // user alone: none of its expressions reads the request, the event's value
@@ -435,6 +441,7 @@ func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabula
 	h.readsEvent = slices.ContainsFunc(h.programs(), func(p *expr.Program) bool {
 		return p.Reads(VarResource) || p.Reads(VarAction)
 	})
+	h.readsValue = slices.ContainsFunc(h.programs(), func(p *expr.Program) bool { return p.Reads(VarValue) })
 	return h, nil
 }
 

@@ -79,7 +79,9 @@ type EventSpec struct {
 	Optional bool
 }
 
-func (e EventSpec) needsBody() bool {
+// NeedsBody reports whether the event's value takes a field from the
+// request body.
+func (e EventSpec) NeedsBody() bool {
 	for _, f := range e.Fields {
 		if f.From == FromBody || f.From == FromBodyGroup || f.From == FromBodyObject {
 			return true

@@ -137,7 +137,7 @@ func (r *Route) Fire(params Params, query url.Values, body *Body) []Event {
 		}
 		ev := Event{Resource: spec.Resource, Action: spec.Action, Optional: spec.Optional}
 		obj, err := map[string]any(nil), error(nil)
-		if spec.needsBody() {
+		if spec.NeedsBody() {
 			obj, err = body.Object()
 		}
 		if err != nil {
