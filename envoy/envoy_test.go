@@ -645,6 +645,12 @@ func routeProblems(s site, clusters map[string]*clusterv3.Cluster) []string {
 			}
 			if a.body != nil {
 				p = append(p, bodyProblems(s.name+": "+at+": with_request_body", a.body, smallBodyBytes)...)
+				if i == len(routes)-1 {
+					// Envoy buffers before anything is authenticated, and
+					// answers 413 for a body over the limit: only the routes
+					// whose rules read a body (langgate validate) may.
+					add("%s: the catch-all route buffers request bodies (set disable_request_body_buffering on the virtual host)", at)
+				}
 			}
 		}
 	}
@@ -718,7 +724,8 @@ func TestChecksCatchMistakes(t *testing.T) {
 		{"no normalization", "normalize_path: true", "normalize_path: false", "normalize_path"},
 		{"underscores", "headers_with_underscores_action: REJECT_REQUEST", "headers_with_underscores_action: ALLOW", "underscores"},
 		{"no decision id in log", "ext_authz:decision_id)%", "ext_authz:decision)%", "lacks %DYNAMIC_METADATA(envoy.filters.http.ext_authz:decision_id)%"},
-		{"no policy", "                    context_extensions:\n                      policy: langgraph\n              routes:", "                    context_extensions:\n                      tenant: a\n              routes:", "no context extension `policy`"},
+		{"no policy", "                    context_extensions:\n                      policy: langgraph\n                    # No body", "                    context_extensions:\n                      tenant: a\n                    # No body", "no context extension `policy`"},
+		{"bodies buffered everywhere", "                    disable_request_body_buffering: true\n", "", "the catch-all route buffers request bodies"},
 		{"public catch-all", catchAll, catchAll + "                typed_per_filter_config:\n                  envoy.filters.http.ext_authz:\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute\n                    disabled: true\n", "catch-all route is public"},
 		{"x-auth-scheme forwarded", "request_headers_to_remove: [x-auth-scheme]", "request_headers_to_remove: []", "does not remove client-sent x-auth-scheme"},
 		{"header filter keeps x-langgate-*", "key_matcher: { prefix: x-langgate- }", "key_matcher: { exact: x-langgate-user-id }", "does not remove_on_match the prefix x-langgate-"},

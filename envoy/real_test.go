@@ -25,7 +25,11 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/langgate/langgate/internal/envoyproc"
+	"github.com/langgate/langgate/internal/testengine"
 	"github.com/langgate/langgate/internal/testproc"
+	"github.com/langgate/langgate/pkg/config"
+	"github.com/langgate/langgate/pkg/decision"
+	"github.com/langgate/langgate/pkg/routes"
 )
 
 // shippedTLSDir is where front-proxy-mtls.yaml reads its certificates.
@@ -307,14 +311,16 @@ func serveHTTP(t *testing.T, h http.Handler) string {
 // with each: whether langgate is asked, with which context extensions, and
 // how much of the body it gets. langgate's place is taken by a recorder
 // that allows everything (the question here is what Envoy sends, not what
-// langgate decides); the upstream is a server that answers 200.
+// langgate decides); the upstream is a server that answers 200. Envoy
+// buffers a body exactly on the routes where the seed policy's rules read
+// one (Policy.BodyRoutes), and nowhere else limits a body's size.
 func TestRoutesThroughEnvoy(t *testing.T) {
 	type want int
 	const (
 		public  want = iota // no check
-		checked             // checked with policy langgraph; the default body limit
-		small               // checked, a body of at least smallBodyBytes reaches langgate whole
-		input               // checked, a body of at least inputBodyBytes does
+		checked             // checked with policy langgraph; no body is buffered or sent, any size passes
+		small               // checked, a body of smallBodyBytes reaches langgate whole, one byte more is 413
+		input               // checked, a body of inputBodyBytes reaches langgate whole, one byte more is 413
 	)
 	type request struct {
 		method, target string
@@ -323,8 +329,8 @@ func TestRoutesThroughEnvoy(t *testing.T) {
 	cases := []request{
 		{"GET", "/ok?check_db=1", public},
 		// Public means exactly LangGraph's public paths, read-only.
-		{"POST", "/ok", small},
-		{"DELETE", "/info", small},
+		{"POST", "/ok", checked},
+		{"DELETE", "/info", checked},
 		{"GET", "/ok/", checked},
 		{"GET", "/okay", checked},
 		{"GET", "/info/x", checked},
@@ -339,41 +345,55 @@ func TestRoutesThroughEnvoy(t *testing.T) {
 		{"GET", "/assistants/a1/graph", checked},
 		{"GET", "/store/items?namespace=u1.notes&key=k", checked},
 		{"GET", "/runs/crons/c1", checked},
-		// Routes whose decision reads the body.
+		// The routes whose decision reads the body under the seed policy.
 		{"PUT", "/store/items", input},
 		{"DELETE", "/store/items", small},
 		{"POST", "/store/items/search", small},
 		{"POST", "/store/namespaces", small},
-		{"POST", "/threads", input},
-		{"POST", "/threads/search", small},
-		{"POST", "/threads/count", small},
-		{"PATCH", "/threads/t1", small},
-		{"POST", "/threads/t1/state", input},
-		{"POST", "/threads/t1/copy", small},
-		{"POST", "/threads/t1/commands", input}, // run.start carries the run's input
-		{"POST", "/threads/t1/stream/events", small},
-		{"POST", "/threads/t1/history", small},
-		{"POST", "/threads/t1/runs", input},
-		{"POST", "/threads/t1/runs/stream", input},
-		{"POST", "/threads/t1/runs/wait", input},
-		{"POST", "/threads/t1/runs/crons", input},
-		{"POST", "/threads/t1/runs/r1/cancel", small},
-		{"POST", "/runs", input},
-		{"POST", "/runs/stream", input},
-		{"POST", "/runs/wait", input},
-		{"POST", "/runs/batch", input},
-		{"POST", "/runs/crons", input},
-		{"POST", "/runs/crons/search", small},
-		{"POST", "/runs/cancel", small},
-		{"POST", "/assistants", small},
-		{"POST", "/assistants/search", small},
-		{"POST", "/assistants/count", small},
-		{"PATCH", "/assistants/a1", small},
-		{"POST", "/assistants/a1/versions", small},
+		// LangGraph routes with a body no rule of the seed policy reads:
+		// graph input, state and metadata of any size pass unbuffered.
+		{"POST", "/store/items", checked},
+		{"POST", "/threads", checked},
+		{"POST", "/threads/search", checked},
+		{"POST", "/threads/count", checked},
+		{"PATCH", "/threads/t1", checked},
+		{"POST", "/threads/t1/state", checked},
+		{"POST", "/threads/t1/copy", checked},
+		{"POST", "/threads/t1/commands", checked},
+		{"POST", "/threads/t1/stream/events", checked},
+		{"POST", "/threads/t1/history", checked},
+		{"POST", "/threads/t1/runs", checked},
+		{"POST", "/threads/t1/runs/stream", checked},
+		{"POST", "/threads/t1/runs/wait", checked},
+		{"POST", "/threads/t1/runs/crons", checked},
+		{"POST", "/threads/t1/runs/r1/cancel", checked},
+		{"POST", "/runs", checked},
+		{"POST", "/runs/stream", checked},
+		{"POST", "/runs/wait", checked},
+		{"POST", "/runs/batch", checked},
+		{"POST", "/runs/crons", checked},
+		{"POST", "/runs/crons/search", checked},
+		{"POST", "/runs/cancel", checked},
+		{"POST", "/assistants", checked},
+		{"POST", "/assistants/search", checked},
+		{"POST", "/assistants/count", checked},
+		{"PATCH", "/assistants/a1", checked},
+		{"POST", "/assistants/a1/versions", checked},
 		// Anything else is still checked.
 		{"GET", "/mcp", checked},
-		{"POST", "/a2a/x", small},
+		{"POST", "/a2a/x", checked},
 		{"GET", "/", checked},
+	}
+	// The table above must say what the seed policy needs: a body exactly
+	// on its body routes.
+	seed := seedBodyRoutes(t)
+	for _, c := range cases {
+		if c.want == public {
+			continue
+		}
+		if got, want := seed(c.method, c.target), c.want == small || c.want == input; got != want {
+			t.Errorf("%s %s: the seed policy reads its body: %v; the case expects a body: %v", c.method, c.target, got, want)
+		}
 	}
 	for _, p := range publicPaths {
 		cases = append(cases, request{"GET", p, public}, request{"HEAD", p, public})
@@ -454,7 +474,11 @@ func TestRoutesThroughEnvoy(t *testing.T) {
 			}
 			for _, c := range cases {
 				name := c.method + " " + c.target
-				body := map[want]int{small: smallBodyBytes, input: inputBodyBytes}[c.want]
+				limit := map[want]int{small: smallBodyBytes, input: inputBodyBytes}[c.want]
+				body := limit
+				if c.want == checked {
+					body = smallBodyBytes
+				}
 				status, checks := send(c.method, c.target, body)
 				if c.want == public {
 					if status != 200 || len(checks) != 0 {
@@ -473,18 +497,64 @@ func TestRoutesThroughEnvoy(t *testing.T) {
 				if !grpcMode && !strings.HasPrefix(ck.path, "/envoy/") {
 					t.Errorf("%s: the HTTP check went to %s, want /envoy/<path>", name, ck.path)
 				}
-				if ck.body != body || ck.partial == "true" {
-					t.Errorf("%s: langgate got %d body bytes (partial=%q), want the whole %d", name, ck.body, ck.partial, body)
-				}
 				if mtls && !strings.Contains(ck.certificate, "BEGIN%20CERTIFICATE") && !strings.Contains(ck.certificate, "BEGIN CERTIFICATE") {
 					t.Errorf("%s: the check carries no client certificate (include_peer_certificate)", name)
 				}
-				// Every checked route bounds what Envoy buffers: one byte
-				// over langgate's limit is refused by Envoy itself.
-				if status, checks := send(c.method, c.target, maxBodyBytes+1); status != http.StatusRequestEntityTooLarge || len(checks) != 0 {
-					t.Errorf("%s with a %d-byte body: status %d, %d checks; want 413 and no check", name, maxBodyBytes+1, status, len(checks))
+				if c.want == checked {
+					// No body is buffered: langgate gets none, and a body
+					// larger than any buffer limit reaches the upstream.
+					if ck.body != 0 {
+						t.Errorf("%s: langgate got %d body bytes, want none (no rule reads it)", name, ck.body)
+					}
+					if status, checks := send(c.method, c.target, 2*maxBodyBytes); status != 200 || len(checks) != 1 || checks[0].body != 0 {
+						t.Errorf("%s with a %d-byte body: status %d, %d checks; want 200 after one check without the body", name, 2*maxBodyBytes, status, len(checks))
+					}
+					continue
+				}
+				if ck.body != body || ck.partial == "true" {
+					t.Errorf("%s: langgate got %d body bytes (partial=%q), want the whole %d", name, ck.body, ck.partial, body)
+				}
+				// A route that buffers bounds it: one byte over its limit
+				// is refused by Envoy itself (the client speaks HTTP/1.1).
+				if status, checks := send(c.method, c.target, limit+1); status != http.StatusRequestEntityTooLarge || len(checks) != 0 {
+					t.Errorf("%s with a %d-byte body: status %d, %d checks; want 413 and no check", name, limit+1, status, len(checks))
 				}
 			}
 		})
+	}
+}
+
+// seedBodyRoutes reports, for a request, whether the seed policy
+// (examples/langgraph/langgate.yaml) reads its body: whether the route
+// langgate matches it to is one of the policy's BodyRoutes.
+func seedBodyRoutes(t *testing.T) func(method, target string) bool {
+	t.Helper()
+	text, err := os.ReadFile("../examples/langgraph/langgate.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := config.Parse("langgate.yaml", text, func(string) (string, bool) { return "https://idp.example.com", true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := decision.Build(f, decision.Options{Logger: testengine.Logger(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(eng.Policies()) != 1 {
+		t.Fatalf("the seed example has %d policies, want 1", len(eng.Policies()))
+	}
+	p := eng.Policies()[0]
+	body := p.BodyRoutes()
+	if len(body) == 0 {
+		t.Fatal("the seed policy reads no body: the test of body routes would test nothing")
+	}
+	return func(method, target string) bool {
+		tg, err := routes.Normalize(target)
+		if err != nil {
+			t.Fatalf("%s: %v", target, err)
+		}
+		r, _ := p.Table.Match(method, tg.Segments)
+		return r != nil && slices.Contains(body, r)
 	}
 }

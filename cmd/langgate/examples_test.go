@@ -184,6 +184,14 @@ func TestValidateBodyRoutes(t *testing.T) {
 	if !strings.Contains(out.String(), want) {
 		t.Errorf("output lacks\n%s\ngot:\n%s", want, out.String())
 	}
+	// docs/policy.md shows this output (indented in a list item).
+	doc, err := os.ReadFile("../../docs/policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if indented := "  " + strings.ReplaceAll(strings.TrimSuffix(want, "\n"), "\n", "\n  ") + "\n"; !strings.Contains(string(doc), indented) {
+		t.Errorf("docs/policy.md does not show validate's output:\n%s", indented)
+	}
 
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "nobody.yaml")

@@ -28,7 +28,7 @@ const (
 
 // Errors describing why a value that needs the body is unavailable.
 var (
-	ErrBodyNotSent   = errors.New("the request body was not sent to langgate (enable with_request_body on the ext_authz filter)")
+	ErrBodyNotSent   = errors.New("the request body was not sent to langgate (send it on this route: with_request_body; langgate validate lists the routes whose rules read it)")
 	ErrBodyTruncated = errors.New("the request body was truncated before it reached langgate (raise max_request_bytes)")
 	ErrBodyTooLarge  = fmt.Errorf("the request body is larger than langgate's %d-byte limit", MaxBodyBytes)
 	ErrBodyNotJSON   = errors.New("the request body is not a JSON object")

@@ -239,7 +239,8 @@ func storeBodyRoute(t *testing.T, maxBytes int, partial bool) func(*envoyproc.Co
 		n := 0
 		cfg.Visit(func(m map[string]any) {
 			match, _ := m["match"].(map[string]any)
-			if match["path"] != "/store/items" {
+			headers, _ := match["headers"].([]any)
+			if match["path"] != "/store/items" || len(headers) != 1 || fmt.Sprint(headers[0]) != "map[name::method string_match:map[exact:PUT]]" {
 				return
 			}
 			tpf, _ := m["typed_per_filter_config"].(map[string]any)

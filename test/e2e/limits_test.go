@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -228,5 +229,107 @@ func TestMemoryUnderLimits(t *testing.T) {
 	}
 	if grew := second - first; grew > first/10+(8<<20) {
 		t.Errorf("the second round raised the peak by %.1f MiB (from %.1f MiB): memory kept between rounds", mib(grew), mib(first))
+	}
+}
+
+// TestEnvoyBuffersOnlyBodyRoutes: the shipped configurations buffer a body
+// only on the routes whose rules read one (for the seed policy, the store's,
+// as `langgate validate` lists them). Everywhere else a body larger than
+// any buffer limit is authorized without it and served by the real
+// LangGraph server: no 413, and langgate's filters still apply. A policy
+// that does read a body on such a route is refused, never allowed on a
+// body it did not see. Both modes, HTTP/1.1 and HTTP/2.
+func TestEnvoyBuffersOnlyBodyRoutes(t *testing.T) {
+	lg := startLanggate(t, seedPolicy)
+	// The seed policy plus a rule on threads.create that reads the body.
+	reads := startLanggate(t, seedVariant(t, `    - on: threads.create
+      allow: '!has(value.metadata.owner) || value.metadata.owner == user.identity'
+      metadata: {owner: user.identity}
+`))
+	alice, bob := token(t, "alice"), token(t, "bob")
+	pad := strings.Repeat("x", 2<<20) // 2 MiB: twice langgate's and Envoy's largest body limit
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			e := envoyFor(t, m.file, lg, relaxed)
+			base := e.URL("langgraph_http")
+			for _, c := range []struct {
+				name   string
+				client *http.Client
+				proto  string
+			}{{"HTTP/1.1", h1, "HTTP/1.1"}, {"HTTP/2", h2, "HTTP/2.0"}} {
+				t.Run(c.name, func(t *testing.T) {
+					do := func(method, path, tok string, body []byte) (response, int) {
+						t.Helper()
+						id := newProbe()
+						r := send(t, c.client, method, base+path, [][2]string{bearer(tok), jsonType, probe(id)}, body)
+						if r.proto != c.proto {
+							t.Fatalf("the client spoke %s, want %s", r.proto, c.proto)
+						}
+						return r, len(shared.tap.received(id))
+					}
+					owner := func(r response) any {
+						var v struct {
+							ID       string         `json:"thread_id"`
+							Metadata map[string]any `json:"metadata"`
+						}
+						if json.Unmarshal([]byte(r.body), &v) != nil {
+							return nil
+						}
+						return v.Metadata["owner"]
+					}
+					big := func(v map[string]any) []byte { return mustJSON(t, v) }
+
+					r, up := do("POST", "/assistants", alice, big(map[string]any{"graph_id": "agent", "metadata": map[string]any{"pad": pad}}))
+					if r.status != 200 || up != 1 || owner(r) != "alice" {
+						t.Errorf("POST /assistants with 2 MiB of metadata: %d %.200s, reached the upstream %d times; want 200 owned by alice", r.status, r.body, up)
+					}
+					r, up = do("POST", "/threads", alice, big(map[string]any{"metadata": map[string]any{"pad": pad}}))
+					if r.status != 200 || up != 1 || owner(r) != "alice" {
+						t.Fatalf("POST /threads with 2 MiB of metadata: %d %.200s, reached the upstream %d times; want 200 owned by alice", r.status, r.body, up)
+					}
+					var th struct {
+						ID string `json:"thread_id"`
+					}
+					if err := json.Unmarshal([]byte(r.body), &th); err != nil || th.ID == "" {
+						t.Fatalf("thread %.200s: %v", r.body, err)
+					}
+					patch := big(map[string]any{"metadata": map[string]any{"note": pad}})
+					if r, up := do("PATCH", "/threads/"+th.ID, alice, patch); r.status != 200 || up != 1 {
+						t.Errorf("alice's PATCH of her thread with 2 MiB: %d %.200s, reached the upstream %d times", r.status, r.body, up)
+					}
+					// The body is not buffered, the decision still holds: the
+					// owner filter makes bob's update of alice's thread a 404.
+					if r, _ := do("PATCH", "/threads/"+th.ID, bob, patch); r.status != 404 {
+						t.Errorf("bob's PATCH of alice's thread with 2 MiB: %d %.200s, want 404", r.status, r.body)
+					}
+					run := big(map[string]any{"assistant_id": "agent", "input": map[string]any{"messages": []any{map[string]any{"role": "human", "content": pad}}}})
+					if r, up := do("POST", "/threads/"+th.ID+"/runs/wait", alice, run); r.status != 200 || up != 1 || !strings.Contains(r.body, "echo: xxx") {
+						t.Errorf("a run with 2 MiB of input: %d %.200s, reached the upstream %d times", r.status, r.body, up)
+					}
+					// A store route, whose rule reads the namespace, still
+					// buffers with its limit: 64 KiB for a delete.
+					del := big(map[string]any{"namespace": []string{"alice"}, "key": "k", "pad": strings.Repeat("x", 64<<10)})
+					if r, up := do("DELETE", "/store/items", alice, del); up != 0 || r.status != 413 && (c.proto == "HTTP/1.1" || r.status != 403) {
+						t.Errorf("DELETE /store/items with a body over 64 KiB: %d %.200s, reached the upstream %d times; want 413 (or, over HTTP/2, langgate's 403)", r.status, r.body, up)
+					}
+				})
+			}
+
+			// A policy that reads the body of a route the proxy does not
+			// buffer: refused, with the reason in langgate's decision.
+			re := envoyFor(t, m.file, reads, relaxed)
+			marker := newProbe()
+			id := newProbe()
+			r := send(t, h1, "POST", re.URL("langgraph_http")+"/threads?m="+marker, [][2]string{bearer(alice), jsonType, probe(id)}, []byte(`{"metadata":{"owner":"alice"}}`))
+			if r.status != 403 || len(shared.tap.received(id)) != 0 {
+				t.Errorf("POST /threads under a rule reading its unsent body: %d %s, reached the upstream %d times; want 403 and never", r.status, r.body, len(shared.tap.received(id)))
+			}
+			if m.name == "grpc" {
+				recs := waitAccessLog(t, re, marker, 1)
+				if reason := fmt.Sprint(recs[0]["authz_reason"]); !strings.Contains(reason, "was not sent to langgate") {
+					t.Errorf("access log authz_reason %q, want it to say the body was not sent", reason)
+				}
+			}
+		})
 	}
 }
