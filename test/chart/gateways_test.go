@@ -1,14 +1,18 @@
 package chart
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 
 	egv1alpha1 "github.com/envoyproxy/gateway/api/v1alpha1"
 	kgwv1alpha1 "github.com/kgateway-dev/kgateway/v2/api/v1alpha1/kgateway"
+	"google.golang.org/protobuf/encoding/protojson"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
+	"sigs.k8s.io/yaml"
 )
 
 // grpcService returns the chart's (non-headless) Service and checks that
@@ -161,5 +165,47 @@ func TestKgatewayExtension(t *testing.T) {
 	}
 	if len(tp.Spec.TargetRefs) != 1 || tp.Spec.TargetRefs[0].Kind != "Gateway" || tp.Spec.TargetRefs[0].Name != "agents" {
 		t.Errorf("targetRefs %+v, want the Gateway agents", tp.Spec.TargetRefs)
+	}
+}
+
+// TestNoBodyWhenZero: maxRequestBytes 0 sends no body with the check, on
+// each gateway, for a policy whose rules read none (langgate validate), so
+// that no route answers 413; the defaults send one.
+func TestNoBodyWhenZero(t *testing.T) {
+	zero := []string{"--values", allValues, "--set", "envoyGateway.maxRequestBytes=0", "--set", "kgateway.maxRequestBytes=0",
+		"--set", "istio.extensionProvider.maxRequestBytes=0"}
+	m := render(t, zero...)
+	if ea := one[*egv1alpha1.SecurityPolicy](t, m).Spec.ExtAuth; ea == nil || ea.GRPC == nil || ea.BodyToExtAuth != nil {
+		t.Errorf("Envoy Gateway extAuth %+v, want gRPC without bodyToExtAuth", ea)
+	}
+	if pa := one[*kgwv1alpha1.TrafficPolicy](t, m).Spec.ExtAuth; pa == nil || pa.ExtensionRef == nil || pa.WithRequestBody != nil {
+		t.Errorf("kgateway extAuth %+v, want the extension without withRequestBody", pa)
+	}
+	_, block := renderNotes(t, zero...)
+	js, err := yaml.YAMLToJSONStrict([]byte(block))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wrapper struct {
+		MeshConfig json.RawMessage `json:"meshConfig"`
+	}
+	if err := json.Unmarshal(js, &wrapper); err != nil {
+		t.Fatal(err)
+	}
+	mc := &meshv1alpha1.MeshConfig{}
+	if err := protojson.Unmarshal(wrapper.MeshConfig, mc); err != nil || len(mc.GetExtensionProviders()) != 1 {
+		t.Fatalf("MeshConfig (%v):\n%s", err, block)
+	}
+	g := mc.GetExtensionProviders()[0].GetEnvoyExtAuthzGrpc()
+	if g == nil || g.GetIncludeRequestBodyInCheck() != nil {
+		t.Errorf("Istio provider %v, want no includeRequestBodyInCheck", g)
+	}
+	if g.GetTimeout() == nil || g.GetFailOpen() {
+		t.Errorf("Istio provider %v lost its other settings", g)
+	}
+	// The defaults do send the body (the seed policy reads the store's).
+	m = render(t, "--values", allValues)
+	if one[*egv1alpha1.SecurityPolicy](t, m).Spec.ExtAuth.BodyToExtAuth == nil || one[*kgwv1alpha1.TrafficPolicy](t, m).Spec.ExtAuth.WithRequestBody == nil {
+		t.Error("the defaults send no body")
 	}
 }

@@ -82,10 +82,15 @@ meshConfig:
         # Fail closed: unreachable or timed out means refused.
         failOpen: false
         statusOnError: {{ .Values.istio.extensionProvider.statusOnError | quote }}
+        {{- if .Values.istio.extensionProvider.maxRequestBytes }}
         # Istio has no per-route body settings: this limit applies to every
         # request of the workload; a larger body gets 413.
         includeRequestBodyInCheck:
           maxRequestBytes: {{ .Values.istio.extensionProvider.maxRequestBytes | int64 }}
           allowPartialMessage: false
           packAsBytes: true
+        {{- else }}
+        # maxRequestBytes 0: no body is buffered or sent to langgate, for
+        # policies whose rules read none (langgate validate says so).
+        {{- end }}
 {{- end }}
