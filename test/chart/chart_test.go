@@ -788,11 +788,10 @@ data:
 	return cm.Data["notes"], cm.Data["meshConfig"]
 }
 
-// TestIstioMeshConfig decodes the extension provider NOTES.txt tells users to
-// add into Istio's MeshConfig type and checks it against the rendered chart.
-func TestIstioMeshConfig(t *testing.T) {
-	m := render(t, "--values", allValues)
-	notes, block := renderNotes(t, "--values", allValues)
+// decodeMeshConfig decodes the `meshConfig:` block NOTES.txt prints into
+// Istio's MeshConfig type, strictly.
+func decodeMeshConfig(t *testing.T, block string) *meshv1alpha1.MeshConfig {
+	t.Helper()
 	js, err := yaml.YAMLToJSONStrict([]byte(block))
 	if err != nil {
 		t.Fatal(err)
@@ -807,6 +806,15 @@ func TestIstioMeshConfig(t *testing.T) {
 	if err := protojson.Unmarshal(wrapper.MeshConfig, mc); err != nil {
 		t.Fatalf("MeshConfig: %v\n%s", err, block)
 	}
+	return mc
+}
+
+// TestIstioMeshConfig decodes the extension provider NOTES.txt tells users to
+// add into Istio's MeshConfig type and checks it against the rendered chart.
+func TestIstioMeshConfig(t *testing.T) {
+	m := render(t, "--values", allValues)
+	notes, block := renderNotes(t, "--values", allValues)
+	mc := decodeMeshConfig(t, block)
 	if len(mc.GetExtensionProviders()) != 1 {
 		t.Fatalf("want one extension provider, got %d", len(mc.GetExtensionProviders()))
 	}

@@ -1,18 +1,14 @@
 package chart
 
 import (
-	"encoding/json"
 	"reflect"
 	"testing"
 
 	egv1alpha1 "github.com/envoyproxy/gateway/api/v1alpha1"
 	kgwv1alpha1 "github.com/kgateway-dev/kgateway/v2/api/v1alpha1/kgateway"
-	"google.golang.org/protobuf/encoding/protojson"
-	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
-	"sigs.k8s.io/yaml"
 )
 
 // grpcService returns the chart's (non-headless) Service and checks that
@@ -182,19 +178,9 @@ func TestNoBodyWhenZero(t *testing.T) {
 		t.Errorf("kgateway extAuth %+v, want the extension without withRequestBody", pa)
 	}
 	_, block := renderNotes(t, zero...)
-	js, err := yaml.YAMLToJSONStrict([]byte(block))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wrapper struct {
-		MeshConfig json.RawMessage `json:"meshConfig"`
-	}
-	if err := json.Unmarshal(js, &wrapper); err != nil {
-		t.Fatal(err)
-	}
-	mc := &meshv1alpha1.MeshConfig{}
-	if err := protojson.Unmarshal(wrapper.MeshConfig, mc); err != nil || len(mc.GetExtensionProviders()) != 1 {
-		t.Fatalf("MeshConfig (%v):\n%s", err, block)
+	mc := decodeMeshConfig(t, block)
+	if len(mc.GetExtensionProviders()) != 1 {
+		t.Fatalf("want one extension provider:\n%s", block)
 	}
 	g := mc.GetExtensionProviders()[0].GetEnvoyExtAuthzGrpc()
 	if g == nil || g.GetIncludeRequestBodyInCheck() != nil {

@@ -31,6 +31,27 @@ var modes = []struct {
 
 const seedPolicy = "../../examples/langgraph/langgate.yaml"
 
+// protocols are the two ways a client speaks to Envoy; proto is the
+// response's Proto each must see.
+var protocols = []struct {
+	name   string
+	client *http.Client
+	proto  string
+}{{"HTTP/1.1", h1, "HTTP/1.1"}, {"HTTP/2", h2, "HTTP/2.0"}}
+
+// sendProbed sends one request as tok with a fresh probe id, fails the
+// test unless the client spoke proto, and returns what of it reached the
+// upstream.
+func sendProbed(t *testing.T, client *http.Client, proto, method, url, tok string, body []byte) (response, []http.Header) {
+	t.Helper()
+	id := newProbe()
+	r := send(t, client, method, url, [][2]string{bearer(tok), jsonType, probe(id)}, body)
+	if r.proto != proto {
+		t.Fatalf("the client spoke %s, want %s", r.proto, proto)
+	}
+	return r, shared.tap.received(id)
+}
+
 func bearer(tok string) [2]string { return [2]string{"Authorization", "Bearer " + tok} }
 
 var jsonType = [2]string{"Content-Type", "application/json"}
@@ -276,19 +297,10 @@ func TestEnvoyRequestBodies(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			e := envoyFor(t, m.file, lg, relaxed)
 			partial := envoyFor(t, m.file, lg, func(c *envoyproc.Config) { relaxed(c); storeBodyRoute(t, 1024, true)(c) })
-			for _, c := range []struct {
-				name   string
-				client *http.Client
-				proto  string
-			}{{"HTTP/1.1", h1, "HTTP/1.1"}, {"HTTP/2", h2, "HTTP/2.0"}} {
+			for _, c := range protocols {
 				t.Run(c.name, func(t *testing.T) {
 					put := func(base, tok string, body []byte) (response, []http.Header) {
-						id := newProbe()
-						r := send(t, c.client, "PUT", base+"/store/items", [][2]string{bearer(tok), jsonType, probe(id)}, body)
-						if r.proto != c.proto {
-							t.Fatalf("the client spoke %s, want %s", r.proto, c.proto)
-						}
-						return r, shared.tap.received(id)
+						return sendProbed(t, c.client, c.proto, "PUT", base+"/store/items", tok, body)
 					}
 					base := e.URL("langgraph_http")
 					if r, up := put(base, alice, item("alice", "")); r.status != 204 && r.status != 200 || len(up) != 1 {

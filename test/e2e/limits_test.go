@@ -252,48 +252,37 @@ func TestEnvoyBuffersOnlyBodyRoutes(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			e := envoyFor(t, m.file, lg, relaxed)
 			base := e.URL("langgraph_http")
-			for _, c := range []struct {
-				name   string
-				client *http.Client
-				proto  string
-			}{{"HTTP/1.1", h1, "HTTP/1.1"}, {"HTTP/2", h2, "HTTP/2.0"}} {
+			for _, c := range protocols {
 				t.Run(c.name, func(t *testing.T) {
 					do := func(method, path, tok string, body []byte) (response, int) {
 						t.Helper()
-						id := newProbe()
-						r := send(t, c.client, method, base+path, [][2]string{bearer(tok), jsonType, probe(id)}, body)
-						if r.proto != c.proto {
-							t.Fatalf("the client spoke %s, want %s", r.proto, c.proto)
-						}
-						return r, len(shared.tap.received(id))
+						r, up := sendProbed(t, c.client, c.proto, method, base+path, tok, body)
+						return r, len(up)
 					}
-					owner := func(r response) any {
-						var v struct {
-							ID       string         `json:"thread_id"`
-							Metadata map[string]any `json:"metadata"`
-						}
-						if json.Unmarshal([]byte(r.body), &v) != nil {
-							return nil
-						}
-						return v.Metadata["owner"]
+					// created is what LangGraph answers a create with: the
+					// thread's id (none for an assistant) and its metadata.
+					type created struct {
+						ID       string         `json:"thread_id"`
+						Metadata map[string]any `json:"metadata"`
 					}
-					big := func(v map[string]any) []byte { return mustJSON(t, v) }
+					decode := func(r response) (v created) {
+						t.Helper()
+						if err := json.Unmarshal([]byte(r.body), &v); err != nil {
+							t.Errorf("the answer %.200s is not JSON: %v", r.body, err)
+						}
+						return v
+					}
 
-					r, up := do("POST", "/assistants", alice, big(map[string]any{"graph_id": "agent", "metadata": map[string]any{"pad": pad}}))
-					if r.status != 200 || up != 1 || owner(r) != "alice" {
+					r, up := do("POST", "/assistants", alice, mustJSON(t, map[string]any{"graph_id": "agent", "metadata": map[string]any{"pad": pad}}))
+					if r.status != 200 || up != 1 || decode(r).Metadata["owner"] != "alice" {
 						t.Errorf("POST /assistants with 2 MiB of metadata: %d %.200s, reached the upstream %d times; want 200 owned by alice", r.status, r.body, up)
 					}
-					r, up = do("POST", "/threads", alice, big(map[string]any{"metadata": map[string]any{"pad": pad}}))
-					if r.status != 200 || up != 1 || owner(r) != "alice" {
-						t.Fatalf("POST /threads with 2 MiB of metadata: %d %.200s, reached the upstream %d times; want 200 owned by alice", r.status, r.body, up)
+					r, up = do("POST", "/threads", alice, mustJSON(t, map[string]any{"metadata": map[string]any{"pad": pad}}))
+					th := decode(r)
+					if r.status != 200 || up != 1 || th.Metadata["owner"] != "alice" || th.ID == "" {
+						t.Fatalf("POST /threads with 2 MiB of metadata: %d %.200s, reached the upstream %d times; want 200, a thread owned by alice", r.status, r.body, up)
 					}
-					var th struct {
-						ID string `json:"thread_id"`
-					}
-					if err := json.Unmarshal([]byte(r.body), &th); err != nil || th.ID == "" {
-						t.Fatalf("thread %.200s: %v", r.body, err)
-					}
-					patch := big(map[string]any{"metadata": map[string]any{"note": pad}})
+					patch := mustJSON(t, map[string]any{"metadata": map[string]any{"note": pad}})
 					if r, up := do("PATCH", "/threads/"+th.ID, alice, patch); r.status != 200 || up != 1 {
 						t.Errorf("alice's PATCH of her thread with 2 MiB: %d %.200s, reached the upstream %d times", r.status, r.body, up)
 					}
@@ -302,13 +291,13 @@ func TestEnvoyBuffersOnlyBodyRoutes(t *testing.T) {
 					if r, _ := do("PATCH", "/threads/"+th.ID, bob, patch); r.status != 404 {
 						t.Errorf("bob's PATCH of alice's thread with 2 MiB: %d %.200s, want 404", r.status, r.body)
 					}
-					run := big(map[string]any{"assistant_id": "agent", "input": map[string]any{"messages": []any{map[string]any{"role": "human", "content": pad}}}})
+					run := mustJSON(t, map[string]any{"assistant_id": "agent", "input": map[string]any{"messages": []any{map[string]any{"role": "human", "content": pad}}}})
 					if r, up := do("POST", "/threads/"+th.ID+"/runs/wait", alice, run); r.status != 200 || up != 1 || !strings.Contains(r.body, "echo: xxx") {
 						t.Errorf("a run with 2 MiB of input: %d %.200s, reached the upstream %d times", r.status, r.body, up)
 					}
 					// A store route, whose rule reads the namespace, still
 					// buffers with its limit: 64 KiB for a delete.
-					del := big(map[string]any{"namespace": []string{"alice"}, "key": "k", "pad": strings.Repeat("x", 64<<10)})
+					del := mustJSON(t, map[string]any{"namespace": []string{"alice"}, "key": "k", "pad": strings.Repeat("x", 64<<10)})
 					if r, up := do("DELETE", "/store/items", alice, del); up != 0 || r.status != 413 && (c.proto == "HTTP/1.1" || r.status != 403) {
 						t.Errorf("DELETE /store/items with a body over 64 KiB: %d %.200s, reached the upstream %d times; want 413 (or, over HTTP/2, langgate's 403)", r.status, r.body, up)
 					}
