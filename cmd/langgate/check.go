@@ -80,6 +80,10 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *body != "" {
 		req.Body = []byte(*body)
 		req.Headers["content-length"] = fmt.Sprint(len(*body))
+		if _, ok := req.Headers["content-type"]; !ok {
+			// --body is JSON, as the SDKs send it.
+			req.Headers["content-type"] = "application/json"
+		}
 	}
 	opts := decision.DecideOptions{Trace: &decision.Trace{}}
 	if *claims != "" {

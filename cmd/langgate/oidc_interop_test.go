@@ -64,7 +64,7 @@ func TestExampleWithAnotherOIDCProvider(t *testing.T) {
 	client := authv3.NewAuthorizationClient(conn)
 	check := func(method, path, token, body string) *authv3.CheckResponse {
 		t.Helper()
-		h := map[string]string{"authorization": "Bearer " + token}
+		h := map[string]string{"authorization": "Bearer " + token, "content-type": "application/json"}
 		for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
 			resp, err := client.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
 				Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: path, Headers: h, Body: body}}}})

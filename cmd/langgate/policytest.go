@@ -260,6 +260,11 @@ func decideTest(eng *decision.Engine, t policyTest) (*decision.Trace, *decision.
 		if _, ok := req.Headers["content-length"]; !ok {
 			req.Headers["content-length"] = fmt.Sprint(len(body))
 		}
+		if _, ok := req.Headers["content-type"]; !ok {
+			// A JSON body, as the SDKs send it (set headers.content-type
+			// to test another).
+			req.Headers["content-type"] = "application/json"
+		}
 	}
 	opts := decision.DecideOptions{Trace: &decision.Trace{}, Claims: t.Claims}
 	d := eng.DecideWith(context.Background(), req, opts)

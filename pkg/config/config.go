@@ -300,7 +300,19 @@ type RouteEntry struct {
 	// query.NAME.dotted (split on "."), body.NAME. Empty: every path
 	// parameter under its own name.
 	Value map[string]string `yaml:"value"`
+	// RepeatedQuery is how the route's server reads a query parameter
+	// given more than once, for the parameters langgate reads (the route's
+	// value and the rules' request.query): refuse (the default: 400),
+	// first or last.
+	RepeatedQuery string `yaml:"repeated_query"`
 }
+
+// The readings of a repeated query parameter (RouteEntry.RepeatedQuery).
+const (
+	RepeatedQueryRefuse = "refuse"
+	RepeatedQueryFirst  = "first"
+	RepeatedQueryLast   = "last"
+)
 
 // Expr is a CEL expression together with where it was written.
 type Expr struct {

@@ -257,7 +257,7 @@ func validateRoute(r *RouteEntry, sink *errorSink) {
 		if r.Include != RoutesLangGraph {
 			sink.add(r.Pos, "routes: unknown table %q to include (want %q)", r.Include, RoutesLangGraph)
 		}
-		if r.Method != "" || r.Methods != nil || r.Path != "" || r.Resource != "" || r.Action != "" || r.Public || r.Value != nil {
+		if r.Method != "" || r.Methods != nil || r.Path != "" || r.Resource != "" || r.Action != "" || r.Public || r.Value != nil || r.RepeatedQuery != "" {
 			sink.add(r.Pos, "routes: an include entry has no other fields than mount_prefix")
 		}
 		if p := r.MountPrefix; p != "" && !validMountPrefix(p) {
@@ -290,6 +290,11 @@ func validateRoute(r *RouteEntry, sink *errorSink) {
 		sink.add(r.Pos, "route %s: a public route fires no event (no resource, action or value)", r.Path)
 	case !r.Public && (!validName(r.Resource) || !validName(r.Action) || strings.ContainsAny(r.Resource+r.Action, ".*")):
 		sink.add(r.Pos, "route %s: resource and action are required (letters, digits, '-', '_'), got %q and %q", r.Path, r.Resource, r.Action)
+	}
+	switch r.RepeatedQuery {
+	case "", RepeatedQueryRefuse, RepeatedQueryFirst, RepeatedQueryLast:
+	default:
+		sink.add(r.Pos, "route %s: repeated_query %q is not one of refuse, first, last", r.Path, r.RepeatedQuery)
 	}
 	for field, src := range r.Value {
 		if _, err := ParseValueSource(src); err != nil {

@@ -75,7 +75,8 @@ func (p *pass) authorize() bool {
 		if !ev.Optional {
 			md = res.Metadata
 		}
-		if err := d.grant(name, res.Filters, md, res.NamespacePrefix); err != nil {
+		g, err := d.grant(name, res.Filters, md, res.NamespacePrefix)
+		if err != nil {
 			if ev.Optional {
 				d.revoke(name)
 				continue
@@ -83,10 +84,10 @@ func (p *pass) authorize() bool {
 			d.deny(Denied, 403, "Forbidden", "filters of "+name+": "+err.Error())
 			return true
 		}
+		g.bindValues(bindEvent(ev, res.Handler))
 		if ev.Optional {
 			continue
 		}
-		var err error
 		if d.Filters, err = merge(d.Filters, res.Filters); err != nil {
 			d.deny(Denied, 403, "Forbidden", "filters of "+name+": "+err.Error())
 			return true
@@ -173,28 +174,34 @@ type Grant struct {
 	Filters         map[string]any
 	Metadata        map[string]any // the route's own events only
 	NamespacePrefix []string
+	// Values are the values the event may run on, one object per firing
+	// (from a JSON pointer into the event's value to what langgate read
+	// there; see bindEvent), unless AnyValue: a firing bound nothing.
+	Values   []map[string]any
+	AnyValue bool
 }
 
-// grant adds an allowed event; the same event fired twice (the runs of a
-// batch) must agree on what its handler returned.
-func (d *Decision) grant(name string, filters, metadata map[string]any, prefix []string) error {
+// grant adds an allowed event and returns its grant; the same event
+// fired twice (the runs of a batch) must agree on what its handler
+// returned.
+func (d *Decision) grant(name string, filters, metadata map[string]any, prefix []string) (*Grant, error) {
 	for i := range d.Grants {
 		if g := &d.Grants[i]; g.Event == name {
 			if !slices.Equal(g.NamespacePrefix, prefix) {
-				return fmt.Errorf("namespace_prefix differs across events")
+				return nil, fmt.Errorf("namespace_prefix differs across events")
 			}
 			var err error
 			if g.Filters, err = merge(g.Filters, filters); err != nil {
-				return err
+				return nil, err
 			}
 			g.Metadata, err = merge(g.Metadata, metadata)
-			return err
+			return g, err
 		}
 	}
 	// merge never modifies a map, so the grant may share the handler's
 	// (and the request's merged filters may be this very map).
 	d.Grants = append(d.Grants, Grant{Event: name, Filters: filters, Metadata: metadata, NamespacePrefix: prefix})
-	return nil
+	return &d.Grants[len(d.Grants)-1], nil
 }
 
 // revoke removes an event's grant.

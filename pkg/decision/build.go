@@ -150,7 +150,14 @@ func buildPolicy(file string, pc *config.Policy, env *cel.Env, reg *authn.Regist
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	reads := handlers.QueryReads()
+	if studio != nil {
+		sr := studio.QueryReads()
+		reads.All = reads.All || sr.All
+		reads.Keys = append(reads.Keys, sr.Keys...)
+	}
 	return &Policy{
+		queryReads:    reads,
 		studio:        studio,
 		Name:          pc.Name,
 		corsPreflight: pc.Authorize.CORSPreflight == config.CORSPreflightAllow,
@@ -185,8 +192,15 @@ func routeTable(file string, spec config.RouteSpec) ([]routes.Route, []string, e
 		if err != nil {
 			return nil, nil, &config.Error{File: file, Pos: entry.Pos, Msg: err.Error()}
 		}
+		var rep routes.Repeats
+		switch entry.RepeatedQuery {
+		case config.RepeatedQueryFirst:
+			rep = routes.RepeatsFirst
+		case config.RepeatedQueryLast:
+			rep = routes.RepeatsLast
+		}
 		for _, m := range entry.Methods {
-			r := routes.Route{Method: m, Pattern: entry.Path, Public: entry.Public}
+			r := routes.Route{Method: m, Pattern: entry.Path, Public: entry.Public, Repeats: rep}
 			if !entry.Public {
 				r.Events = []routes.EventSpec{{Resource: entry.Resource, Action: entry.Action, Fields: fields}}
 			}
@@ -218,7 +232,9 @@ func valueFields(entry config.RouteEntry) ([]routes.Field, error) {
 		if err != nil {
 			return nil, fmt.Errorf("route %s: value.%s: %w", entry.Path, name, err)
 		}
-		f := routes.Field{Name: name, Key: src.Key}
+		// A custom route's query and body fields are what its server acts
+		// on: bound, as path parameters are by the path.
+		f := routes.Field{Name: name, Key: src.Key, ID: src.Kind != config.SourcePath}
 		switch src.Kind {
 		case config.SourcePath:
 			f.From = routes.FromPath

@@ -120,6 +120,7 @@ func TestEveryOutcomeCarriesItsContext(t *testing.T) {
 		r := get(path, host, token, nil)
 		r.Method, r.Body = "PUT", []byte(body)
 		r.Headers["content-length"] = "" + itoa(len(body))
+		r.Headers["content-type"] = "application/json"
 		return r
 	}
 	for _, c := range []struct {
@@ -202,6 +203,7 @@ func TestMultiEventMerge(t *testing.T) {
 		r := get("/runs/batch", "", alice, nil)
 		r.Method, r.Body = "POST", []byte(body)
 		r.Headers["content-length"] = itoa(len(body))
+		r.Headers["content-type"] = "application/json"
 		return env.Engine.Decide(context.Background(), r)
 	}
 	// Each run of a batch fires threads:create_run and, optionally,
@@ -243,6 +245,7 @@ func TestOptionalEvents(t *testing.T) {
 	run := get("/threads/t1/runs/wait", "", alice, nil)
 	run.Method, run.Body = "POST", []byte(`{"assistant_id":"a1"}`)
 	run.Headers["content-length"] = itoa(len(run.Body))
+	run.Headers["content-type"] = "application/json"
 	d := env.Engine.Decide(context.Background(), run)
 	var granted []string
 	for _, g := range d.Grants {
@@ -365,6 +368,7 @@ func TestLangGraphHoles(t *testing.T) {
 		if body != "" {
 			r.Body = []byte(body)
 			r.Headers["content-length"] = itoa(len(body))
+			r.Headers["content-type"] = "application/json"
 		}
 		for k, v := range h {
 			r.Headers[k] = v
@@ -556,6 +560,7 @@ func TestSignedContext(t *testing.T) {
 	r := get("/threads/./search/../../threads", "", alice, nil)
 	r.Method, r.Body = "POST", []byte(body)
 	r.Headers["content-length"] = itoa(len(body))
+	r.Headers["content-type"] = "application/json"
 	d := env.Engine.Decide(context.Background(), r)
 	jws := header(d)
 	if !d.Allow() || jws == "" {

@@ -54,6 +54,9 @@ type Policy struct {
 	runAssistant bool
 	// studio admits LangGraph Studio requests for the users it holds for.
 	studio *policy.Condition
+	// queryReads is what the rules read of request.query: with the
+	// route's own query fields, the parameters a repeat makes ambiguous.
+	queryReads policy.QueryReads
 	// strip lists client headers removed from every request (lower case).
 	strip []string
 	// ShadowOf names the policy this one shadows ("" for an enforced

@@ -36,6 +36,7 @@ func TestMemoizedResults(t *testing.T) {
 		r := get("/threads/search", "lg.example", tok, nil)
 		r.Method, r.Body = "POST", []byte(`{"limit":1}`)
 		r.Headers["content-length"] = "11"
+		r.Headers["content-type"] = "application/json"
 		return r
 	}
 	// One memo entry serves both threads events (the handler reads

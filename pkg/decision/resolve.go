@@ -3,6 +3,7 @@ package decision
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"strconv"
 	"strings"
 
@@ -40,8 +41,29 @@ func (p *pass) matchRoute() bool {
 	case r != nil && r.Blocked:
 		p.d.deny(Denied, 403, "Forbidden", "route "+r.Method+" "+r.Pattern+" is blocked by the route table")
 		return true
+	case r != nil && r.Repeats == routes.RepeatsRefuse:
+		if name, n := p.pol.repeated(r, target.Query); n > 1 {
+			detail := "Ambiguous request: query parameter " + strconv.Quote(name) + " is given " + strconv.Itoa(n) + " times"
+			p.d.deny(BadRequest, 400, detail, detail+" (the servers read a repeat differently; route "+r.Method+" "+r.Pattern+")")
+			return true
+		}
 	}
 	return false
+}
+
+// repeated is a query parameter given more than once that langgate reads
+// on route r (a field of its events, or request.query in a rule), and how
+// many times; "", 0 when there is none. Which of the values the server
+// acts on depends on the server (the last for Starlette, a refusal or the
+// first elsewhere), so no reading of such a request is safe.
+func (p *Policy) repeated(r *routes.Route, query map[string][]string) (string, int) {
+	name, n := "", 0
+	for k, vs := range query {
+		if len(vs) > 1 && (r.ReadsQuery(k) || p.queryReads.Reads(k)) && (name == "" || k < name) {
+			name, n = k, len(vs)
+		}
+	}
+	return name, n
 }
 
 // isPreflight reports whether a request is a CORS preflight (Fetch
@@ -65,12 +87,20 @@ func (p *pass) fireEvents() bool {
 		d.Reason = "no route matches; authenticated and allowed (authorize.unmatched: allow)"
 		return true
 	}
-	body := &routes.Body{Data: p.req.Body, State: bodyState(p.req)}
+	body := &routes.Body{Data: p.req.Body, State: bodyState(p.req), ContentType: p.req.Headers["content-type"]}
 	if p.signs && body.State == routes.BodyComplete && len(body.Data) > 0 {
 		sum := sha256.Sum256(body.Data)
 		p.bodySHA256 = hex.EncodeToString(sum[:])
 	}
 	d.Events = p.route.Fire(p.params, p.target.Query, body)
+	for i := range d.Events {
+		if err := d.Events[i].ValueErr; errors.Is(err, routes.ErrAmbiguous) {
+			// Two readings of what the event acts on: refused whether or not a
+			// rule reads the body (the server might act on the other one).
+			d.deny(BadRequest, 400, ambiguousDetail(err), err.Error())
+			return true
+		}
+	}
 	if p.pol.runAssistant {
 		// authorize.run_assistant: required — the assistant check of a
 		// run is one of the run's own events.
@@ -135,4 +165,14 @@ func carriesBody(method string) bool {
 		return true
 	}
 	return false
+}
+
+// ambiguousDetail is the client's detail for an ambiguous body: the error
+// from "ambiguous request: " on, capitalized.
+func ambiguousDetail(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, routes.ErrAmbiguous.Error()); i >= 0 {
+		msg = msg[i:]
+	}
+	return strings.ToUpper(msg[:1]) + msg[1:]
 }

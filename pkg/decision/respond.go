@@ -13,6 +13,7 @@ import (
 
 	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/policy"
+	"github.com/langgate/langgate/pkg/routes"
 	langgatev1 "github.com/langgate/langgate/proto/langgate/v1"
 )
 
@@ -71,10 +72,15 @@ func (e *Engine) respond(p *pass) {
 // this request, signed.
 func (e *Engine) signContext(p *pass) error {
 	d := p.d
+	query, err := routes.CanonicalQuery(p.target.RawQuery)
+	if err != nil {
+		return fmt.Errorf("the query: %w", err)
+	}
 	c := &langgatev1.AuthContext{
 		Jti:     d.ID,
 		Policy:  d.Policy,
-		Request: &langgatev1.RequestBinding{Method: p.req.Method, Path: d.Path, BodySha256: p.bodySHA256},
+		Request: &langgatev1.RequestBinding{Method: p.req.Method, Path: d.Path, BodySha256: p.bodySHA256,
+			Query: query},
 		User: &langgatev1.User{
 			Identity:     d.User.Identity,
 			DisplayName:  d.User.DisplayName,
@@ -82,7 +88,6 @@ func (e *Engine) signContext(p *pass) error {
 			IsStudioUser: d.Studio,
 		},
 	}
-	var err error
 	if len(d.User.Fields) > 0 {
 		if c.User.Fields, err = structpb.NewStruct(d.User.Fields); err != nil {
 			return fmt.Errorf("user fields: %w", err)
@@ -97,6 +102,15 @@ func (e *Engine) signContext(p *pass) error {
 		if len(g.Metadata) > 0 {
 			if ev.Metadata, err = structpb.NewStruct(g.Metadata); err != nil {
 				return fmt.Errorf("metadata of %s: %w", g.Event, err)
+			}
+		}
+		if !g.AnyValue {
+			for _, v := range g.Values {
+				sv, err := structpb.NewStruct(v)
+				if err != nil {
+					return fmt.Errorf("values of %s: %w", g.Event, err)
+				}
+				ev.Values = append(ev.Values, sv)
 			}
 		}
 		c.Events = append(c.Events, ev)
@@ -161,8 +175,15 @@ func upstreamHeaders(d *Decision) error {
 	var filters, metadata, events string
 	var err2 error
 	if m := d.memo; m != nil {
-		// One event, a pure handler: encoded on the user's first such request.
+		// One event, a pure handler: encoded on the user's first such
+		// request, but for the values this request binds.
 		filters, metadata, events, err2 = m.filters, m.metadata, d.memoEvents, m.err
+		if len(d.Grants) == 1 && err2 == nil {
+			var vals string
+			if vals, err2 = valuesJSON(&d.Grants[0]); vals != "" {
+				events = events[:len(events)-2] + `,"values":` + vals + `}}`
+			}
+		}
 	} else {
 		var e1, e2, e3 error
 		filters, e1 = asciiJSON(orEmpty(d.Filters))
@@ -230,14 +251,22 @@ func grantJSON(g Grant, filters string) (string, error) {
 			return "", err
 		}
 	}
-	if g.NamespacePrefix == nil {
-		return `{"filters":` + filters + `}`, nil
+	out := `{"filters":` + filters
+	if g.NamespacePrefix != nil {
+		ns, err := asciiJSON(g.NamespacePrefix)
+		if err != nil {
+			return "", err
+		}
+		out += `,"namespace_prefix":` + ns
 	}
-	ns, err := asciiJSON(g.NamespacePrefix)
+	vals, err := valuesJSON(&g)
 	if err != nil {
 		return "", err
 	}
-	return `{"filters":` + filters + `,"namespace_prefix":` + ns + `}`, nil
+	if vals != "" {
+		out += `,"values":` + vals
+	}
+	return out + "}", nil
 }
 
 // sameMap reports whether a and b are the same map (or both nil).

@@ -73,6 +73,7 @@ type Program struct {
 	Pos    config.Pos
 	prg    cel.Program
 	vars   []string // the variables it reads, from the checked expression
+	paths  map[string][]Path
 }
 
 // Reads reports whether the expression reads the variable name.
@@ -110,7 +111,7 @@ func Compile(env *cel.Env, file string, e config.Expr, want *cel.Type) (*Program
 		}
 	}
 	slices.Sort(vars)
-	return &Program{Source: e.Source, Pos: e.Pos, prg: prg, vars: vars}, nil
+	return &Program{Source: e.Source, Pos: e.Pos, prg: prg, vars: vars, paths: readPaths(ast.NativeRep(), vars)}, nil
 }
 
 func firstLine(s string) string {

@@ -85,6 +85,9 @@ func (h *harness) check(t *testing.T, c call) *authv3.CheckResponse {
 	if c.body != "" && !c.noContentLength {
 		hdrs["content-length"] = itoa(len(c.body))
 	}
+	if c.body != "" {
+		hdrs["content-type"] = "application/json"
+	}
 	for k, v := range c.headers {
 		hdrs[k] = v
 	}

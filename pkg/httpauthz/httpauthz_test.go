@@ -42,6 +42,9 @@ func do(t *testing.T, method, url string, headers map[string]string, body string
 	if err != nil {
 		t.Fatal(err)
 	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}

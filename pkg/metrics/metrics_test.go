@@ -29,7 +29,7 @@ func TestMetricsAfterKnownDecisions(t *testing.T) {
 	bob := env.Token(t, "bob", nil)
 	ctx := context.Background()
 	req := func(method, path, token, body string) *decision.Request {
-		h := map[string]string{}
+		h := map[string]string{"content-type": "application/json"}
 		if token != "" {
 			h["authorization"] = "Bearer " + token
 		}

@@ -65,6 +65,10 @@ type Request struct {
 	Path    string
 	Headers map[string]string
 	Query   map[string][]string
+	// Repeats picks the value of a parameter given more than once (the
+	// route's reading; langgate refused the request unless the route
+	// table declares one).
+	Repeats routes.Repeats
 }
 
 // Input is everything one event's evaluation reads.
@@ -165,7 +169,7 @@ func requestView(r *Request) map[string]any {
 	q := make(map[string]any, len(r.Query))
 	for k, v := range r.Query {
 		if len(v) > 0 {
-			q[k] = v[0]
+			q[k] = r.Repeats.Pick(v)
 		}
 	}
 	return map[string]any{"method": r.Method, "path": r.Path, "headers": r.Headers, "query": q}
@@ -245,6 +249,61 @@ type Handler struct {
 	// readsEvent when one reads resource or action; readsValue when one
 	// reads value.
 	pure, readsEvent, readsValue bool
+	// valuePaths are the paths of value its expressions read.
+	valuePaths []expr.Path
+}
+
+// ValuePaths are the paths of the event's value that the handler's
+// expressions read (an empty path: the whole value), each once: what a
+// decision binds for the upstream to check beside the route's
+// identifiers.
+func (h *Handler) ValuePaths() []expr.Path { return h.valuePaths }
+
+// QueryReads is what expressions read of request.query: the parameters
+// they name, or, with All, any (the query as a whole, or a key computed
+// when they run).
+type QueryReads struct {
+	Keys []string
+	All  bool
+}
+
+// add records what p reads of request.query.
+func (q *QueryReads) add(p *expr.Program) {
+	for _, path := range p.ReadPaths(VarRequest) {
+		switch {
+		case len(path) == 0 || path[0] == "query" && len(path) == 1:
+			q.All = true
+		case path[0] == "query" && !slices.Contains(q.Keys, path[1]):
+			q.Keys = append(q.Keys, path[1])
+		}
+	}
+}
+
+// Reads reports whether the query parameter name is read.
+func (q QueryReads) Reads(name string) bool { return q.All || slices.Contains(q.Keys, name) }
+
+// QueryReads is what the handlers (shadow handlers too) read of
+// request.query.
+func (p *Handlers) QueryReads() QueryReads {
+	var q QueryReads
+	for _, set := range []map[string]map[string]*Handler{p.byResource, p.shadows} {
+		for _, byAction := range set {
+			for _, h := range byAction {
+				for _, prg := range h.programs() {
+					q.add(prg)
+				}
+			}
+		}
+	}
+	slices.Sort(q.Keys)
+	return q
+}
+
+// QueryReads is what the condition reads of request.query.
+func (c *Condition) QueryReads() QueryReads {
+	var q QueryReads
+	q.add(c.prg)
+	return q
 }
 
 // ReadsEvent reports whether an expression reads resource or action: a
@@ -442,6 +501,13 @@ func compileHandler(env *cel.Env, file string, c *config.Handler, vocab Vocabula
 		return p.Reads(VarResource) || p.Reads(VarAction)
 	})
 	h.readsValue = slices.ContainsFunc(h.programs(), func(p *expr.Program) bool { return p.Reads(VarValue) })
+	for _, prg := range h.programs() {
+		for _, path := range prg.ReadPaths(VarValue) {
+			if !slices.ContainsFunc(h.valuePaths, func(q expr.Path) bool { return slices.Equal(q, path) }) {
+				h.valuePaths = append(h.valuePaths, path)
+			}
+		}
+	}
 	return h, nil
 }
 

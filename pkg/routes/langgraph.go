@@ -177,17 +177,18 @@ func LangGraph() []Route {
 	add("POST", "/assistants/{assistant_id}/latest", ev("assistants", "update", with(body("version"), aid)...))
 	add("POST", "/assistants/{assistant_id}/versions", ev("assistants", "read", aid))
 
-	// Store.
-	add("PUT", "/store/items", ev("store", "put", body("namespace", "key", "value", "index")...))
+	// Store. What a store event acts on (its namespace, or namespace
+	// prefix, and key) comes from the query or the body: bound (Field.ID).
+	ns := func(key string) Field { return Field{Name: "namespace", From: FromBody, Key: key, ID: true} }
+	storeKey := Field{Name: "key", From: FromBody, ID: true}
+	add("PUT", "/store/items", ev("store", "put", ns(""), storeKey, Field{Name: "value", From: FromBody}, Field{Name: "index", From: FromBody}))
 	add("GET", "/store/items", ev("store", "get",
-		Field{Name: "namespace", From: FromQueryDotted}, Field{Name: "key", From: FromQuery}))
-	add("DELETE", "/store/items", ev("store", "delete", body("namespace", "key")...))
-	add("POST", "/store/items/search", ev("store", "search",
-		Field{Name: "namespace", From: FromBody, Key: "namespace_prefix"},
+		Field{Name: "namespace", From: FromQueryDotted, ID: true}, Field{Name: "key", From: FromQuery, ID: true}))
+	add("DELETE", "/store/items", ev("store", "delete", ns(""), storeKey))
+	add("POST", "/store/items/search", ev("store", "search", ns("namespace_prefix"),
 		Field{Name: "filter", From: FromBody}, Field{Name: "limit", From: FromBody},
 		Field{Name: "offset", From: FromBody}, Field{Name: "query", From: FromBody}))
-	add("POST", "/store/namespaces", ev("store", "list_namespaces",
-		Field{Name: "namespace", From: FromBody, Key: "prefix"},
+	add("POST", "/store/namespaces", ev("store", "list_namespaces", ns("prefix"),
 		Field{Name: "suffix", From: FromBody}, Field{Name: "max_depth", From: FromBody},
 		Field{Name: "limit", From: FromBody}, Field{Name: "offset", From: FromBody}))
 	for i := range rs {

@@ -25,8 +25,10 @@ type Target struct {
 	Path string
 	// Segments are the path's segments, fully percent-decoded.
 	Segments []string
-	// Query is the parsed query string.
-	Query url.Values
+	// Query is the parsed query string (see eachQueryPair for its one
+	// reading); RawQuery is the query as it came, without the "?".
+	Query    url.Values
+	RawQuery string
 }
 
 // Normalize canonicalizes a raw :path as Envoy sends it (query included,
@@ -62,18 +64,19 @@ func Normalize(raw string) (Target, error) {
 	var query url.Values // nil when there is none: nothing to parse
 	if rawQuery != "" {
 		var err error
-		if query, err = url.ParseQuery(rawQuery); err != nil {
-			return Target{}, fmt.Errorf("%w: query: %w", ErrBadPath, err)
-		}
-		if err := validQuery(query); err != nil {
+		if query, err = parseQuery(rawQuery); err != nil {
 			return Target{}, err
 		}
 	}
-	if t, ok := canonical(rawPath); ok {
-		t.Query = query
-		return t, nil
+	t, ok := canonical(rawPath)
+	if !ok {
+		var err error
+		if t, err = slowPath(rawPath); err != nil {
+			return Target{}, err
+		}
 	}
-	return slowPath(rawPath, query)
+	t.Query, t.RawQuery = query, rawQuery
+	return t, nil
 }
 
 // canonical is Normalize's common case: a path already in canonical form
@@ -98,23 +101,8 @@ func canonical(rawPath string) (Target, bool) {
 	return Target{Path: rawPath, Segments: segs}, true
 }
 
-// validQuery refuses a query whose keys or values decode to invalid UTF-8.
-func validQuery(q url.Values) error {
-	for k, vs := range q {
-		if !utf8.ValidString(k) {
-			return fmt.Errorf("%w: query parameter name %q decodes to invalid UTF-8", ErrBadPath, url.QueryEscape(k))
-		}
-		for _, v := range vs {
-			if !utf8.ValidString(v) {
-				return fmt.Errorf("%w: query parameter %q decodes to invalid UTF-8", ErrBadPath, k)
-			}
-		}
-	}
-	return nil
-}
-
 // slowPath normalizes a path that is not already canonical.
-func slowPath(rawPath string, query url.Values) (Target, error) {
+func slowPath(rawPath string) (Target, error) {
 	pathLen := len(rawPath)
 	segs := make([]string, 0, 8)
 	for len(rawPath) > 0 {
@@ -153,7 +141,7 @@ func slowPath(rawPath string, query url.Values) (Target, error) {
 	if b.Len() == 0 {
 		b.WriteByte('/')
 	}
-	return Target{Path: b.String(), Segments: segs, Query: query}, nil
+	return Target{Path: b.String(), Segments: segs}, nil
 }
 
 // escapeSegment writes a decoded segment in canonical form: RFC 3986 pchar

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -126,7 +127,7 @@ func TestLangGraphGolden(t *testing.T) {
 		case r.Blocked:
 			b.WriteString("  blocked\n")
 		}
-		for _, ev := range r.Fire(params, target.Query, &Body{Data: []byte(body)}) {
+		for _, ev := range r.Fire(params, target.Query, &Body{Data: []byte(body), ContentType: "application/json"}) {
 			if ev.ValueErr != nil {
 				t.Fatalf("%s %s: %v", r.Method, path, ev.ValueErr)
 			}
@@ -295,7 +296,7 @@ func TestNormalize(t *testing.T) {
 		{raw: "/threads/t1%C0%AFstate", err: "invalid UTF-8"},
 		{raw: "/threads/%E0%80%AE%E0%80%AE/t1", err: "invalid UTF-8"},
 		{raw: "/threads/%ED%A0%80", err: "invalid UTF-8"}, // a UTF-16 surrogate
-		{raw: "/store/items?namespace=%FF", err: "query parameter \"namespace\" decodes to invalid UTF-8"},
+		{raw: "/store/items?namespace=%FF", err: "query parameter \"namespace\": decodes to invalid UTF-8"},
 		{raw: "/store/items?%C0%AE=1", err: "query parameter name"},
 		{raw: "/a%EF%BC%8Fb", path: "/a%EF%BC%8Fb", segs: "a／b"}, // U+FF0F is valid UTF-8, and no slash
 		{raw: "/" + strings.Repeat("a", MaxPathLength), err: "longer than"},
@@ -345,7 +346,7 @@ func FuzzNormalize(f *testing.F) {
 		// The canonical fast path agrees with the general one.
 		rawPath, _, _ := strings.Cut(strings.SplitN(raw, "#", 2)[0], "?")
 		if fast, ok := canonical(rawPath); ok {
-			slow, err := slowPath(rawPath, nil)
+			slow, err := slowPath(rawPath)
 			if err != nil || fast.Path != slow.Path || !slices.Equal(fast.Segments, slow.Segments) {
 				t.Fatalf("%q: fast path %q %q, general %q %q (%v)", raw, fast.Path, fast.Segments, slow.Path, slow.Segments, err)
 			}
@@ -357,7 +358,7 @@ func FuzzNormalize(f *testing.F) {
 // leaves to the general one, agree with it (FuzzNormalize explores more).
 func TestCanonicalFastPath(t *testing.T) {
 	for _, p := range []string{"/threads/t1", "/a", "/a/b/c", "/a/", "/", "//a", "/a//b", "/a/./b", "/a/../b", "/a/%41", "/a/..", "/.a/b.", "/a:b@c"} {
-		slow, err := slowPath(p, nil)
+		slow, err := slowPath(p)
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
@@ -377,19 +378,37 @@ func TestCanonicalFastPath(t *testing.T) {
 	}
 }
 
-// FuzzBody checks that any body yields either an object or a typed error.
+// FuzzBody checks that any body yields either an object or a typed error,
+// and holds langgate's JSON reader to encoding/json: what it reads,
+// encoding/json reads the same; what it calls malformed, encoding/json
+// refuses too; the rest of what it refuses is ambiguous.
 func FuzzBody(f *testing.F) {
-	f.Add([]byte(`{"namespace":["a"],"key":"k"}`))
-	f.Add([]byte(`[1]`))
-	f.Add([]byte(`{"a":`))
+	for _, s := range []string{`{"namespace":["a"],"key":"k"}`, `[1]`, `{"a":`, `{"a":1,"\u0061":2}`, `{"s":"\ud800"}`,
+		`{"n":9007199254740993}`, `{"n":1e400}`, `{"n":NaN}`, "\xef\xbb\xbf{}", `{"a":"\u00e9\ud83d\ude00"}`, `{"a":[1.5e-3,-0,true,null]}`} {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		b := &Body{Data: data}
+		b := &Body{Data: data, ContentType: "application/json"}
 		obj, err := b.Object()
 		if err == nil && obj == nil {
 			t.Fatal("nil object without an error")
 		}
-		if err != nil && !errors.Is(err, ErrBodyNotJSON) && !errors.Is(err, ErrBodyTooLarge) {
+		if err != nil && !errors.Is(err, ErrBodyNotJSON) && !errors.Is(err, ErrBodyTooLarge) && !errors.Is(err, ErrAmbiguous) {
 			t.Fatalf("untyped error %v", err)
+		}
+		if len(data) > MaxBodyBytes || len(strings.TrimSpace(string(data))) == 0 {
+			return
+		}
+		mine, myErr := parseJSON(data)
+		var std any
+		stdErr := json.Unmarshal(data, &std)
+		switch {
+		case myErr == nil && stdErr != nil:
+			t.Fatalf("read %q, which encoding/json refuses: %v", data, stdErr)
+		case myErr == nil && !reflect.DeepEqual(mine, std):
+			t.Fatalf("%q: read %#v, encoding/json %#v", data, mine, std)
+		case errors.Is(myErr, ErrBodyNotJSON) && stdErr == nil && !strings.Contains(myErr.Error(), "nesting"):
+			t.Fatalf("%q: called malformed (%v), encoding/json reads it", data, myErr)
 		}
 	})
 }

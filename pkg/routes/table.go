@@ -25,6 +25,10 @@ type Event struct {
 	// adapter refuses it (403) if the server does fire it — as LangGraph
 	// answers when the handler denies.
 	Optional bool
+	// Fields are the value's fields as the route declares them (shared
+	// with the route, never modified): which are identifiers, which come
+	// from the body.
+	Fields []Field
 }
 
 // Source says where a value field comes from.
@@ -58,6 +62,16 @@ type Field struct {
 	Key string
 	// Keys are the body fields a FromBodyGroup field gathers.
 	Keys []string
+	// ID marks a field that names what the event acts on (a path
+	// parameter, a store namespace or key, a thread, assistant, run or
+	// cron id): a decision binds it whether or not a rule reads it, and
+	// the upstream checks the value it acts on is the same.
+	ID bool
+}
+
+// FromBodyField reports whether the field's value comes from the body.
+func (f Field) FromBodyField() bool {
+	return f.From == FromBody || f.From == FromBodyGroup || f.From == FromBodyObject
 }
 
 func (f Field) key() string {
@@ -82,12 +96,36 @@ type EventSpec struct {
 // NeedsBody reports whether the event's value takes a field from the
 // request body.
 func (e EventSpec) NeedsBody() bool {
-	for _, f := range e.Fields {
-		if f.From == FromBody || f.From == FromBodyGroup || f.From == FromBodyObject {
-			return true
-		}
+	return slices.ContainsFunc(e.Fields, Field.FromBodyField)
+}
+
+// Repeats says how a route's server resolves a query parameter given more
+// than once, for the parameters langgate reads.
+type Repeats int
+
+// How repeated query parameters are read.
+const (
+	// RepeatsRefuse refuses the request (400): the servers do not agree
+	// (the LangGraph Python server reads the last value, the JS server
+	// refuses a list where it wants a string), so no reading is safe.
+	RepeatsRefuse Repeats = iota
+	// RepeatsFirst reads the first value, as a route table declares its
+	// server does.
+	RepeatsFirst
+	// RepeatsLast reads the last value.
+	RepeatsLast
+)
+
+// Pick is the value a repeated parameter has under r ("" for none, and
+// for RepeatsRefuse the first: the caller refused the request already).
+func (r Repeats) Pick(vals []string) string {
+	switch {
+	case len(vals) == 0:
+		return ""
+	case r == RepeatsLast:
+		return vals[len(vals)-1]
 	}
-	return false
+	return vals[0]
 }
 
 // Route maps a method and a path template to events.
@@ -106,6 +144,23 @@ type Route struct {
 	// whose id is "crons"). Any other overlap is a configuration error.
 	Builtin bool
 	Events  []EventSpec
+	// Repeats is how the route's server reads a query parameter given
+	// twice; RepeatsRefuse (the default) refuses such a request when
+	// langgate reads the parameter.
+	Repeats Repeats
+}
+
+// ReadsQuery reports whether a field of one of the route's events comes
+// from the query parameter name.
+func (r *Route) ReadsQuery(name string) bool {
+	for _, e := range r.Events {
+		for _, f := range e.Fields {
+			if (f.From == FromQuery || f.From == FromQueryDotted) && f.key() == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Param is one matched path parameter.

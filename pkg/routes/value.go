@@ -1,7 +1,6 @@
 package routes
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -39,6 +38,8 @@ var (
 type Body struct {
 	Data  []byte
 	State BodyState
+	// ContentType is the request's content-type header ("" when none).
+	ContentType string
 
 	parsed bool
 	val    any // the parsed JSON; nil for an empty body
@@ -59,12 +60,32 @@ func (b *Body) parse() (any, error) {
 	case len(b.Data) > MaxBodyBytes:
 		b.err = ErrBodyTooLarge
 	case len(strings.TrimSpace(string(b.Data))) == 0:
+	case !JSONContentType(b.ContentType):
+		// The JS server (Hono's validator) reads a body of any other type
+		// as {}, the Python server parses it all the same.
+		b.err = fmt.Errorf("%w: a JSON body sent as content-type %q (send application/json)", ErrAmbiguous, b.ContentType)
 	default:
-		if err := json.Unmarshal(b.Data, &b.val); err != nil {
-			b.err = fmt.Errorf("%w: %w", ErrBodyNotJSON, err)
-		}
+		b.val, b.err = parseJSON(b.Data)
 	}
 	return b.val, b.err
+}
+
+// JSONContentType reports whether a content-type header names JSON the
+// way every server reads it: "application/json", lower case (Hono's test
+// is case-sensitive), with no parameter but charset=utf-8 (the servers
+// decode UTF-8 whatever the charset says).
+func JSONContentType(ct string) bool {
+	mt, params, _ := strings.Cut(ct, ";")
+	if strings.TrimRight(mt, " \t") != "application/json" {
+		return false
+	}
+	params = strings.Trim(params, " \t")
+	if params == "" {
+		return !strings.Contains(ct, ";")
+	}
+	name, value, ok := strings.Cut(params, "=")
+	value = strings.Trim(value, `"`)
+	return ok && strings.EqualFold(name, "charset") && strings.EqualFold(value, "utf-8")
 }
 
 // Object returns the body as a JSON object; an empty body is an empty object.
@@ -132,19 +153,18 @@ func (r *Route) Fire(params Params, query url.Values, body *Body) []Event {
 	out := make([]Event, 0, len(r.Events))
 	for _, spec := range r.Events {
 		if spec.EachBodyItem {
-			out = append(out, spec.fireEach(params, query, body)...)
+			out = append(out, spec.fireEach(params, query, body, r.Repeats)...)
 			continue
 		}
-		ev := Event{Resource: spec.Resource, Action: spec.Action, Optional: spec.Optional}
+		ev := Event{Resource: spec.Resource, Action: spec.Action, Optional: spec.Optional, Fields: spec.Fields}
 		obj, err := map[string]any(nil), error(nil)
 		if spec.NeedsBody() {
 			obj, err = body.Object()
 		}
-		if err != nil {
-			ev.ValueErr = err
-		} else {
-			ev.Value = spec.value(params, query, obj)
-		}
+		// With the body unusable the value still has its path and query
+		// fields (what a decision binds), but a rule that reads it fails.
+		ev.ValueErr = err
+		ev.Value = spec.value(params, query, obj, r.Repeats)
 		out = append(out, ev)
 	}
 	return out
@@ -154,19 +174,22 @@ func (r *Route) Fire(params Params, query url.Values, body *Body) []Event {
 // LangGraph runs its handler once per run of a batch. A body that cannot
 // be read as such an array is one event whose value is unavailable, so a
 // rule that reads it denies.
-func (e EventSpec) fireEach(params Params, query url.Values, body *Body) []Event {
+func (e EventSpec) fireEach(params Params, query url.Values, body *Body, rep Repeats) []Event {
 	items, err := body.Objects()
 	if err != nil {
-		return []Event{{Resource: e.Resource, Action: e.Action, ValueErr: err, Optional: e.Optional}}
+		return []Event{{Resource: e.Resource, Action: e.Action, ValueErr: err, Optional: e.Optional, Fields: e.Fields,
+			Value: e.value(params, query, nil, rep)}}
 	}
 	out := make([]Event, len(items))
 	for i, obj := range items {
-		out[i] = Event{Resource: e.Resource, Action: e.Action, Value: e.value(params, query, obj), Optional: e.Optional}
+		out[i] = Event{Resource: e.Resource, Action: e.Action, Value: e.value(params, query, obj, rep), Optional: e.Optional, Fields: e.Fields}
 	}
 	return out
 }
 
-func (e EventSpec) value(params Params, query url.Values, obj map[string]any) map[string]any {
+// value assembles the event's value; obj is the body object (nil when
+// the body is unusable: its fields are then absent).
+func (e EventSpec) value(params Params, query url.Values, obj map[string]any, rep Repeats) map[string]any {
 	v := make(map[string]any, len(e.Fields))
 	for _, f := range e.Fields {
 		switch f.From {
@@ -176,11 +199,11 @@ func (e EventSpec) value(params Params, query url.Values, obj map[string]any) ma
 			}
 		case FromQuery:
 			if vals, ok := query[f.key()]; ok && len(vals) > 0 {
-				v[f.Name] = vals[0]
+				v[f.Name] = rep.Pick(vals)
 			}
 		case FromQueryDotted:
 			if vals, ok := query[f.key()]; ok && len(vals) > 0 {
-				parts := strings.Split(vals[0], ".")
+				parts := strings.Split(rep.Pick(vals), ".")
 				list := make([]any, len(parts))
 				for i, p := range parts {
 					list[i] = p
@@ -196,6 +219,9 @@ func (e EventSpec) value(params Params, query url.Values, obj map[string]any) ma
 				v[f.Name] = obj
 			}
 		case FromBodyGroup:
+			if obj == nil {
+				continue
+			}
 			group := make(map[string]any, len(f.Keys))
 			for _, k := range f.Keys {
 				if x, ok := obj[k]; ok {

@@ -235,8 +235,15 @@ type Event struct {
 	Metadata *structpb.Struct `protobuf:"bytes,4,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	// NamespacePrefix is put before a store event's namespace.
 	NamespacePrefix []string `protobuf:"bytes,5,rep,name=namespace_prefix,json=namespacePrefix,proto3" json:"namespace_prefix,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Values are the values the event may run on, one object per time the
+	// route fires it: from a JSON pointer (RFC 6901) into the value the
+	// server hands the event's handler to what must be found there (null:
+	// nothing). None: any value (the route names nothing the event acts on
+	// that langgate read, and no rule read the value). The upstream refuses
+	// an event whose value matches none of them (docs/headers.md).
+	Values        []*structpb.Struct `protobuf:"bytes,6,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
@@ -304,6 +311,13 @@ func (x *Event) GetNamespacePrefix() []string {
 	return nil
 }
 
+func (x *Event) GetValues() []*structpb.Struct {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 // RequestBinding is the request a context was issued for.
 type RequestBinding struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -313,7 +327,12 @@ type RequestBinding struct {
 	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	// BodySHA256 is the hex SHA-256 of the body langgate read, when it read
 	// a complete one.
-	BodySha256    string `protobuf:"bytes,3,opt,name=body_sha256,json=bodySha256,proto3" json:"body_sha256,omitempty"`
+	BodySha256 string `protobuf:"bytes,3,opt,name=body_sha256,json=bodySha256,proto3" json:"body_sha256,omitempty"`
+	// Query is the request's query in canonical form: its parameters in
+	// order, each name and value percent-decoded once ('+' is a space), then
+	// encoded with every byte but A-Z a-z 0-9 - . _ ~ as %XX (upper-case
+	// hex), joined as name=value by '&' ("" when there is none).
+	Query         string `protobuf:"bytes,4,opt,name=query,proto3" json:"query,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -369,6 +388,13 @@ func (x *RequestBinding) GetBodySha256() string {
 	return ""
 }
 
+func (x *RequestBinding) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
 var File_langgate_v1_context_proto protoreflect.FileDescriptor
 
 const file_langgate_v1_context_proto_rawDesc = "" +
@@ -389,18 +415,20 @@ const file_langgate_v1_context_proto_rawDesc = "" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12 \n" +
 	"\vpermissions\x18\x03 \x03(\tR\vpermissions\x12/\n" +
 	"\x06fields\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x06fields\x12$\n" +
-	"\x0eis_studio_user\x18\x05 \x01(\bR\fisStudioUser\"\xce\x01\n" +
+	"\x0eis_studio_user\x18\x05 \x01(\bR\fisStudioUser\"\xff\x01\n" +
 	"\x05Event\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x121\n" +
 	"\afilters\x18\x03 \x01(\v2\x17.google.protobuf.StructR\afilters\x123\n" +
 	"\bmetadata\x18\x04 \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12)\n" +
-	"\x10namespace_prefix\x18\x05 \x03(\tR\x0fnamespacePrefix\"]\n" +
+	"\x10namespace_prefix\x18\x05 \x03(\tR\x0fnamespacePrefix\x12/\n" +
+	"\x06values\x18\x06 \x03(\v2\x17.google.protobuf.StructR\x06values\"s\n" +
 	"\x0eRequestBinding\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x1f\n" +
 	"\vbody_sha256\x18\x03 \x01(\tR\n" +
-	"bodySha256B;Z9github.com/langgate/langgate/proto/langgate/v1;langgatev1b\x06proto3"
+	"bodySha256\x12\x14\n" +
+	"\x05query\x18\x04 \x01(\tR\x05queryB;Z9github.com/langgate/langgate/proto/langgate/v1;langgatev1b\x06proto3"
 
 var (
 	file_langgate_v1_context_proto_rawDescOnce sync.Once
@@ -429,11 +457,12 @@ var file_langgate_v1_context_proto_depIdxs = []int32{
 	4, // 3: langgate.v1.User.fields:type_name -> google.protobuf.Struct
 	4, // 4: langgate.v1.Event.filters:type_name -> google.protobuf.Struct
 	4, // 5: langgate.v1.Event.metadata:type_name -> google.protobuf.Struct
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	4, // 6: langgate.v1.Event.values:type_name -> google.protobuf.Struct
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_langgate_v1_context_proto_init() }
