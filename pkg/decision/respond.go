@@ -77,8 +77,8 @@ func (e *Engine) signContext(p *pass) error {
 		return fmt.Errorf("the query: %w", err)
 	}
 	c := &langgatev1.AuthContext{
-		Jti:     d.ID,
-		Policy:  d.Policy,
+		Jti:    d.ID,
+		Policy: d.Policy,
 		Request: &langgatev1.RequestBinding{Method: p.req.Method, Path: d.Path, BodySha256: p.bodySHA256,
 			Query: query},
 		User: &langgatev1.User{
