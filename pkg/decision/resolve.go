@@ -88,7 +88,7 @@ func (p *pass) fireEvents() bool {
 		return true
 	}
 	body := &routes.Body{Data: p.req.Body, State: bodyState(p.req), ContentType: p.req.Headers["content-type"]}
-	if p.signs && body.State == routes.BodyComplete && len(body.Data) > 0 {
+	if p.signs && body.State == routes.BodyComplete {
 		sum := sha256.Sum256(body.Data)
 		p.bodySHA256 = hex.EncodeToString(sum[:])
 	}

@@ -1,7 +1,10 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +20,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/langgate/langgate/pkg/routes"
 	langgatev1 "github.com/langgate/langgate/proto/langgate/v1"
 )
 
@@ -146,10 +150,12 @@ func FromContext(ctx context.Context) (*langgatev1.AuthContext, bool) {
 }
 
 // Middleware refuses (401, JSON detail) a request without a valid context
-// for its method and path, and hands the context to next (FromContext).
-// The path is cleaned as langgate normalizes it (dot segments, doubled
-// slashes); the body is not bound (read it and call VerifyToken with its
-// hash where a handler must).
+// for its method, path, query and body, and hands the context to next
+// (FromContext). The path is cleaned as langgate normalizes it (dot
+// segments, doubled slashes). When the context binds a body, the body
+// (up to MaxBodyBytes; a longer one is refused) is read, checked, and
+// handed on unchanged. What the handler acts on is checked by CheckValue
+// against the event's bound values.
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token := r.Header.Get(Header)
@@ -158,13 +164,39 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		p := path.Clean("/" + r.URL.Path)
-		c, err := v.VerifyToken(r.Context(), token, Expect{Method: r.Method, Path: p})
+		c, err := v.VerifyToken(r.Context(), token, Expect{Method: r.Method, Path: p, Query: r.URL.RawQuery})
+		if err == nil && c.GetRequest().GetBodySha256() != "" {
+			err = checkBody(r, c.GetRequest().GetBodySha256())
+		}
 		if err != nil {
 			refuse(w, "invalid "+Header+": "+verdict(err))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, c)))
 	})
+}
+
+// MaxBodyBytes bounds the body Middleware reads to check a bound body's
+// digest: langgate binds none longer (routes.MaxBodyBytes).
+const MaxBodyBytes = routes.MaxBodyBytes
+
+// checkBody reads r's body, compares its SHA-256 with want and puts the
+// body back for the handler.
+func checkBody(r *http.Request, want string) error {
+	var data []byte
+	if r.Body != nil {
+		var err error
+		data, err = io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+		if err != nil {
+			return fmt.Errorf("%w: reading the body: %w", ErrRequest, err)
+		}
+		r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(data), r.Body))
+	}
+	sum := sha256.Sum256(data)
+	if len(data) > MaxBodyBytes || hex.EncodeToString(sum[:]) != want {
+		return fmt.Errorf("%w: issued for another body", ErrRequest)
+	}
+	return nil
 }
 
 func refuse(w http.ResponseWriter, detail string) {
@@ -175,7 +207,7 @@ func refuse(w http.ResponseWriter, detail string) {
 
 // verdict names an error by its sentinel (never its text).
 func verdict(err error) string {
-	for _, s := range []error{ErrMalformed, ErrAlgorithm, ErrUnknownKey, ErrSignature, ErrExpired, ErrIssuer, ErrAudience, ErrRequest} {
+	for _, s := range []error{ErrMalformed, ErrAlgorithm, ErrUnknownKey, ErrSignature, ErrExpired, ErrIssuer, ErrAudience, ErrRequest, ErrValue} {
 		if errors.Is(err, s) {
 			return s.Error()
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/langgate/langgate/pkg/routes"
 	langgatev1 "github.com/langgate/langgate/proto/langgate/v1"
 )
 
@@ -32,7 +33,10 @@ var (
 	ErrExpired    = errors.New("expired")     // past exp (or issued in the future)
 	ErrIssuer     = errors.New("issuer")      // iss is not the expected issuer
 	ErrAudience   = errors.New("audience")    // aud does not name this upstream
-	ErrRequest    = errors.New("request")     // issued for another method, path or body
+	ErrRequest    = errors.New("request")     // issued for another method, path, query or body
+	// ErrValue: the value the server hands an event's handler is not one
+	// the context binds (CheckValue).
+	ErrValue = errors.New("value")
 )
 
 // Keys are langgate's published keys (its /.well-known/jwks.json).
@@ -56,9 +60,13 @@ type Expect struct {
 	// Method and Path are the request's (Path as langgate normalizes it:
 	// no query, no dot segments, no doubled slashes).
 	Method, Path string
+	// Query is the request's query as received (r.URL.RawQuery, no "?"):
+	// its canonical form must be the one the context binds.
+	Query string
 	// BodySHA256 is the hex SHA-256 of the body received; a context that
 	// binds a body must bind this one. Empty means the verifier cannot
-	// see the body (then only method and path are bound).
+	// see the body (then only method, path and query are bound, and the
+	// event values, CheckValue).
 	BodySHA256 string
 	// Now is the time to check exp against (time.Now when zero); Leeway
 	// is the clock skew allowed (none when zero).
@@ -112,6 +120,9 @@ func (k *Keys) Verify(token string, want Expect) (*langgatev1.AuthContext, error
 	r := c.GetRequest()
 	if r.GetMethod() != want.Method || r.GetPath() != want.Path || (r.GetBodySha256() != "" && want.BodySHA256 != "" && r.GetBodySha256() != want.BodySHA256) {
 		return nil, fmt.Errorf("%w: issued for %s %s", ErrRequest, r.GetMethod(), r.GetPath())
+	}
+	if q, err := routes.CanonicalQuery(want.Query); err != nil || q != r.GetQuery() {
+		return nil, fmt.Errorf("%w: issued for another query", ErrRequest)
 	}
 	return c, nil
 }

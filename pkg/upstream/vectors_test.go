@@ -44,6 +44,17 @@ type Case struct {
 	Expect  ExpectJSON     `json:"expect"`
 	Verdict string         `json:"verdict"`
 	Event   *EventExpected `json:"event,omitempty"`
+	// Values are values the server could hand an event's handler, each
+	// with the verdict of the value check ("ok" or "value").
+	Values []ValueCase `json:"values,omitempty"`
+}
+
+// ValueCase is one value check of an accepted context.
+type ValueCase struct {
+	Resource string         `json:"resource"`
+	Action   string         `json:"action"`
+	Value    map[string]any `json:"value"`
+	Verdict  string         `json:"verdict"`
 }
 
 // ExpectJSON is upstream.Expect as JSON.
@@ -52,6 +63,7 @@ type ExpectJSON struct {
 	Audience   string `json:"audience"`
 	Method     string `json:"method"`
 	Path       string `json:"path"`
+	Query      string `json:"query"`
 	BodySHA256 string `json:"body_sha256,omitempty"`
 	Now        int64  `json:"now"`
 }
@@ -84,10 +96,10 @@ func TestVectors(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := map[error]string{upstream.ErrMalformed: "malformed", upstream.ErrAlgorithm: "algorithm", upstream.ErrUnknownKey: "unknown_key",
-		upstream.ErrSignature: "signature", upstream.ErrExpired: "expired", upstream.ErrIssuer: "issuer", upstream.ErrAudience: "audience", upstream.ErrRequest: "request"}
+		upstream.ErrSignature: "signature", upstream.ErrExpired: "expired", upstream.ErrIssuer: "issuer", upstream.ErrAudience: "audience", upstream.ErrRequest: "request", upstream.ErrValue: "value"}
 	for _, c := range v.Cases {
 		e := c.Expect
-		got, err := keys.Verify(c.Token, upstream.Expect{Issuer: e.Issuer, Audience: e.Audience, Method: e.Method, Path: e.Path, BodySHA256: e.BodySHA256, Now: time.Unix(e.Now, 0)})
+		got, err := keys.Verify(c.Token, upstream.Expect{Issuer: e.Issuer, Audience: e.Audience, Method: e.Method, Path: e.Path, Query: e.Query, BodySHA256: e.BodySHA256, Now: time.Unix(e.Now, 0)})
 		verdict := "ok"
 		if err != nil {
 			verdict = "?" + err.Error()
@@ -100,6 +112,18 @@ func TestVectors(t *testing.T) {
 		if verdict != c.Verdict {
 			t.Errorf("%s: %s, want %s", c.Name, verdict, c.Verdict)
 			continue
+		}
+		for _, vc := range c.Values {
+			verdict := "ok"
+			if err := upstream.CheckValue(upstream.Event(got, vc.Resource, vc.Action), vc.Value); err != nil {
+				verdict = names[upstream.ErrValue]
+				if !errors.Is(err, upstream.ErrValue) {
+					verdict = "?" + err.Error()
+				}
+			}
+			if verdict != vc.Verdict {
+				t.Errorf("%s: value %v of %s:%s: %s, want %s", c.Name, vc.Value, vc.Resource, vc.Action, verdict, vc.Verdict)
+			}
 		}
 		if ev := c.Event; ev != nil && err == nil {
 			g := upstream.Event(got, ev.Resource, ev.Action)
@@ -153,6 +177,37 @@ func writeVectors(t *testing.T) {
 	}
 	t0 := time.Unix(1_800_000_000, 0)
 	good := sign(edJWK, t0, nil)
+	// bob's store read of his own item, and a store put whose namespace
+	// is bound: the replays of issue 28.
+	bound := func(m map[string]any) *structpb.Struct { s, _ := structFrom(m); return s }
+	storeGet := sign(edJWK, t0, func(c *langgatev1.AuthContext) {
+		c.User = &langgatev1.User{Identity: "bob"}
+		c.Events = []*langgatev1.Event{{Resource: "store", Action: "get", Filters: bound(nil),
+			Values: []*structpb.Struct{bound(map[string]any{"/namespace": []any{"bob"}, "/key": "k 1"})}}}
+		c.Request = &langgatev1.RequestBinding{Method: "GET", Path: "/store/items", Query: "namespace=bob&key=k%201", BodySha256: hexSHA("")}
+	})
+	getExpect := ExpectJSON{Issuer: "langgate", Audience: "langgraph", Method: "GET", Path: "/store/items", Query: "namespace=bob&key=k+1", Now: t0.Unix() + 10}
+	withGet := func(f func(*ExpectJSON)) ExpectJSON { e := getExpect; f(&e); return e }
+	storePut := sign(edJWK, t0, func(c *langgatev1.AuthContext) {
+		c.User = &langgatev1.User{Identity: "bob"}
+		c.Events = []*langgatev1.Event{
+			{Resource: "store", Action: "put", Filters: bound(nil), Values: []*structpb.Struct{
+				bound(map[string]any{"/namespace": []any{"bob"}, "/key": "k1"}),
+				bound(map[string]any{"/namespace": []any{"bob", "notes"}, "/key": "k2", "/index": nil})}},
+			{Resource: "threads", Action: "read", Filters: bound(nil), Values: []*structpb.Struct{
+				bound(map[string]any{"/limit": 10, "/meta~1data/a~0b": true})}},
+			{Resource: "threads", Action: "search", Filters: bound(nil)},
+		}
+		c.Request = &langgatev1.RequestBinding{Method: "PUT", Path: "/store/items", BodySha256: hexSHA(`{"namespace":["bob"],"key":"k1","value":{}}`)}
+	})
+	putExpect := ExpectJSON{Issuer: "langgate", Audience: "langgraph", Method: "PUT", Path: "/store/items", Now: t0.Unix() + 10}
+	withPut := func(f func(*ExpectJSON)) ExpectJSON { e := putExpect; f(&e); return e }
+	put := func(value map[string]any, verdict string) ValueCase {
+		return ValueCase{Resource: "store", Action: "put", Value: value, Verdict: verdict}
+	}
+	read := func(value map[string]any, verdict string) ValueCase {
+		return ValueCase{Resource: "threads", Action: "read", Value: value, Verdict: verdict}
+	}
 	expect := ExpectJSON{Issuer: "langgate", Audience: "langgraph", Method: "POST", Path: "/threads/t1/runs", BodySHA256: hexSHA(`{"assistant_id":"agent"}`), Now: t0.Unix() + 10}
 	with := func(f func(*ExpectJSON)) ExpectJSON { e := expect; f(&e); return e }
 	parts := strings.Split(good, ".")
@@ -165,7 +220,7 @@ func writeVectors(t *testing.T) {
 	mac.Write([]byte(hsInput))
 	hs := hsInput + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 	v := Vectors{
-		Comment: "Shared vectors of the signed auth context (x-langgate-context). Written by `go test ./pkg/upstream -update`; read by pkg/upstream, test/e2e/adapter.test.mjs (auth.mjs) and test/e2e/adapter_test.py (auth.py). Verdicts: ok, malformed, algorithm, unknown_key, signature, expired, issuer, audience, request.",
+		Comment: "Shared vectors of the signed auth context (x-langgate-context). Written by `go test ./pkg/upstream -update`; read by pkg/upstream, test/e2e/adapter.test.mjs (auth.mjs) and test/e2e/adapter_test.py (auth.py). Verdicts: ok, malformed, algorithm, unknown_key, signature, expired, issuer, audience, request; a case's values are value checks of the accepted context (upstream.CheckValue), ok or value. expect.query is the query as received, which the verifier puts in canonical form (docs/headers.md).",
 		Cases: []Case{
 			{Name: "valid EdDSA", Token: good, Expect: expect, Verdict: "ok", Event: &EventExpected{Resource: "assistants", Action: "read", Granted: true, Filters: map[string]any{"owner": "alice"}}},
 			{Name: "valid, an event it does not list", Token: good, Expect: expect, Verdict: "ok", Event: &EventExpected{Resource: "threads", Action: "delete"}},
@@ -186,6 +241,41 @@ func writeVectors(t *testing.T) {
 			{Name: "ES256 header on the Ed25519 key", Token: header(`{"alg":"ES256","kid":"ed-1","typ":"JWT"}`) + "." + parts[1] + "." + parts[2], Expect: expect, Verdict: "algorithm"},
 			{Name: "unknown kid", Token: sign(jose.JSONWebKey{Key: mustEd(), KeyID: "ed-9", Algorithm: "EdDSA"}, t0, nil), Expect: expect, Verdict: "unknown_key"},
 			{Name: "not a JWS", Token: "not-a-token", Expect: expect, Verdict: "malformed"},
+			{Name: "replayed onto a query", Token: good, Expect: with(func(e *ExpectJSON) { e.Query = "x=1" }), Verdict: "request"},
+			{Name: "store get, its own query", Token: storeGet, Expect: getExpect, Verdict: "ok", Values: []ValueCase{
+				{Resource: "store", Action: "get", Value: map[string]any{"namespace": []any{"bob"}, "key": "k 1"}, Verdict: "ok"},
+				{Resource: "store", Action: "get", Value: map[string]any{"namespace": []any{"bob"}, "key": "k 1", "refresh_ttl": true}, Verdict: "ok"},
+				{Resource: "store", Action: "get", Value: map[string]any{"namespace": []any{"alice", "notes"}, "key": "k 1"}, Verdict: "value"},
+				{Resource: "store", Action: "get", Value: map[string]any{"namespace": []any{"bob", "x"}, "key": "k 1"}, Verdict: "value"},
+				{Resource: "store", Action: "get", Value: map[string]any{"namespace": []any{"bob"}}, Verdict: "value"},
+				{Resource: "store", Action: "get", Value: map[string]any{"namespace": "bob", "key": "k 1"}, Verdict: "value"},
+			}},
+			{Name: "store get, the query in another encoding", Token: storeGet, Expect: withGet(func(e *ExpectJSON) { e.Query = "n%61mespace=%62ob&key=k%201" }), Verdict: "ok"},
+			{Name: "store get replayed onto another namespace", Token: storeGet, Expect: withGet(func(e *ExpectJSON) { e.Query = "namespace=alice.notes&key=k+1" }), Verdict: "request"},
+			{Name: "store get replayed with a repeat", Token: storeGet, Expect: withGet(func(e *ExpectJSON) { e.Query = "namespace=bob&key=k+1&namespace=alice.notes" }), Verdict: "request"},
+			{Name: "store get replayed in another order", Token: storeGet, Expect: withGet(func(e *ExpectJSON) { e.Query = "key=k+1&namespace=bob" }), Verdict: "request"},
+			{Name: "store get replayed without its query", Token: storeGet, Expect: withGet(func(e *ExpectJSON) { e.Query = "" }), Verdict: "request"},
+			{Name: "store get replayed with a malformed query", Token: storeGet, Expect: withGet(func(e *ExpectJSON) { e.Query = "namespace=bob&key=k+1&x=%zz" }), Verdict: "request"},
+			{Name: "store get replayed with a body", Token: storeGet, Expect: withGet(func(e *ExpectJSON) { e.BodySHA256 = hexSHA("{}") }), Verdict: "request"},
+			{Name: "store put, its own body", Token: storePut, Expect: withPut(func(e *ExpectJSON) { e.BodySHA256 = hexSHA(`{"namespace":["bob"],"key":"k1","value":{}}`) }), Verdict: "ok"},
+			{Name: "store put replayed onto another body", Token: storePut, Expect: withPut(func(e *ExpectJSON) { e.BodySHA256 = hexSHA(`{"namespace":["alice","notes"],"key":"k1","value":{}}`) }), Verdict: "request"},
+			{Name: "store put, the body unseen: the values decide", Token: storePut, Expect: putExpect, Verdict: "ok", Values: []ValueCase{
+				put(map[string]any{"namespace": []any{"bob"}, "key": "k1", "value": map[string]any{"secret": 1}}, "ok"),
+				put(map[string]any{"namespace": []any{"bob", "notes"}, "key": "k2"}, "ok"),
+				put(map[string]any{"namespace": []any{"bob", "notes"}, "key": "k2", "index": nil}, "ok"),
+				put(map[string]any{"namespace": []any{"bob", "notes"}, "key": "k2", "index": false}, "value"),
+				put(map[string]any{"namespace": []any{"bob", "notes"}, "key": "k1"}, "value"),
+				put(map[string]any{"namespace": []any{"alice", "notes"}, "key": "k1"}, "value"),
+				put(map[string]any{"namespace": []any{}, "key": "k1"}, "value"),
+				put(map[string]any{"key": "k1"}, "value"),
+				read(map[string]any{"limit": 10.0, "meta/data": map[string]any{"a~b": true}}, "ok"),
+				read(map[string]any{"limit": 10, "meta/data": map[string]any{"a~b": true, "c": 1}}, "ok"),
+				read(map[string]any{"limit": 1, "meta/data": map[string]any{"a~b": true}}, "value"),
+				read(map[string]any{"limit": 10, "meta/data": map[string]any{"a~b": 1}}, "value"),
+				read(map[string]any{"limit": "10", "meta/data": map[string]any{"a~b": true}}, "value"),
+				read(map[string]any{"limit": 10, "meta~1data": map[string]any{"a~b": true}}, "value"),
+				{Resource: "threads", Action: "search", Value: map[string]any{"anything": "at all"}, Verdict: "ok"},
+			}},
 		},
 	}
 	pub, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{edJWK.Public(), ecJWK.Public()}})
