@@ -51,6 +51,9 @@ func eachQueryPair(raw string, fn func(name, value string) error) error {
 // unescapeQuery decodes one name or value: "+" is a space, then %XX.
 func unescapeQuery(s string) (string, error) {
 	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		if !utf8.ValidString(s) {
+			return "", fmt.Errorf("is not UTF-8")
+		}
 		return s, nil
 	}
 	dec, err := url.QueryUnescape(s)

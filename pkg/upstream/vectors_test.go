@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/langgate/langgate/pkg/authctx"
+	"github.com/langgate/langgate/pkg/routes"
 	"github.com/langgate/langgate/pkg/upstream"
 	langgatev1 "github.com/langgate/langgate/proto/langgate/v1"
 )
@@ -35,6 +36,25 @@ type Vectors struct {
 	Comment string          `json:"comment"`
 	JWKS    json.RawMessage `json:"jwks"`
 	Cases   []Case          `json:"cases"`
+	// Queries are raw query strings and their canonical form (what a
+	// context binds), or refused: every verifier computes the same.
+	Queries []QueryCase `json:"queries"`
+}
+
+// QueryCase is one raw query and its canonical form.
+type QueryCase struct {
+	Raw       string `json:"raw"`
+	Canonical string `json:"canonical"`
+	Refused   bool   `json:"refused,omitempty"`
+}
+
+// rawQueries are the queries of the vectors: every way of writing the
+// same pairs, and the inputs the parsers disagree on (refused).
+var rawQueries = []string{
+	"", "a=1", "a=1&b=2", "b=2&a=1", "a=1&a=2", "&&a=1&&", "a", "a=", "=1", "a==1",
+	"k+1=v+1", "k%201=v%201", "%6Eamespace=%62ob", "namespace=alice.notes", "namespace=a%2Eb",
+	"name%5B%5D=x", "name[]=x", "x=%2F%3F%23%26%3D%2B", "x=caf%C3%A9", "x=%e2%82%ac", "x=!'()*",
+	"x=~-._", "x=%7e", "a;b=1", "a=1;b=2", "x=%zz", "x=%", "x=%4", "x=%ff", "x=%ED%A0%80", "x=%C0%AF",
 }
 
 // Case is one context and the expected verdict ("ok" or an error name).
@@ -97,6 +117,15 @@ func TestVectors(t *testing.T) {
 	}
 	names := map[error]string{upstream.ErrMalformed: "malformed", upstream.ErrAlgorithm: "algorithm", upstream.ErrUnknownKey: "unknown_key",
 		upstream.ErrSignature: "signature", upstream.ErrExpired: "expired", upstream.ErrIssuer: "issuer", upstream.ErrAudience: "audience", upstream.ErrRequest: "request", upstream.ErrValue: "value"}
+	if len(v.Queries) < len(rawQueries) {
+		t.Fatalf("%d queries", len(v.Queries))
+	}
+	for _, q := range v.Queries {
+		got, err := routes.CanonicalQuery(q.Raw)
+		if got != q.Canonical || (err != nil) != q.Refused {
+			t.Errorf("canonical query of %q: %q (%v), want %q refused=%v", q.Raw, got, err, q.Canonical, q.Refused)
+		}
+	}
 	for _, c := range v.Cases {
 		e := c.Expect
 		got, err := keys.Verify(c.Token, upstream.Expect{Issuer: e.Issuer, Audience: e.Audience, Method: e.Method, Path: e.Path, Query: e.Query, BodySHA256: e.BodySHA256, Now: time.Unix(e.Now, 0)})
@@ -277,6 +306,10 @@ func writeVectors(t *testing.T) {
 				{Resource: "threads", Action: "search", Value: map[string]any{"anything": "at all"}, Verdict: "ok"},
 			}},
 		},
+	}
+	for _, raw := range rawQueries {
+		q, err := routes.CanonicalQuery(raw)
+		v.Queries = append(v.Queries, QueryCase{Raw: raw, Canonical: q, Refused: err != nil})
 	}
 	pub, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{edJWK.Public(), ecJWK.Public()}})
 	v.JWKS = pub

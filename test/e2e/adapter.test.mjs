@@ -23,7 +23,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 // The adapter lives outside this Node project: load it through the same
 // resolve hook as the server does (hooks.mjs), so its imports resolve here.
 register("./hooks.mjs", import.meta.url, { data: { parentURL: import.meta.url } });
-const { ContextError, contextEvent, verifyContext } = await import("../../examples/langgraph/upstream/auth.mjs");
+const { ContextError, canonicalQuery, contextEvent, valueAllowed, verifyContext } = await import(
+  "../../examples/langgraph/upstream/auth.mjs"
+);
 const upstream = resolve(here, "../../examples/langgraph/upstream");
 
 let server; // child process
@@ -90,13 +92,25 @@ const sdk = (headers) => new Client({ apiUrl: url, apiKey: null, defaultHeaders:
 test("verifyContext reaches every shared vector's verdict (test/vectors/context.json)", async () => {
   const vectors = JSON.parse(readFileSync(join(here, "../vectors/context.json"), "utf8"));
   assert.ok(vectors.cases.length >= 10, "too few vectors");
+  assert.ok(vectors.queries.length >= 20, "too few queries");
+  for (const q of vectors.queries) {
+    let got = "";
+    let refused = false;
+    try {
+      got = canonicalQuery(q.raw);
+    } catch (err) {
+      if (!(err instanceof URIError)) throw err;
+      refused = true;
+    }
+    assert.deepEqual([got, refused], [q.canonical, q.refused ?? false], `canonical query of ${JSON.stringify(q.raw)}`);
+  }
   for (const c of vectors.cases) {
     const e = c.expect;
     let verdict = "ok";
     let claims;
     try {
       claims = await verifyContext(c.token, vectors.jwks, {
-        issuer: e.issuer, audience: e.audience, method: e.method, path: e.path, bodySha256: e.body_sha256, now: e.now,
+        issuer: e.issuer, audience: e.audience, method: e.method, path: e.path, query: e.query, bodySha256: e.body_sha256, now: e.now,
       });
     } catch (err) {
       if (!(err instanceof ContextError)) throw err;
@@ -107,6 +121,11 @@ test("verifyContext reaches every shared vector's verdict (test/vectors/context.
       const grant = contextEvent(claims, c.event.resource, c.event.action);
       assert.equal(grant !== undefined, c.event.granted, `${c.name}: grant`);
       if (grant) assert.deepEqual(grant.filters, c.event.filters, `${c.name}: filters`);
+    }
+    for (const v of c.values ?? []) {
+      const grant = contextEvent(claims, v.resource, v.action);
+      const got = valueAllowed(grant.values, v.value, v.resource) ? "ok" : "value";
+      assert.equal(got, v.verdict, `${c.name}: value ${JSON.stringify(v.value)}`);
     }
   }
 });

@@ -133,6 +133,18 @@ async def main(path: str) -> None:
     v = {"namespace": None}
     await m.enforce(ctx=ctx(s, "store", "list_namespaces"), value=v)
     assert v["namespace"] == ("alice",), v
+    # A grant's values: the server must act on what langgate read (403 on
+    # anything else, in the unsigned mode), checked before the prefix.
+    bound = {"filters": {}, "values": [{"/namespace": ["bob"], "/key": "k1"}]}
+    b = await m.authenticate(method="GET", path="/store/items", headers=headers("bob", events={"store:get": bound}))
+    assert await m.enforce(ctx=ctx(b, "store", "get"), value={"namespace": ("bob",), "key": "k1"}) is None
+    for other in ({"namespace": ("alice", "notes"), "key": "k1"}, {"namespace": ("bob",), "key": "k2"}, {"key": "k1"}):
+        assert await status_of(m.enforce(ctx=ctx(b, "store", "get"), value=other)) == 403, other
+    for broken in ({"filters": {}, "values": {}}, {"filters": {}, "values": [1]}):
+        got = await status_of(
+            m.authenticate(method="GET", path="/store/items", headers=headers("bob", events={"store:get": broken}))
+        )
+        assert got == 401, f"malformed values {broken}: {got}"
     open_ = await m.authenticate(method="GET", path="/threads", headers=headers("carol", {}, {}))
     assert await m.enforce(ctx=ctx(open_, "threads", "read"), value={}) is None
 
@@ -148,6 +160,13 @@ def signed_context_vectors(m) -> None:
     path = pathlib.Path(__file__).parent.parent / "vectors" / "context.json"
     vectors = json.loads(path.read_text())
     assert len(vectors["cases"]) >= 10, "too few vectors"
+    assert len(vectors["queries"]) >= 20, "too few queries"
+    for q in vectors["queries"]:
+        try:
+            got, refused = m.canonical_query(q["raw"].encode()), False
+        except ValueError:
+            got, refused = "", True
+        assert (got, refused) == (q["canonical"], q.get("refused", False)), f"canonical query of {q['raw']!r}: {got!r}"
     for case in vectors["cases"]:
         e = case["expect"]
         try:
@@ -158,6 +177,7 @@ def signed_context_vectors(m) -> None:
                 audience=e["audience"],
                 method=e["method"],
                 path=e["path"],
+                query=e.get("query", "").encode(),
                 body_sha256=e.get("body_sha256"),
                 now=e["now"],
             )
@@ -171,6 +191,14 @@ def signed_context_vectors(m) -> None:
             assert (grant is not None) == ev["granted"], f"{case['name']}: grant {grant}"
             if grant is not None:
                 assert grant.get("filters") == ev.get("filters"), f"{case['name']}: filters {grant.get('filters')}"
+        for vc in case.get("values") or []:
+            grant = m.context_event(claims, vc["resource"], vc["action"])
+            # The server hands a store handler its namespace as a tuple.
+            value = dict(vc["value"])
+            if vc["resource"] == "store" and isinstance(value.get("namespace"), list):
+                value["namespace"] = tuple(value["namespace"])
+            got = "ok" if m.value_allowed(grant.get("values"), value, vc["resource"]) else "value"
+            assert got == vc["verdict"], f"{case['name']}: value {vc['value']}: {got}, want {vc['verdict']}"
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import { compactVerify, decodeProtectedHeader, importJWK } from "jose";
 export const FILTERS = "langgate_filters";
 export const EVENTS = "langgate_events";
 export const METADATA = "langgate_metadata";
+const SIGNED = "langgate_signed";
 
 // Events whose `value.metadata` the JS server writes: threads:create (also the
 // create of /copy), assistants:create, threads:create_run (the metadata of a
@@ -82,9 +83,86 @@ function unenforced(url) {
 const isObject = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
 
 // A signed context (x-langgate-context) refused; the message is the verdict:
-// malformed, algorithm, unknown_key, signature, expired, issuer, audience or
-// request (the names of test/vectors/context.json).
+// malformed, algorithm, unknown_key, signature, expired, issuer, audience,
+// request or value (the names of test/vectors/context.json).
 export class ContextError extends Error {}
+
+// canonicalQuery is the canonical form of a raw query string (no "?") that
+// a signed context binds, as langgate computes it (routes.CanonicalQuery):
+// the pairs in order, empty pieces skipped, name and value split at the
+// first "=", "+" a space, percent-decoded as UTF-8, then every byte but
+// A-Z a-z 0-9 - . _ ~ written as %XX, joined as name=value by "&". Throws
+// (URIError) on a query langgate refuses (";", a malformed escape, invalid
+// UTF-8).
+export function canonicalQuery(raw) {
+  const out = [];
+  for (const piece of raw.split("&")) {
+    if (piece === "") continue;
+    if (piece.includes(";")) throw new URIError('a ";" in the query');
+    const eq = piece.indexOf("=");
+    const [name, value] = eq < 0 ? [piece, ""] : [piece.slice(0, eq), piece.slice(eq + 1)];
+    out.push(`${canonicalPart(name)}=${canonicalPart(value)}`);
+  }
+  return out.join("&");
+}
+
+// decodeURIComponent throws on a malformed escape and on invalid UTF-8;
+// encodeURIComponent leaves !'()* as they are.
+const canonicalPart = (s) =>
+  encodeURIComponent(decodeURIComponent(s.replaceAll("+", " "))).replace(
+    /[!'()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+
+// sameValue is JSON equality: numbers by value, a bool apart from numbers,
+// lists element by element, objects by their keys and values.
+function sameValue(got, want) {
+  if (want === null) return got === null || got === undefined;
+  if (Array.isArray(want)) {
+    return Array.isArray(got) && got.length === want.length && want.every((w, i) => sameValue(got[i], w));
+  }
+  if (isObject(want)) {
+    if (!isObject(got)) return false;
+    const keys = Object.keys(want);
+    return keys.length === Object.keys(got).length && keys.every((k) => Object.hasOwn(got, k) && sameValue(got[k], want[k]));
+  }
+  return typeof got === typeof want && got === want;
+}
+
+const ABSENT = Symbol("absent");
+
+function resolvePointer(value, pointer) {
+  if (typeof pointer !== "string" || !pointer.startsWith("/")) return ABSENT;
+  let cur = value;
+  for (const raw of pointer.slice(1).split("/")) {
+    const token = raw.replaceAll("~1", "/").replaceAll("~0", "~");
+    if (!isObject(cur) || !Object.hasOwn(cur, token)) return ABSENT;
+    cur = cur[token];
+  }
+  return cur;
+}
+
+// valueAllowed reports whether the value the server hands an event's
+// handler is one langgate authorized: the event binds no values, or one
+// bound object (a JSON pointer into the value to what must be there; null:
+// nothing) matches it (docs/headers.md, "What is bound"). A store
+// namespace the server has as undefined or null is an empty one.
+export function valueAllowed(values, value, resource = "") {
+  if (values === undefined || values === null || (Array.isArray(values) && values.length === 0)) return true;
+  if (!Array.isArray(values)) return false;
+  return values.some(
+    (bound) =>
+      isObject(bound) &&
+      Object.entries(bound).every(([pointer, want]) => {
+        let got = resolvePointer(value, pointer);
+        if (resource === "store" && pointer === "/namespace") {
+          if (got === ABSENT || got === null || got === undefined) got = [];
+          if (want === null) want = [];
+        }
+        return sameValue(got === ABSENT ? undefined : got, want);
+      }),
+  );
+}
 
 // The algorithms langgate signs with, and the key each one needs.
 const KEY_TYPES = { EdDSA: ["OKP", "Ed25519"], ES256: ["EC", "P-256"] };
@@ -92,11 +170,10 @@ const KEY_TYPES = { EdDSA: ["OKP", "Ed25519"], ES256: ["EC", "P-256"] };
 // verifyContext verifies langgate's signed auth context and returns its
 // payload: the signature with the published key its kid names, the alg
 // pinned to that key's own; then exp and iat, iss, aud, and the request it
-// was issued for (method, langgate's normalized path, the body hash when
-// it binds one and bodySha256 is given: the adapter cannot read the body
-// before the server does, so it binds method and path). Throws
-// ContextError with the verdict.
-export async function verifyContext(token, jwks, { issuer, audience, method, path, bodySha256, now }) {
+// was issued for (method, langgate's normalized path, the query as
+// received, in canonical form, and the body hash when it binds one and
+// bodySha256 is given). Throws ContextError with the verdict.
+export async function verifyContext(token, jwks, { issuer, audience, method, path, query = "", bodySha256, now }) {
   let header;
   try {
     if (typeof token !== "string" || token.split(".").length !== 3) throw new Error("not a compact JWS");
@@ -126,6 +203,13 @@ export async function verifyContext(token, jwks, { issuer, audience, method, pat
   if (r.method !== method || r.path !== path || (r.body_sha256 && bodySha256 && r.body_sha256 !== bodySha256)) {
     throw new ContextError("request");
   }
+  let canonical;
+  try {
+    canonical = canonicalQuery(query);
+  } catch {
+    throw new ContextError("request");
+  }
+  if (canonical !== (r.query ?? "")) throw new ContextError("request");
   return claims;
 }
 
@@ -155,7 +239,15 @@ async function jwks(refresh) {
 async function signedUser(request) {
   const token = request.headers.get("x-langgate-context");
   if (!token) throw refuse("Missing x-langgate-context");
-  const check = { issuer: CONTEXT_ISSUER, audience: CONTEXT_AUDIENCE, method: request.method, path: new URL(request.url).pathname };
+  const url = new URL(request.url);
+  const check = {
+    issuer: CONTEXT_ISSUER,
+    audience: CONTEXT_AUDIENCE,
+    method: request.method,
+    path: url.pathname,
+    query: url.search.slice(1),
+    bodySha256: await bodyDigest(request),
+  };
   let claims;
   try {
     try {
@@ -176,6 +268,7 @@ async function signedUser(request) {
   for (const e of claims.events ?? []) {
     const grant = { filters: e.filters ?? {} };
     if (e.namespace_prefix?.length) grant.namespace_prefix = e.namespace_prefix;
+    if (e.values?.length) grant.values = e.values;
     events[`${e.resource}:${e.action}`] = grant;
     Object.assign(metadata, e.metadata ?? {});
   }
@@ -190,7 +283,19 @@ async function signedUser(request) {
     [FILTERS]: {},
     [METADATA]: metadata,
     [EVENTS]: events,
+    [SIGNED]: true,
   };
+}
+
+// bodyDigest is the hex SHA-256 of the request's body, read from a clone
+// (the server reads the original), or undefined when there is none to
+// read or it is over 1 MiB (langgate binds no longer one).
+async function bodyDigest(request) {
+  if (request.body === null || request.bodyUsed) return undefined;
+  const data = new Uint8Array(await request.clone().arrayBuffer());
+  if (data.length > 1 << 20) return undefined;
+  const sum = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
+  return Array.from(sum, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 // contextEvent is the signed context's grant of resource:action, or
@@ -205,7 +310,8 @@ const validGrant = (g) =>
   (g.namespace_prefix === undefined ||
     (Array.isArray(g.namespace_prefix) &&
       g.namespace_prefix.length > 0 &&
-      g.namespace_prefix.every((p) => typeof p === "string" && p !== "")));
+      g.namespace_prefix.every((p) => typeof p === "string" && p !== ""))) &&
+  (g.values === undefined || (Array.isArray(g.values) && g.values.every(isObject)));
 
 function refuse(detail, status = 401) {
   return new HTTPException(status, {
@@ -298,6 +404,15 @@ export const auth = new Auth()
       console.warn(`langgate adapter: refused ${event}, which langgate did not authorize (it authorized ${JSON.stringify(events)})`);
       throw refuse(`langgate did not authorize ${event} for this request`, 403);
     }
+    const grant = events[event];
+    // What the server is about to act on must be what langgate read and
+    // authorized (a store namespace and key, an id, what a rule read): a
+    // request the server reads otherwise than langgate did runs nothing.
+    if (!valueAllowed(grant.values, value, resource)) {
+      console.warn(`langgate adapter: refused ${event} on a value langgate did not authorize`);
+      if (user[SIGNED]) throw refuse("Invalid x-langgate-context: value");
+      throw refuse(`langgate did not authorize ${event} on this value`, 403);
+    }
     if (WRITES.has(action) && isObject(value) && Object.keys(metadata).length > 0) {
       if (isObject(value.metadata)) {
         // In place (the copy route only keeps in-place changes), and
@@ -307,7 +422,6 @@ export const auth = new Auth()
         value.metadata = { ...metadata };
       }
     }
-    const grant = events[event];
     if (grant.namespace_prefix && resource === "store" && isObject(value)) {
       // LangGraph's documented store pattern: the handler rewrites the
       // namespace. LangGraph JS 1.5.1 reads the rewritten namespace back

@@ -42,8 +42,11 @@ import asyncio
 import json
 import logging
 import os
+import re
 import time
+import urllib.parse
 import urllib.request
+import uuid
 from typing import Any
 
 import jwt
@@ -54,6 +57,7 @@ from langgraph_sdk import Auth
 FILTERS = "langgate_filters"
 METADATA = "langgate_metadata"
 EVENTS = "langgate_events"
+SIGNED = "langgate_signed"
 
 # Events whose value["metadata"] the server writes: threads/assistants create,
 # threads create_run (a thread the run creates, and the run), threads and
@@ -66,8 +70,117 @@ _log = logging.getLogger("langgate.adapter")
 
 class ContextError(Exception):
     """A signed context (x-langgate-context) refused; str() is the verdict:
-    malformed, algorithm, unknown_key, signature, expired, issuer, audience
-    or request (the names of test/vectors/context.json)."""
+    malformed, algorithm, unknown_key, signature, expired, issuer, audience,
+    request or value (the names of test/vectors/context.json)."""
+
+
+# RFC 3986's unreserved bytes: the only ones the canonical query leaves as
+# they are.
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+
+def _unescape_query(raw: bytes) -> bytes:
+    raw = raw.replace(b"+", b" ")
+    if _BAD_ESCAPE.search(raw):
+        raise ValueError("malformed percent-encoding")
+    out = urllib.parse.unquote_to_bytes(raw)
+    out.decode("utf-8")  # strict: invalid UTF-8 has no canonical form
+    return out
+
+
+def canonical_query(raw: bytes | str) -> str:
+    """The canonical form of a raw query string (no "?") that a signed
+    context binds, as langgate computes it (routes.CanonicalQuery): the
+    pairs in order, empty pieces skipped, name and value split at the first
+    "=", "+" a space, percent-decoded as UTF-8, then every byte but A-Z a-z
+    0-9 - . _ ~ written as %XX, joined as name=value by "&". Raises
+    ValueError for a query langgate refuses (";", a malformed escape,
+    invalid UTF-8)."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    pairs = []
+    for piece in raw.split(b"&"):
+        if not piece:
+            continue
+        if b";" in piece:
+            raise ValueError('a ";" in the query')
+        name, _, value = piece.partition(b"=")
+        pairs.append(
+            "".join(chr(c) if c in _UNRESERVED else f"%{c:02X}" for c in _unescape_query(name))
+            + "="
+            + "".join(chr(c) if c in _UNRESERVED else f"%{c:02X}" for c in _unescape_query(value))
+        )
+    return "&".join(pairs)
+
+
+def _same(got: Any, want: Any) -> bool:
+    """JSON equality of what the server hands a handler (tuples for lists,
+    UUIDs for ids) with a bound value."""
+    if want is None:
+        return got is None
+    if isinstance(want, bool) or isinstance(got, bool):
+        return isinstance(want, bool) and isinstance(got, bool) and got == want
+    if isinstance(want, str):
+        if isinstance(got, uuid.UUID):
+            try:
+                return uuid.UUID(want) == got
+            except ValueError:
+                return False
+        return isinstance(got, str) and got == want
+    if isinstance(want, (int, float)):
+        return isinstance(got, (int, float)) and got == want
+    if isinstance(want, list):
+        return isinstance(got, (list, tuple)) and len(got) == len(want) and all(map(_same, got, want))
+    if isinstance(want, dict):
+        return (
+            isinstance(got, dict)
+            and got.keys() == want.keys()
+            and all(_same(got[k], v) for k, v in want.items())
+        )
+    return False
+
+
+_ABSENT = object()
+
+
+def _resolve(value: Any, pointer: str) -> Any:
+    if not pointer.startswith("/"):
+        return _ABSENT
+    cur = value
+    for token in pointer[1:].split("/"):
+        token = token.replace("~1", "/").replace("~0", "~")
+        if not isinstance(cur, dict) or token not in cur:
+            return _ABSENT
+        cur = cur[token]
+    return cur
+
+
+def value_allowed(values: Any, value: Any, resource: str = "") -> bool:
+    """Whether the value the server hands an event's handler is one that
+    langgate authorized: the event binds no values, or one bound object
+    (a JSON pointer into the value to what must be there; null: nothing)
+    matches it (docs/headers.md, "What is bound"). A store namespace the
+    server reads as None or () is an empty one."""
+    if not values:
+        return True
+    for bound in values:
+        if not isinstance(bound, dict):
+            return False
+        ok = True
+        for pointer, want in bound.items():
+            got = _resolve(value, pointer)
+            if resource == "store" and pointer == "/namespace":
+                got = () if got is _ABSENT or got is None else got
+                want = [] if want is None else want
+            if got is _ABSENT:
+                got = None
+            if not _same(got, want):
+                ok = False
+                break
+        if ok:
+            return True
+    return False
 
 
 # The algorithms langgate signs with, and the key each one needs.
@@ -82,6 +195,7 @@ def verify_context(
     audience: str,
     method: str,
     path: str,
+    query: bytes | str = b"",
     body_sha256: str | None = None,
     now: float | None = None,
 ) -> dict:
@@ -90,10 +204,11 @@ def verify_context(
     The signature must verify with the published key its kid names, with
     the alg pinned to that key's own (EdDSA with Ed25519, ES256 with
     P-256); then exp and iat, iss, aud, and the request it was issued for
-    (method, langgate's normalized path, and the body hash when it binds
-    one and body_sha256 is given: the adapter cannot read the body before
-    the server does, so it binds method and path). Raises ContextError
-    with the verdict.
+    (method, langgate's normalized path, the query as received, in
+    canonical form, and the body hash when it binds one and body_sha256 is
+    given: the adapter cannot read the body before the server does, so the
+    event values stand for it, value_allowed). Raises ContextError with
+    the verdict.
     """
     try:
         header = jwt.get_unverified_header(token)
@@ -135,6 +250,12 @@ def verify_context(
         or (bound_body and body_sha256 and bound_body != body_sha256)
     ):
         raise ContextError("request")
+    try:
+        canonical = canonical_query(query)
+    except ValueError:
+        raise ContextError("request") from None
+    if canonical != request.get("query", ""):
+        raise ContextError("request")
     return claims
 
 
@@ -168,11 +289,11 @@ async def _jwks(refresh: bool) -> dict:
     return _jwks_cache["keys"]
 
 
-async def _signed_user(method: str, path: str, headers: Any) -> dict[str, Any]:
+async def _signed_user(method: str, path: str, headers: Any, query: bytes) -> dict[str, Any]:
     token = _header(headers, "x-langgate-context")
     if token is None:
         raise _refuse("Missing x-langgate-context")
-    check = {"issuer": CONTEXT_ISSUER, "audience": CONTEXT_AUDIENCE, "method": method, "path": path}
+    check = {"issuer": CONTEXT_ISSUER, "audience": CONTEXT_AUDIENCE, "method": method, "path": path, "query": query}
     try:
         try:
             claims = verify_context(token, await _jwks(False), **check)
@@ -191,6 +312,8 @@ async def _signed_user(method: str, path: str, headers: Any) -> dict[str, Any]:
         grant = {"filters": e.get("filters") or {}}
         if e.get("namespace_prefix"):
             grant["namespace_prefix"] = e["namespace_prefix"]
+        if e.get("values"):
+            grant["values"] = e["values"]
         events[f"{e.get('resource')}:{e.get('action')}"] = grant
         metadata.update(e.get("metadata") or {})
     extra = dict(user.get("fields") or {})
@@ -205,6 +328,7 @@ async def _signed_user(method: str, path: str, headers: Any) -> dict[str, Any]:
         FILTERS: {},
         METADATA: metadata,
         EVENTS: events,
+        SIGNED: True,
     }
 
 
@@ -252,20 +376,24 @@ def _valid_grant(grant: Any) -> bool:
     if not isinstance(grant, dict) or not isinstance(grant.get("filters"), dict):
         return False
     prefix = grant.get("namespace_prefix")
-    return prefix is None or (
-        isinstance(prefix, list) and len(prefix) > 0 and all(isinstance(p, str) and p for p in prefix)
-    )
+    values = grant.get("values")
+    return (
+        prefix is None
+        or (isinstance(prefix, list) and len(prefix) > 0 and all(isinstance(p, str) and p for p in prefix))
+    ) and (values is None or (isinstance(values, list) and all(isinstance(v, dict) for v in values)))
 
 
 @auth.authenticate
-async def authenticate(method: str, path: str, headers: dict) -> dict[str, Any]:
+async def authenticate(method: str, path: str, headers: dict, scope: Any = None) -> dict[str, Any]:
     # The proxy sends no langgate headers on its public routes; GET /ok is a
     # health check: an anonymous user without a decision, which the handler
     # below refuses.
     if _header(headers, "x-langgate-user") is None and method == "GET" and path == "/ok":
         return {"identity": "anonymous", "is_authenticated": False, "permissions": []}
     if CONTEXT_JWKS:
-        return await _signed_user(method, path, headers)
+        # The raw query, as the server parses it (scope["query_string"]).
+        query = (scope or {}).get("query_string", b"")
+        return await _signed_user(method, path, headers, query)
     user = _json_header(headers, "x-langgate-user")
     if not isinstance(user, dict) or not isinstance(user.get("identity"), str) or not user["identity"]:
         raise _refuse("Malformed x-langgate-user")
@@ -331,6 +459,17 @@ async def enforce(ctx: Auth.types.AuthContext, value: Any) -> dict[str, Any] | N
         raise Auth.exceptions.HTTPException(
             status_code=403, detail=f"langgate did not authorize {event} for this request"
         )
+    grant = events[event]
+    # What the server is about to act on must be what langgate read and
+    # authorized (a store namespace and key, an id, what a rule read): a
+    # request the server reads otherwise than langgate did runs nothing.
+    if not value_allowed(grant.get("values"), value, ctx.resource):
+        _log.warning("langgate adapter: refused %s on a value langgate did not authorize", event)
+        if _user_field(ctx.user, SIGNED):
+            raise _refuse("Invalid x-langgate-context: value")
+        raise Auth.exceptions.HTTPException(
+            status_code=403, detail=f"langgate did not authorize {event} on this value"
+        )
     if ctx.action in WRITES and isinstance(value, dict) and metadata:
         current = value.get("metadata")
         if isinstance(current, dict):
@@ -338,7 +477,6 @@ async def enforce(ctx: Auth.types.AuthContext, value: Any) -> dict[str, Any] | N
             current.update(metadata)
         else:
             value["metadata"] = dict(metadata)
-    grant = events[event]
     prefix = grant.get("namespace_prefix")
     if prefix and ctx.resource == "store" and isinstance(value, dict):
         # LangGraph's documented store pattern: the handler rewrites the
