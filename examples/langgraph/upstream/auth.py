@@ -133,11 +133,7 @@ def _same(got: Any, want: Any) -> bool:
     if isinstance(want, list):
         return isinstance(got, (list, tuple)) and len(got) == len(want) and all(map(_same, got, want))
     if isinstance(want, dict):
-        return (
-            isinstance(got, dict)
-            and got.keys() == want.keys()
-            and all(_same(got[k], v) for k, v in want.items())
-        )
+        return isinstance(got, dict) and got.keys() == want.keys() and all(_same(got[k], v) for k, v in want.items())
     return False
 
 
@@ -467,9 +463,7 @@ async def enforce(ctx: Auth.types.AuthContext, value: Any) -> dict[str, Any] | N
         _log.warning("langgate adapter: refused %s on a value langgate did not authorize", event)
         if _user_field(ctx.user, SIGNED):
             raise _refuse("Invalid x-langgate-context: value")
-        raise Auth.exceptions.HTTPException(
-            status_code=403, detail=f"langgate did not authorize {event} on this value"
-        )
+        raise Auth.exceptions.HTTPException(status_code=403, detail=f"langgate did not authorize {event} on this value")
     if ctx.action in WRITES and isinstance(value, dict) and metadata:
         current = value.get("metadata")
         if isinstance(current, dict):
