@@ -81,6 +81,21 @@ func (s *sink) record(ctx context.Context, req *Request, d *Decision, took time.
 		}
 		attrs = append(attrs, slog.Any("events", evs), slog.String("handler", d.Handler))
 	}
+	if d.Allow() {
+		// What each granted event may run on: what the upstream checks.
+		var values map[string][]map[string]any
+		for i := range d.Grants {
+			if g := &d.Grants[i]; !g.AnyValue && len(g.Values) > 0 {
+				if values == nil {
+					values = make(map[string][]map[string]any, len(d.Grants))
+				}
+				values[g.Event] = g.Values
+			}
+		}
+		if values != nil {
+			attrs = append(attrs, slog.Any("values", values))
+		}
+	}
 	if len(d.Shadow) > 0 {
 		attrs = append(attrs, slog.Any("shadow", d.Shadow))
 	}

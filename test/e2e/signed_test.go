@@ -87,7 +87,71 @@ func TestSignedContext(t *testing.T) {
 			if r := send(t, h1, "GET", direct+"/threads/"+thread, [][2]string{{"X-Langgate-Context", forgeContext(t, thread)}}, nil); r.status != 401 {
 				t.Errorf("a context signed by another key, directly: %d %s, want 401", r.status, r.body)
 			}
+			storeReplays(t, edge, direct, s.tap, alice, bob)
 		})
+	}
+}
+
+// storeReplays: bob's contexts for his own store requests (issued through
+// Envoy), replayed straight to the server onto alice's namespace through
+// another query or body, are refused (401) and change nothing of hers
+// (issue 28).
+func storeReplays(t *testing.T, edge, direct string, tp *tap, alice, bob [2]string) {
+	t.Helper()
+	jsonType := [2]string{"Content-Type", "application/json"}
+	marker := "alice-secret-" + newProbe()
+	item := `{"namespace":["alice","notes"],"key":"k1","value":{"secret":"` + marker + `"}}`
+	if r := send(t, h1, "PUT", edge+"/store/items", [][2]string{alice, jsonType}, []byte(item)); r.status/100 != 2 {
+		t.Fatalf("alice puts her item: %d %s", r.status, r.body)
+	}
+	// contextOf makes bob's own request through Envoy and returns the
+	// context the server received for it.
+	contextOf := func(method, target, body string) string {
+		t.Helper()
+		id := newProbe()
+		var b []byte
+		if body != "" {
+			b = []byte(body)
+		}
+		if r := send(t, h1, method, edge+target, [][2]string{bob, jsonType, probe(id)}, b); r.status >= 500 || r.status == 401 || r.status == 403 {
+			t.Fatalf("bob's own %s %s through Envoy: %d %s", method, target, r.status, r.body)
+		}
+		seen := tp.received(id)
+		if len(seen) != 1 || seen[0].Get("X-Langgate-Context") == "" {
+			t.Fatalf("bob's %s %s reached the server %d times with no context", method, target, len(seen))
+		}
+		return seen[0].Get("X-Langgate-Context")
+	}
+	for _, c := range []struct {
+		name                string
+		method, own, replay string // own and replay: the target, or the body
+		inBody              bool
+		target              string
+	}{
+		{"get onto another query", "GET", "/store/items?namespace=bob&key=k1", "/store/items?namespace=alice.notes&key=k1", false, ""},
+		{"get onto a repeat", "GET", "/store/items?namespace=bob&key=k1", "/store/items?namespace=bob&key=k1&namespace=alice.notes", false, ""},
+		{"put onto another body", "PUT", `{"namespace":["bob"],"key":"k1","value":{"v":1}}`,
+			`{"namespace":["alice","notes"],"key":"k1","value":{"secret":"planted"}}`, true, "/store/items"},
+		{"delete onto another body", "DELETE", `{"namespace":["bob"],"key":"k1"}`, `{"namespace":["alice","notes"],"key":"k1"}`, true, "/store/items"},
+		{"search onto another prefix", "POST", `{"namespace_prefix":["bob"]}`, `{"namespace_prefix":["alice"]}`, true, "/store/items/search"},
+		{"list_namespaces onto another prefix", "POST", `{"prefix":["bob"]}`, `{"prefix":["alice"]}`, true, "/store/namespaces"},
+	} {
+		var ctx string
+		var r response
+		if c.inBody {
+			ctx = contextOf(c.method, c.target, c.own)
+			r = send(t, h1, c.method, direct+c.target, [][2]string{{"X-Langgate-Context", ctx}, jsonType}, []byte(c.replay))
+		} else {
+			ctx = contextOf(c.method, c.own, "")
+			r = send(t, h1, c.method, direct+c.replay, [][2]string{{"X-Langgate-Context", ctx}}, nil)
+		}
+		if r.status != 401 || strings.Contains(r.body, marker) {
+			t.Errorf("store %s, directly with bob's context: %d %s, want 401", c.name, r.status, short(r.body))
+		}
+	}
+	got := send(t, h1, "GET", edge+"/store/items?namespace=alice.notes&key=k1", [][2]string{alice}, nil)
+	if got.status != 200 || !strings.Contains(got.body, marker) {
+		t.Errorf("alice's item after bob's replays: %d %s", got.status, short(got.body))
 	}
 }
 
