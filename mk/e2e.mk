@@ -7,12 +7,16 @@
 #   make node-deps   npm ci in test/e2e, when the lock file changed
 #   make demo        Envoy + langgate --dev + the LangGraph JS server, with
 #                    curl and SDK commands to paste (examples/demo)
+#   make test-differential
+#                    the long run of the parser differential (every encoding
+#                    of a name, value and order, through Envoy to both real
+#                    servers); make test runs its bounded corpus
 
 E2E_DIR := test/e2e
 
 TEST_DEPS += e2e-deps
 
-.PHONY: e2e-deps node-deps nginx demo
+.PHONY: e2e-deps node-deps nginx demo test-differential
 
 e2e-deps: node-deps nginx
 
@@ -31,3 +35,6 @@ node-deps:
 
 demo: build envoy node-deps
 	$(GO) run ./examples/demo --langgate $(LANGGATE)
+
+test-differential: build envoy pydeps node-deps
+	LANGGATE_DIFFERENTIAL_LONG=1 $(GO) test -count=1 -timeout 60m -run '^TestParserDifferential$$' -v ./test/e2e | grep -E 'variants;|adapter refused|^(---|ok|FAIL|PASS)'
