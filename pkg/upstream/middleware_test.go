@@ -4,9 +4,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -160,6 +164,57 @@ func TestMatches(t *testing.T) {
 		}
 		if got := upstream.Matches(doc, f); got != c.want {
 			t.Errorf("%s: %v, want %v", c.filter, got, c.want)
+		}
+	}
+}
+
+// TestMiddlewareBindsQueryAndBody: the middleware refuses a context
+// replayed onto another query (or the same one in another order) or
+// another body, accepts the query in another encoding, and hands the
+// handler the body it checked.
+func TestMiddlewareBindsQueryAndBody(t *testing.T) {
+	s, jwks := signer(t, "k1")
+	keys, err := upstream.ParseKeys(jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &upstream.Verifier{Source: upstream.Static{K: keys}, Audience: "billing"}
+	var got string
+	h := v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got = string(b)
+	}))
+	sign := func(query, body string) string {
+		t.Helper()
+		sum := sha256.Sum256([]byte(body))
+		jws, err := s.Sign(&langgatev1.AuthContext{Jti: "d", User: &langgatev1.User{Identity: "bob"},
+			Events:  []*langgatev1.Event{{Resource: "docs", Action: "put"}},
+			Request: &langgatev1.RequestBinding{Method: "PUT", Path: "/docs", Query: query, BodySha256: hex.EncodeToString(sum[:])}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return jws
+	}
+	ctx := sign("folder=bob&tag=a%20b", `{"folder":"bob"}`)
+	for _, c := range []struct {
+		query, body string
+		status      int
+	}{
+		{"folder=bob&tag=a+b", `{"folder":"bob"}`, 200},
+		{"f%6Flder=%62ob&tag=a%20b", `{"folder":"bob"}`, 200},
+		{"folder=alice&tag=a+b", `{"folder":"bob"}`, 401},
+		{"tag=a+b&folder=bob", `{"folder":"bob"}`, 401},
+		{"folder=bob&tag=a+b&folder=alice", `{"folder":"bob"}`, 401},
+		{"folder=bob&tag=a+b", `{"folder":"alice"}`, 401},
+		{"folder=bob&tag=a+b", ``, 401},
+	} {
+		got = ""
+		req := httptest.NewRequest("PUT", "/docs?"+c.query, strings.NewReader(c.body))
+		req.Header.Set(upstream.Header, ctx)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != c.status || (c.status == 200 && got != c.body) {
+			t.Errorf("?%s %s: %d %s (the handler read %q), want %d", c.query, c.body, w.Code, w.Body.String(), got, c.status)
 		}
 	}
 }
