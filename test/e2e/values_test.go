@@ -88,7 +88,7 @@ func runParserVariants(t *testing.T, base string, lg *langgate, valueLog string,
 		t.Errorf("GET /store/items?namespace=bob&namespace=alice.notes&key=k1 as bob: %d %s, want 400", r.status, short(r.body))
 	}
 	counts := map[string]int{}
-	var adapterCaught []string
+	var adapterCaught, serverRefused []string
 	for _, v := range variants {
 		id := newProbe()
 		before := len(lg.log.String())
@@ -105,6 +105,8 @@ func runParserVariants(t *testing.T, base string, lg *langgate, valueLog string,
 			t.Errorf("%s %s %s [%s]: %s\n  client got %d %s; langgate: %v", v.name, v.method, short(v.target), v.contentType, class, r.status, short(r.body), summary(d))
 		case strings.HasPrefix(class, "refused by the adapter"):
 			adapterCaught = append(adapterCaught, fmt.Sprintf("%s (%s %s)", v.name, v.method, short(v.target)))
+		case strings.HasPrefix(class, "allowed; the server refused"):
+			serverRefused = append(serverRefused, fmt.Sprintf("%s (%s %s): %d %s", v.name, v.method, short(v.target), r.status, short(r.body)))
 		}
 	}
 	got := send(t, h1, "GET", base+"/store/items?namespace=alice.notes&key=k1", [][2]string{alice}, nil)
@@ -122,6 +124,9 @@ func runParserVariants(t *testing.T, base string, lg *langgate, valueLog string,
 	t.Logf("%s: %d variants; %s", where, len(variants), strings.Join(classes, "; "))
 	for _, s := range adapterCaught {
 		t.Logf("%s: the server read otherwise than langgate, the adapter refused: %s", where, s)
+	}
+	for _, s := range serverRefused {
+		t.Logf("%s: langgate allowed, the server refused before a handler: %s", where, s)
 	}
 }
 
