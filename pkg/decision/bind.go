@@ -16,9 +16,9 @@ import (
 // others: the headers and the signed context carry, per granted event, the
 // values it may run on (Grant.Values), one object per time the route fires
 // it, from a JSON pointer (RFC 6901) into the event's value to the value
-// found there (null: absent). Bound are the route's identifiers (Field.ID:
-// path parameters, store namespace and key, thread, assistant, run and cron
-// ids) and every path of value the event's handler read. The upstream
+// found there (null: absent). Bound are the route's identifiers that the
+// request gives (Field.ID: store namespace and key, ids the body names)
+// and every path of value the event's handler read. The upstream
 // adapters compare the value LangGraph hands their handler with these, so
 // a request that the server reads differently from langgate (a parser
 // differential) runs nothing.
@@ -35,8 +35,10 @@ func bindEvent(ev *routes.Event, h *policy.Handler) map[string]any {
 		out[ptr] = v
 	}
 	for _, f := range ev.Fields {
-		if f.ID && (ev.ValueErr == nil || !f.FromBodyField()) {
-			put(pointer(expr.Path{f.Name}), ev.Value[f.Name])
+		// An identifier the request does not give is the server's to
+		// choose (a new thread's id): bound only when given.
+		if v, ok := ev.Value[f.Name]; ok && f.ID && (ev.ValueErr == nil || !f.FromBodyField()) {
+			put(pointer(expr.Path{f.Name}), v)
 		}
 	}
 	if h == nil || ev.ValueErr != nil {

@@ -52,7 +52,10 @@ func LangGraph() []Route {
 	signedIn("POST", "/ui/{graph_id}")
 
 	// Threads.
-	threadCreate := body("thread_id", "metadata", "if_exists", "ttl")
+	// A thread, assistant or store item the request names in its body is
+	// what the event acts on: bound (Field.ID), when the request gives it.
+	id := func(f Field) Field { f.ID = true; return f }
+	threadCreate := with(body("metadata", "if_exists", "ttl"), id(Field{Name: "thread_id", From: FromBody}))
 	threadSearch := body("metadata", "values", "status", "limit", "offset", "ids")
 	tid := path("thread_id")
 	// With supersteps, creating a thread also writes and reads its state.
@@ -82,7 +85,10 @@ func LangGraph() []Route {
 	add("POST", "/threads/{thread_id}/stream/events", ev("threads", "read", tid))
 
 	// Runs are thread events.
-	runCreate := append(body("assistant_id", "metadata", "multitask_strategy", "if_not_exists", "after_seconds"),
+	// The servers hand the handler a graph's id as its assistant's
+	// (uuid5 of the graph id): the adapters compare it so.
+	runCreate := append(with(body("metadata", "multitask_strategy", "if_not_exists", "after_seconds"),
+		id(Field{Name: "assistant_id", From: FromBody})),
 		Field{Name: "kwargs", From: FromBodyGroup, Keys: []string{"input", "command", "config", "context", "stream_mode",
 			"interrupt_before", "interrupt_after", "webhook", "feedback_keys", "checkpoint", "checkpoint_id",
 			"checkpoint_during", "durability", "stream_subgraphs", "stream_resumable"}})
@@ -90,7 +96,7 @@ func LangGraph() []Route {
 	// (Python: the server checks the assistant's owner with the user's
 	// handler; system assistants skip it); a run the request waits for or
 	// streams fires threads:read when the server joins it.
-	assistantRead := may(ev("assistants", "read", Field{Name: "assistant_id", From: FromBody}))
+	assistantRead := may(ev("assistants", "read", id(Field{Name: "assistant_id", From: FromBody})))
 	for _, suffix := range []string{"", "/stream", "/wait"} {
 		thread := []EventSpec{ev("threads", "create_run", with(runCreate, tid)...), assistantRead}
 		stateless := []EventSpec{ev("threads", "create_run", runCreate...), assistantRead}

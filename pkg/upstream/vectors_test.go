@@ -226,6 +226,8 @@ func writeVectors(t *testing.T) {
 			{Resource: "threads", Action: "read", Filters: bound(nil), Values: []*structpb.Struct{
 				bound(map[string]any{"/limit": 10, "/meta~1data/a~0b": true})}},
 			{Resource: "threads", Action: "search", Filters: bound(nil)},
+			{Resource: "threads", Action: "create_run", Filters: bound(nil), Values: []*structpb.Struct{
+				bound(map[string]any{"/assistant_id": "agent", "/thread_id": "0A1B2C3D-0000-4000-8000-00000000000A"})}},
 		}
 		c.Request = &langgatev1.RequestBinding{Method: "PUT", Path: "/store/items", BodySha256: hexSHA(`{"namespace":["bob"],"key":"k1","value":{}}`)}
 	})
@@ -233,6 +235,9 @@ func writeVectors(t *testing.T) {
 	withPut := func(f func(*ExpectJSON)) ExpectJSON { e := putExpect; f(&e); return e }
 	put := func(value map[string]any, verdict string) ValueCase {
 		return ValueCase{Resource: "store", Action: "put", Value: value, Verdict: verdict}
+	}
+	run := func(value map[string]any, verdict string) ValueCase {
+		return ValueCase{Resource: "threads", Action: "create_run", Value: value, Verdict: verdict}
 	}
 	read := func(value map[string]any, verdict string) ValueCase {
 		return ValueCase{Resource: "threads", Action: "read", Value: value, Verdict: verdict}
@@ -304,6 +309,14 @@ func writeVectors(t *testing.T) {
 				read(map[string]any{"limit": "10", "meta/data": map[string]any{"a~b": true}}, "value"),
 				read(map[string]any{"limit": 10, "meta~1data": map[string]any{"a~b": true}}, "value"),
 				{Resource: "threads", Action: "search", Value: map[string]any{"anything": "at all"}, Verdict: "ok"},
+				run(map[string]any{"assistant_id": "agent", "thread_id": "0A1B2C3D-0000-4000-8000-00000000000A"}, "ok"),
+				run(map[string]any{"assistant_id": "fe096781-5601-53d2-b2f6-0d3403f7e9ca", "thread_id": "0a1b2c3d-0000-4000-8000-00000000000a"}, "ok"),
+				run(map[string]any{"assistant_id": "FE096781560153D2B2F60D3403F7E9CA", "thread_id": "0a1b2c3d000040008000-00000000000a"}, "ok"),
+				run(map[string]any{"assistant_id": "agent", "thread_id": "{0a1b2c3d-0000-4000-8000-00000000000a}"}, "value"),
+				run(map[string]any{"assistant_id": "agent", "thread_id": "0a1b2c3d-0000-4000-8000-00000000000"}, "value"),
+				run(map[string]any{"assistant_id": "fe096781-5601-53d2-b2f6-0d3403f7e9cb", "thread_id": "0a1b2c3d-0000-4000-8000-00000000000a"}, "value"),
+				run(map[string]any{"assistant_id": "agent", "thread_id": "0a1b2c3d-0000-4000-8000-00000000000b"}, "value"),
+				run(map[string]any{"assistant_id": "Agent", "thread_id": "0a1b2c3d-0000-4000-8000-00000000000a"}, "value"),
 			}},
 		},
 	}

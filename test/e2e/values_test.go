@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -87,6 +88,7 @@ func runParserVariants(t *testing.T, base string, lg *langgate, valueLog string,
 		!strings.Contains(r.detail(), `query parameter "namespace" is given 2 times`) {
 		t.Errorf("GET /store/items?namespace=bob&namespace=alice.notes&key=k1 as bob: %d %s, want 400", r.status, short(r.body))
 	}
+	bobThread, _ := createThread(t, base, [][2]string{bob}, `{}`)
 	counts := map[string]int{}
 	var adapterCaught, serverRefused []string
 	for _, v := range variants {
@@ -96,7 +98,14 @@ func runParserVariants(t *testing.T, base string, lg *langgate, valueLog string,
 		if v.contentType != "-" {
 			headers = append(headers, [2]string{"Content-Type", v.contentType})
 		}
-		r := send(t, h1, v.method, base+v.target, headers, v.body)
+		// {T}: bob's thread; {UUID}: a fresh id, the same in one request.
+		fresh := newUUID(t)
+		target := strings.NewReplacer("{T}", bobThread, "{UUID}", fresh).Replace(v.target)
+		body := []byte(strings.NewReplacer("{T}", bobThread, "{UUID}", fresh, "{UUIDU}", strings.ToUpper(fresh)).Replace(string(v.body)))
+		if v.body == nil {
+			body = nil
+		}
+		r := send(t, h1, v.method, base+target, headers, body)
 		d := awaitDecision(t, base, lg, before, id, bob)
 		class, finding := judgeValues(v, r, d, valueRecords(t, valueLog, id), marker)
 		counts[class]++
@@ -356,7 +365,35 @@ func parserVariants(long bool) []variant {
 		out = append(out, variant{name: rt.path + " query ignored", method: rt.method, target: rt.path + "?" + rt.field + "=alice.notes&namespace=alice.notes",
 			contentType: "application/json", body: []byte(obj(f + ":" + own))})
 	}
+
+	// The ids other events act on, from the body: a new thread's, a run's
+	// assistant (by graph id, which the servers turn into its uuid5, or by
+	// that id in other spellings).
+	js := func(name, method, target, body string) {
+		out = append(out, variant{name: name, method: method, target: target, contentType: "application/json", body: []byte(body)})
+	}
+	js("thread id", "POST", "/threads", `{"thread_id":"{UUID}"}`)
+	js("thread id, upper case", "POST", "/threads", `{"thread_id":"{UUIDU}"}`)
+	js("thread id, duplicate", "POST", "/threads", `{"thread_id":"{UUID}","thread_id":"{T}"}`)
+	js("thread id, escaped duplicate", "POST", "/threads", `{"thread_id":"{UUID}","\u0074hread_id":"{T}"}`)
+	js("no thread id", "POST", "/threads", `{"metadata":{"v":1}}`)
+	js("run by graph id", "POST", "/threads/{T}/runs", `{"assistant_id":"agent","input":{"messages":[]}}`)
+	js("run by assistant id", "POST", "/threads/{T}/runs", `{"assistant_id":"fe096781-5601-53d2-b2f6-0d3403f7e9ca","input":{"messages":[]}}`)
+	js("run by assistant id, upper case", "POST", "/threads/{T}/runs", `{"assistant_id":"FE096781-5601-53D2-B2F6-0D3403F7E9CA","input":{"messages":[]}}`)
+	js("run, duplicate assistant", "POST", "/threads/{T}/runs", `{"assistant_id":"agent","assistant_id":"slow","input":{"messages":[]}}`)
+	js("stateless run by graph id", "POST", "/runs", `{"assistant_id":"slow","input":{"messages":[]}}`)
 	return out
+}
+
+// newUUID is a random version 4 UUID.
+func newUUID(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 func permutations(xs []string) [][]string {

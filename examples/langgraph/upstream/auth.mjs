@@ -29,6 +29,7 @@
 //
 // Load it from langgraph.json:  "auth": {"path": "./auth.mjs:auth", "disable_studio_auth": true}
 import { Auth, HTTPException } from "@langchain/langgraph-sdk/auth";
+import { createHash } from "node:crypto";
 import { compactVerify, decodeProtectedHeader, importJWK } from "jose";
 
 // Where authenticate() leaves the decision on the user object. Handlers read
@@ -114,10 +115,34 @@ const canonicalPart = (s) =>
     (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
   );
 
+// The server names a graph's own assistant uuid5(NAMESPACE_GRAPH, graph_id)
+// (NAMESPACE_GRAPH of @langchain/langgraph-api) and hands handlers that id
+// where the client sent the graph's.
+const NAMESPACE_GRAPH = "6ba7b821-9dad-11d1-80b4-00c04fd430c8";
+// A UUID: 32 hex digits in any case, hyphens anywhere ignored.
+const uuidKey = (s) => {
+  const h = typeof s === "string" ? s.replaceAll("-", "") : "";
+  return /^[0-9a-f]{32}$/i.test(h) ? h.toLowerCase() : undefined;
+};
+
+function uuid5(namespace, name) {
+  const h = createHash("sha1").update(Buffer.from(namespace.replaceAll("-", ""), "hex")).update(name, "utf8").digest();
+  h[6] = (h[6] & 0x0f) | 0x50;
+  h[8] = (h[8] & 0x3f) | 0x80;
+  return h.subarray(0, 16).toString("hex");
+}
+
 // sameValue is JSON equality: numbers by value, a bool apart from numbers,
-// lists element by element, objects by their keys and values.
-function sameValue(got, want) {
+// lists element by element, objects by their keys and values; ids in any
+// UUID spelling.
+function sameValue(got, want, pointer = "") {
   if (want === null) return got === null || got === undefined;
+  if (typeof want === "string" && typeof got === "string" && got !== want) {
+    const g = uuidKey(got);
+    const w = uuidKey(want);
+    if (g !== undefined && w === undefined && pointer === "/assistant_id") return g === uuid5(NAMESPACE_GRAPH, want);
+    return g !== undefined && g === w;
+  }
   if (Array.isArray(want)) {
     return Array.isArray(got) && got.length === want.length && want.every((w, i) => sameValue(got[i], w));
   }
@@ -159,7 +184,7 @@ export function valueAllowed(values, value, resource = "") {
           if (got === ABSENT || got === null || got === undefined) got = [];
           if (want === null) want = [];
         }
-        return sameValue(got === ABSENT ? undefined : got, want);
+        return sameValue(got === ABSENT ? undefined : got, want, pointer);
       }),
   );
 }

@@ -114,20 +114,38 @@ def canonical_query(raw: bytes | str) -> str:
     return "&".join(pairs)
 
 
-def _same(got: Any, want: Any) -> bool:
+# The server names a graph's own assistant uuid5(NAMESPACE_GRAPH, graph_id)
+# (langgraph_api.graph.NAMESPACE_GRAPH) and hands handlers that id where the
+# client sent the graph's.
+NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+
+
+_HEX32 = re.compile(r"[0-9A-Fa-f]{32}")
+
+
+def _as_uuid(v: Any) -> uuid.UUID | None:
+    """A UUID, or a string of 32 hex digits (hyphens anywhere ignored)."""
+    if isinstance(v, uuid.UUID):
+        return v
+    if isinstance(v, str) and _HEX32.fullmatch(v.replace("-", "")):
+        return uuid.UUID(hex=v.replace("-", ""))
+    return None
+
+
+def _same(got: Any, want: Any, pointer: str = "") -> bool:
     """JSON equality of what the server hands a handler (tuples for lists,
-    UUIDs for ids) with a bound value."""
+    UUIDs for ids, in any spelling) with a bound value."""
     if want is None:
         return got is None
     if isinstance(want, bool) or isinstance(got, bool):
         return isinstance(want, bool) and isinstance(got, bool) and got == want
     if isinstance(want, str):
-        if isinstance(got, uuid.UUID):
-            try:
-                return uuid.UUID(want) == got
-            except ValueError:
-                return False
-        return isinstance(got, str) and got == want
+        if isinstance(got, str) and got == want:
+            return True
+        g, w = _as_uuid(got), _as_uuid(want)
+        if g is not None and w is None and pointer == "/assistant_id":
+            return g == uuid.uuid5(NAMESPACE_GRAPH, want)
+        return g is not None and g == w
     if isinstance(want, (int, float)):
         return isinstance(got, (int, float)) and got == want
     if isinstance(want, list):
@@ -171,7 +189,7 @@ def value_allowed(values: Any, value: Any, resource: str = "") -> bool:
                 want = [] if want is None else want
             if got is _ABSENT:
                 got = None
-            if not _same(got, want):
+            if not _same(got, want, pointer):
                 ok = False
                 break
         if ok:
