@@ -2,9 +2,12 @@ package decision
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/langgate/langgate/pkg/expr"
 	"github.com/langgate/langgate/pkg/policy"
@@ -114,12 +117,106 @@ func valuesJSON(g *Grant) (string, error) {
 	if g.AnyValue || len(g.Values) == 0 {
 		return "", nil
 	}
-	v, err := asciiJSON(g.Values)
-	if err != nil {
-		return "", err
+	b := make([]byte, 0, 64*len(g.Values))
+	b = append(b, '[')
+	for i, binding := range g.Values {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = appendBinding(b, binding); err != nil {
+			return "", err
+		}
 	}
+	v := string(append(b, ']'))
 	if len(v) > MaxBinding {
 		return "", fmt.Errorf("the values %s runs on take %d bytes, over the %d a decision binds", g.Event, len(v), MaxBinding)
 	}
 	return v, nil
+}
+
+// appendBinding appends one binding as a JSON object with its pointers in
+// order, every string ASCII-only (as asciiJSON writes them): the common
+// values (strings, lists of them, numbers, bools, null) without
+// reflection, anything else through asciiJSON.
+func appendBinding(b []byte, binding map[string]any) ([]byte, error) {
+	var stack [8]string
+	keys := stack[:0]
+	for k := range binding {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		var err error
+		if b, err = appendJSONValue(b, binding[k]); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+func appendJSONValue(b []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case string:
+		return appendJSONString(b, x), nil
+	case bool:
+		return strconv.AppendBool(b, x), nil
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, fmt.Errorf("unsupported number %v", x)
+		}
+		return strconv.AppendFloat(b, x, 'g', -1, 64), nil
+	case []any:
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = appendJSONValue(b, e); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, ']'), nil
+	}
+	s, err := asciiJSON(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, s...), nil
+}
+
+// appendJSONString appends s as a JSON string, every character outside
+// printable ASCII escaped as \uXXXX (a surrogate pair above U+FFFF).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	u := func(b []byte, r rune) []byte {
+		return append(b, '\\', 'u', hex[r>>12&0xf], hex[r>>8&0xf], hex[r>>4&0xf], hex[r&0xf])
+	}
+	b = append(b, '"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b = append(b, '\\', byte(r))
+		case r < 0x20 || r == 0x7f || r == '<' || r == '>' || r == '&':
+			b = u(b, r)
+		case r < utf8.RuneSelf:
+			b = append(b, byte(r))
+		case r > 0xffff:
+			r -= 0x10000
+			b = u(u(b, 0xd800+(r>>10)&0x3ff), 0xdc00+r&0x3ff)
+		default:
+			// U+FFFD for invalid UTF-8, as encoding/json writes it.
+			b = u(b, r)
+		}
+	}
+	return append(b, '"')
 }

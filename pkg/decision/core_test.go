@@ -260,7 +260,8 @@ func TestOptionalEvents(t *testing.T) {
 			events = h.Value
 		}
 	}
-	if events != `{"threads:create_run":{"filters":{"owner":"alice"}},"threads:read":{"filters":{"owner":"alice"}}}` {
+	// The run binds its assistant; the thread read binds nothing.
+	if events != `{"threads:create_run":{"filters":{"owner":"alice"},"values":[{"/assistant_id":"a1"}]},"threads:read":{"filters":{"owner":"alice"}}}` {
 		t.Errorf("x-langgate-events = %s", events)
 	}
 	d = env.Engine.Decide(context.Background(), get("/assistants/a1", "", alice, nil))
