@@ -71,6 +71,8 @@ func TestAmbiguousRequests(t *testing.T) {
 			`{"namespace":["bob"],"key":"k\ud800","value":{}}`), 400, "surrogate"},
 		{"duplicate key on a route no rule reads", withBody(get("/threads", "", bob, nil), "POST", "application/json",
 			`{"metadata":{},"metadata":{"owner":"alice"}}`), 400, `object key "metadata" appears twice`},
+		{"+json type", withBody(get("/store/items", "", bob, nil), "PUT", "application/merge-patch+json", putBody), 400, `content-type "application/merge-patch+json"`},
+		{"upper case", withBody(get("/store/items", "", bob, nil), "PUT", "APPLICATION/JSON; Charset=UTF-8", putBody), 200, ""},
 		{"utf-8 charset", withBody(get("/store/items", "", bob, nil), "PUT", "application/json; charset=utf-8", putBody), 200, ""},
 		{"plain put", withBody(get("/store/items", "", bob, nil), "PUT", "application/json", putBody), 200, ""},
 	} {

@@ -71,12 +71,14 @@ func (b *Body) parse() (any, error) {
 }
 
 // JSONContentType reports whether a content-type header names JSON the
-// way every server reads it: "application/json", lower case (Hono's test
-// is case-sensitive), with no parameter but charset=utf-8 (the servers
-// decode UTF-8 whatever the charset says).
+// way every server reads it: "application/json" (in any case), with no
+// parameter but charset=utf-8. Hono's validator reads a body of another
+// type (text/plain, none) as {} where Starlette parses it; a charset
+// other than UTF-8 is decoded as UTF-8 by one and refused by the other;
+// the +json types are JSON to some servers only.
 func JSONContentType(ct string) bool {
 	mt, params, _ := strings.Cut(ct, ";")
-	if strings.TrimRight(mt, " \t") != "application/json" {
+	if !strings.EqualFold(strings.TrimRight(mt, " \t"), "application/json") {
 		return false
 	}
 	params = strings.Trim(params, " \t")
