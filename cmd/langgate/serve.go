@@ -50,7 +50,19 @@ type serveFlags struct {
 	pprof         bool
 	traceIdentity bool
 	readyWait     time.Duration
+	http          httpLimits
 }
+
+// httpLimits bound what the HTTP mode holds for its clients.
+type httpLimits struct {
+	readTimeout, writeTimeout, idleTimeout time.Duration
+	maxConns                               int
+	bodyBytes                              int64
+}
+
+// maxHeaderBytes bounds a check request's headers in HTTP mode (Envoy's
+// default request header limit is 60 KiB).
+const maxHeaderBytes = 64 << 10
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -71,6 +83,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&sf.shutdownGrace, "shutdown-grace", 10*time.Second, "after the drain delay, how long in-flight checks may run")
 	fs.BoolVar(&sf.pprof, "pprof", false, "serve net/http/pprof on the admin port under /debug/pprof/")
 	fs.DurationVar(&sf.readyWait, "ready-wait", 10*time.Second, "at startup, how long to wait for every issuer's keys before opening the check ports (the admin port opens at once); 0 opens them at once")
+	fs.DurationVar(&sf.http.readTimeout, "http-read-timeout", 10*time.Second, "HTTP mode: the longest a client may take to send a whole check request, body included")
+	fs.DurationVar(&sf.http.writeTimeout, "http-write-timeout", 10*time.Second, "HTTP mode: the longest a client may take to read the answer")
+	fs.DurationVar(&sf.http.idleTimeout, "http-idle-timeout", 30*time.Second, "HTTP mode: how long a keep-alive connection may wait for its next request")
+	fs.IntVar(&sf.http.maxConns, "http-max-conns", 512, "HTTP mode: connections held at once; over it, a waiting (idle) connection is closed to make room")
+	fs.Int64Var(&sf.http.bodyBytes, "http-body-bytes-in-flight", httpauthz.DefaultBodyBytesInFlight, "HTTP mode: request bodies held at once, in bytes, across all checks (a body over it is not read: rules that need it deny)")
 	fs.BoolVar(&sf.traceIdentity, "trace-identity", false, "with tracing on (OTEL_* variables), record the caller's identity as enduser.id on each span")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -83,6 +100,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if sf.allowSample < 0 || sf.allowSample > 1 {
 		return usageError{"serve: --log-allow-sample must be between 0 and 1"}
+	}
+	if h := sf.http; h.readTimeout <= 0 || h.writeTimeout <= 0 || h.idleTimeout <= 0 || h.maxConns < 1 || h.bodyBytes < 1 {
+		return usageError{"serve: --http-read-timeout, --http-write-timeout and --http-idle-timeout must be positive, --http-max-conns and --http-body-bytes-in-flight at least 1"}
 	}
 	log, err := newLogger(stderr, sf.logLevel, sf.logFormat)
 	if err != nil {
@@ -189,7 +209,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	state.Open()
 	var httpSrv *http.Server
 	if httpLn != nil {
-		httpSrv = &http.Server{Handler: httpauthz.Handler(&engines, log, tracer), ReadHeaderTimeout: 5 * time.Second}
+		limit := httpauthz.NewConnLimit(sf.http.maxConns)
+		httpSrv = &http.Server{
+			Handler:           httpauthz.HandlerWith(&engines, log, tracer, httpauthz.Options{BodyBytesInFlight: sf.http.bodyBytes}),
+			ReadHeaderTimeout: min(5*time.Second, sf.http.readTimeout),
+			ReadTimeout:       sf.http.readTimeout,
+			WriteTimeout:      sf.http.writeTimeout,
+			IdleTimeout:       sf.http.idleTimeout,
+			MaxHeaderBytes:    maxHeaderBytes,
+			ConnState:         limit.ConnState,
+		}
 		go func() {
 			if err := httpSrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err

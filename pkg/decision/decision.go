@@ -40,6 +40,20 @@ type Request struct {
 	BodyLengthUnknown bool
 	// Context holds per-route settings (Envoy's context_extensions).
 	Context map[string]string
+	// LoadBody, when set, reads the body on demand: the core calls it
+	// once, after authenticating the caller, and only on a route whose
+	// rules read the body, so an anonymous or unauthenticated client
+	// never makes langgate buffer one (the HTTP transport). It fills in
+	// Body and the Body* flags (BodyUnavailable when it cannot read one).
+	LoadBody func(*Request)
+}
+
+// loadBody reads a lazily loaded body, once.
+func (r *Request) loadBody() {
+	if f := r.LoadBody; f != nil {
+		r.LoadBody = nil
+		f(r)
+	}
 }
 
 // Outcome classifies a decision. Each constant's name is its value, which

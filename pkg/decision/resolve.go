@@ -87,6 +87,11 @@ func (p *pass) fireEvents() bool {
 		d.Reason = "no route matches; authenticated and allowed (authorize.unmatched: allow)"
 		return true
 	}
+	if p.req.LoadBody != nil && p.pol.readsBody(p.route) {
+		// Authenticated, on a route whose rules read the body: read it now
+		// (a shadow policy that reads it reads it when it decides).
+		p.req.loadBody()
+	}
 	body := &routes.Body{Data: p.req.Body, State: bodyState(p.req), ContentType: p.req.Headers["content-type"]}
 	if p.signs && body.State == routes.BodyComplete {
 		sum := sha256.Sum256(body.Data)

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -59,10 +60,30 @@ var ownedHeaders = []string{
 // endpoint ("GET /envoy"), the child of the trace context in its headers
 // (Envoy's ext_authz span, or the one nginx or Traefik forwards).
 func Handler(engines *decision.Holder, log *slog.Logger, tracer *tracing.Tracer) http.Handler {
+	return HandlerWith(engines, log, tracer, Options{})
+}
+
+// Options bound what the HTTP transport holds for its callers.
+type Options struct {
+	// BodyBytesInFlight caps the request bodies held at once, across all
+	// requests (DefaultBodyBytesInFlight when zero). A body that does not
+	// fit is not read: rules that need it deny (fail closed).
+	BodyBytesInFlight int64
+}
+
+// DefaultBodyBytesInFlight is the default of Options.BodyBytesInFlight:
+// 64 bodies of the largest size langgate reads.
+const DefaultBodyBytesInFlight = 64 * (routes.MaxBodyBytes + 1)
+
+// HandlerWith is Handler with options.
+func HandlerWith(engines *decision.Holder, log *slog.Logger, tracer *tracing.Tracer, opts Options) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &server{engines: engines, log: log}
+	if opts.BodyBytesInFlight <= 0 {
+		opts.BodyBytesInFlight = DefaultBodyBytesInFlight
+	}
+	s := &server{engines: engines, log: log, budget: opts.BodyBytesInFlight}
 	// Dispatch on the raw request target, not through http.ServeMux: the
 	// mux would clean "/envoy/a/./b" or "//" and answer a redirect, when
 	// the original path is langgate's to normalize (and to refuse).
@@ -104,6 +125,10 @@ func Handler(engines *decision.Holder, log *slog.Logger, tracer *tracing.Tracer)
 type server struct {
 	engines *decision.Holder
 	log     *slog.Logger
+	// budget is the body bytes that may be held at once; inFlight what
+	// the requests being decided hold.
+	budget   int64
+	inFlight atomic.Int64
 }
 
 // envoy: the check request carries the original method, the original path
@@ -115,9 +140,7 @@ func (s *server) envoy(w http.ResponseWriter, r *http.Request) {
 		path = "/" + path
 	}
 	req := baseRequest(r, r.Method, path)
-	if !s.readBody(w, r, req) {
-		return
-	}
+	defer s.lazyBody(r, req).release()
 	d := s.decide(w, r, req)
 	if d == nil {
 		return
@@ -172,9 +195,7 @@ func (s *server) forward(p forwardAuth, w http.ResponseWriter, r *http.Request) 
 		delete(req.Headers, ":authority")
 	}
 	if p.body {
-		if !s.readBody(w, r, req) {
-			return
-		}
+		defer s.lazyBody(r, req).release()
 	} else {
 		req.BodyUnavailable = true
 		delete(req.Headers, "content-length") // the check request's, not the client's
@@ -193,22 +214,53 @@ func baseRequest(r *http.Request, method, path string) *decision.Request {
 	return &decision.Request{Method: method, Path: path, Headers: h}
 }
 
-// readBody reads at most MaxBodyBytes+1 of the check request's body; more
-// marks it partial (rules that need it then fail closed).
-func (s *server) readBody(w http.ResponseWriter, r *http.Request, req *decision.Request) bool {
-	body, err := io.ReadAll(io.LimitReader(r.Body, routes.MaxBodyBytes+1))
-	if err != nil {
-		s.misconfigured(w, "reading the request body: "+err.Error())
-		return false
-	}
-	if len(body) > routes.MaxBodyBytes {
-		body, req.BodyPartial = body[:routes.MaxBodyBytes], true
-	}
-	req.Body = body
+// lazyBody arranges for the check request's body to be read only when
+// the core asks for it (an authenticated caller, a route whose rules read
+// the body), at most MaxBodyBytes+1 of it (more marks it partial: rules
+// that need it then fail closed) and only while the bodies held stay
+// within the budget. release, run when the request is answered, gives
+// back what the body held.
+func (s *server) lazyBody(r *http.Request, req *decision.Request) *bodyLoad {
 	// The check request's content-length is its own, not the client's: the
 	// core then never takes an empty body for a complete one.
 	req.BodyLengthUnknown = true
-	return true
+	b := &bodyLoad{s: s}
+	req.LoadBody = func(req *decision.Request) {
+		want := int64(routes.MaxBodyBytes + 1)
+		if r.ContentLength >= 0 && r.ContentLength < want {
+			want = r.ContentLength + 1
+		}
+		if s.inFlight.Add(want) > s.budget {
+			s.inFlight.Add(-want)
+			s.log.Warn("request bodies in flight are at their limit; deciding without this one", "limit_bytes", s.budget)
+			req.BodyUnavailable = true
+			return
+		}
+		b.held = want
+		body, err := io.ReadAll(io.LimitReader(r.Body, want))
+		if err != nil {
+			// A client that stalls past the read timeout, or goes away.
+			req.BodyUnavailable = true
+			return
+		}
+		if len(body) > routes.MaxBodyBytes {
+			body, req.BodyPartial = body[:routes.MaxBodyBytes], true
+		}
+		req.Body = body
+	}
+	return b
+}
+
+// bodyLoad is what a request's lazily read body holds of the budget.
+type bodyLoad struct {
+	s    *server
+	held int64
+}
+
+func (b *bodyLoad) release() {
+	if b.held > 0 {
+		b.s.inFlight.Add(-b.held)
+	}
 }
 
 // decide answers a denial in full and returns nil; on an allow it sets
@@ -217,6 +269,12 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request, req *decision.
 func (s *server) decide(w http.ResponseWriter, r *http.Request, req *decision.Request) *decision.Decision {
 	d := s.engines.Decide(r.Context(), req)
 	w.Header().Set("X-Langgate-Decision-Id", d.ID)
+	if req.LoadBody != nil && (r.ContentLength > 0 || len(r.TransferEncoding) > 0) {
+		// A body langgate never needed: close the connection after the
+		// answer rather than wait for the rest of it (a client stalling a
+		// body holds nothing).
+		w.Header().Set("Connection", "close")
+	}
 	if !d.Allow() {
 		writeDenial(w, d)
 		return nil
