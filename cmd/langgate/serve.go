@@ -51,6 +51,7 @@ type serveFlags struct {
 	traceIdentity bool
 	readyWait     time.Duration
 	http          httpLimits
+	memoryLimit   string
 }
 
 // httpLimits bound what the HTTP mode holds for its clients.
@@ -83,6 +84,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&sf.shutdownGrace, "shutdown-grace", 10*time.Second, "after the drain delay, how long in-flight checks may run")
 	fs.BoolVar(&sf.pprof, "pprof", false, "serve net/http/pprof on the admin port under /debug/pprof/")
 	fs.DurationVar(&sf.readyWait, "ready-wait", 10*time.Second, "at startup, how long to wait for every issuer's keys before opening the check ports (the admin port opens at once); 0 opens them at once")
+	fs.StringVar(&sf.memoryLimit, "memory-limit", "auto", "the Go runtime's soft memory limit: auto (90% of the cgroup's memory limit, unless GOMEMLIMIT is set), off, or a size (512MiB)")
 	fs.DurationVar(&sf.http.readTimeout, "http-read-timeout", 10*time.Second, "HTTP mode: the longest a client may take to send a whole check request, body included")
 	fs.DurationVar(&sf.http.writeTimeout, "http-write-timeout", 10*time.Second, "HTTP mode: the longest a client may take to read the answer")
 	fs.DurationVar(&sf.http.idleTimeout, "http-idle-timeout", 30*time.Second, "HTTP mode: how long a keep-alive connection may wait for its next request")
@@ -104,10 +106,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if h := sf.http; h.readTimeout <= 0 || h.writeTimeout <= 0 || h.idleTimeout <= 0 || h.maxConns < 1 || h.bodyBytes < 1 {
 		return usageError{"serve: --http-read-timeout, --http-write-timeout and --http-idle-timeout must be positive, --http-max-conns and --http-body-bytes-in-flight at least 1"}
 	}
+	memLimit, memFrom, err := applyMemoryLimit(sf.memoryLimit)
+	if err != nil {
+		return usageError{"serve: " + err.Error()}
+	}
 	log, err := newLogger(stderr, sf.logLevel, sf.logFormat)
 	if err != nil {
 		return usageError{"serve: " + err.Error()}
 	}
+	log.Info("memory limit", "bytes", memLimit, "from", memFrom)
 
 	tracer, err := tracing.FromEnv(ctx, os.LookupEnv, version())
 	if err != nil {
