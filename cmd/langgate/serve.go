@@ -88,7 +88,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&sf.http.readTimeout, "http-read-timeout", 10*time.Second, "HTTP mode: the longest a client may take to send a whole check request, body included")
 	fs.DurationVar(&sf.http.writeTimeout, "http-write-timeout", 10*time.Second, "HTTP mode: the longest a client may take to read the answer")
 	fs.DurationVar(&sf.http.idleTimeout, "http-idle-timeout", 30*time.Second, "HTTP mode: how long a keep-alive connection may wait for its next request")
-	fs.IntVar(&sf.http.maxConns, "http-max-conns", 512, "HTTP mode: connections held at once; over it, a waiting (idle) connection is closed to make room")
+	fs.IntVar(&sf.http.maxConns, "http-max-conns", 8192, "HTTP mode: connections held at once (size it to the proxies' connection pools: Envoy's http_service opens one per check in flight); over it, the connection that has waited longest is closed to make room")
 	fs.Int64Var(&sf.http.bodyBytes, "http-body-bytes-in-flight", httpauthz.DefaultBodyBytesInFlight, "HTTP mode: request bodies held at once, in bytes, across all checks (a body over it is not read: rules that need it deny)")
 	fs.BoolVar(&sf.traceIdentity, "trace-identity", false, "with tracing on (OTEL_* variables), record the caller's identity as enduser.id on each span")
 	if err := fs.Parse(args); err != nil {

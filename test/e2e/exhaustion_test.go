@@ -36,11 +36,12 @@ import (
 // timeout, and every request of the legitimate client answered 200; the
 // client's p99 during the attack is logged beside its p99 without one.
 func TestHTTPModeUnderHostileLoad(t *testing.T) {
-	// The default connection cap; shorter timeouts than the defaults (10 s
-	// read, 30 s idle), for a short test.
+	// Shorter timeouts than the defaults (10 s read, 30 s idle), for a
+	// short test, and a connection cap of 512 (the default, 8,192, is
+	// sized for a proxy's burst of checks in flight).
 	const idle, maxConns = 3 * time.Second, 512
 	lg := startLanggateWith(t, "../../examples/langgraph/langgate.yaml", nil,
-		"--http-idle-timeout", idle.String(), "--http-read-timeout", idle.String())
+		"--http-idle-timeout", idle.String(), "--http-read-timeout", idle.String(), "--http-max-conns", strconv.Itoa(maxConns))
 	pid := lg.cmd.Process.Pid
 	alice := token(t, "alice")
 	target := "http://" + lg.http + "/envoy/threads/1ef5c0de-1b2c-6d3e-8f90-123456789abc"
