@@ -24,11 +24,13 @@ import (
 
 	"github.com/langgate/langgate/examples/langgraph"
 	"github.com/langgate/langgate/pkg/admin"
+	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/decision"
 	"github.com/langgate/langgate/pkg/devissuer"
 	"github.com/langgate/langgate/pkg/extauthz"
 	"github.com/langgate/langgate/pkg/httpauthz"
 	"github.com/langgate/langgate/pkg/metrics"
+	"github.com/langgate/langgate/pkg/overload"
 	"github.com/langgate/langgate/pkg/reload"
 	"github.com/langgate/langgate/pkg/tracing"
 )
@@ -52,6 +54,9 @@ type serveFlags struct {
 	readyWait     time.Duration
 	http          httpLimits
 	memoryLimit   string
+	// grpcMaxStreams and grpcCheckTimeout bound the gRPC port's Checks.
+	grpcMaxStreams   int
+	grpcCheckTimeout time.Duration
 }
 
 // httpLimits bound what the HTTP mode holds for its clients.
@@ -60,6 +65,10 @@ type httpLimits struct {
 	maxConns                               int
 	bodyBytes                              int64
 }
+
+// adminMaxConns bounds the admin port's connections (probes and scrapers
+// hold a few).
+const adminMaxConns = 256
 
 // maxHeaderBytes bounds a check request's headers in HTTP mode (Envoy's
 // default request header limit is 60 KiB).
@@ -90,6 +99,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&sf.http.idleTimeout, "http-idle-timeout", 30*time.Second, "HTTP mode: how long a keep-alive connection may wait for its next request")
 	fs.IntVar(&sf.http.maxConns, "http-max-conns", 8192, "HTTP mode: connections held at once (size it to the proxies' connection pools: Envoy's http_service opens one per check in flight); over it, the connection that has waited longest is closed to make room")
 	fs.Int64Var(&sf.http.bodyBytes, "http-body-bytes-in-flight", httpauthz.DefaultBodyBytesInFlight, "HTTP mode: request bodies held at once, in bytes, across all checks (a body over it is not read: rules that need it deny)")
+	fs.IntVar(&sf.grpcMaxStreams, "grpc-max-streams", extauthz.DefaultMaxStreams, "gRPC: Checks in flight at once across all connections (each may hold up to 2 MiB while its message arrives); over it a Check is refused with RESOURCE_EXHAUSTED before it is read")
+	fs.DurationVar(&sf.grpcCheckTimeout, "grpc-check-timeout", extauthz.DefaultCheckTimeout, "gRPC: the longest one Check may take, receiving its message included, whatever deadline the client sent")
 	fs.BoolVar(&sf.traceIdentity, "trace-identity", false, "with tracing on (OTEL_* variables), record the caller's identity as enduser.id on each span")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -105,6 +116,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if h := sf.http; h.readTimeout <= 0 || h.writeTimeout <= 0 || h.idleTimeout <= 0 || h.maxConns < 1 || h.bodyBytes < 1 {
 		return usageError{"serve: --http-read-timeout, --http-write-timeout and --http-idle-timeout must be positive, --http-max-conns and --http-body-bytes-in-flight at least 1"}
+	}
+	if sf.grpcMaxStreams < 1 || sf.grpcCheckTimeout <= 0 {
+		return usageError{"serve: --grpc-max-streams must be at least 1 and --grpc-check-timeout positive"}
 	}
 	memLimit, memFrom, err := applyMemoryLimit(sf.memoryLimit)
 	if err != nil {
@@ -154,14 +168,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	engines := decision.Holder{Log: log}
+	// Under memory pressure, unverified work is shed first, then every
+	// new check; the admin port is never shed (pkg/overload).
+	guard := new(overload.Guard)
+	go guard.Run(ctx, 0)
+	adm := extauthz.NewAdmission(extauthz.Options{MaxStreams: sf.grpcMaxStreams, CheckTimeout: sf.grpcCheckTimeout, Overload: guard})
 	promReg := prometheus.NewRegistry()
 	m := metrics.New(promReg, &engines)
+	metrics.RegisterOverload(promReg, guard, adm.InFlight)
 	engines.Observer = m
 	reloader := &reload.Reloader{
 		Source: source,
 		Lookup: lookup,
 		Holder: &engines,
-		Build: decision.Options{Logger: log, Observer: m, TraceIdentity: sf.traceIdentity,
+		Build: decision.Options{Logger: log, Observer: m, TraceIdentity: sf.traceIdentity, Authn: authn.Options{Overload: guard},
 			Log: decision.LogOptions{LogAllows: sf.logAllows, AllowSampleRate: sf.allowSample}},
 		Recorder: m,
 		Log:      log,
@@ -178,12 +198,25 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	var state admin.State
-	gs := extauthz.NewServer(&engines, tracer)
+	gs := extauthz.NewServerWith(&engines, tracer, adm)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
-	adminSrv := &http.Server{Handler: admin.Handler(&engines, &state, admin.Options{Gatherer: promReg, Pprof: sf.pprof}), ReadHeaderTimeout: 5 * time.Second}
+	// The admin port has bounds of its own, so that a flood of it cannot
+	// take the check ports' file descriptors, nor theirs its own; it is
+	// never shed for memory, so readiness and metrics stay reachable.
+	adminLimit := httpauthz.NewConnLimit(adminMaxConns)
+	adminSrv := &http.Server{
+		Handler:           admin.Handler(&engines, &state, admin.Options{Gatherer: promReg, Pprof: sf.pprof}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		// Past pprof's longest default profile (30 s).
+		WriteTimeout:   time.Minute,
+		IdleTimeout:    time.Minute,
+		MaxHeaderBytes: maxHeaderBytes,
+		ConnState:      adminLimit.ConnState,
+	}
 
 	errc := make(chan error, 3)
 	go func() {
@@ -218,7 +251,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if httpLn != nil {
 		limit := httpauthz.NewConnLimit(sf.http.maxConns)
 		httpSrv = &http.Server{
-			Handler:           httpauthz.HandlerWith(&engines, log, tracer, httpauthz.Options{BodyBytesInFlight: sf.http.bodyBytes}),
+			Handler:           httpauthz.HandlerWith(&engines, log, tracer, httpauthz.Options{BodyBytesInFlight: sf.http.bodyBytes, Overload: guard}),
 			ReadHeaderTimeout: min(5*time.Second, sf.http.readTimeout),
 			ReadTimeout:       sf.http.readTimeout,
 			WriteTimeout:      sf.http.writeTimeout,

@@ -23,6 +23,7 @@ import (
 	"github.com/langgate/langgate/pkg/decision"
 	"github.com/langgate/langgate/pkg/devissuer"
 	"github.com/langgate/langgate/pkg/devissuer/devissuertest"
+	"github.com/langgate/langgate/pkg/overload"
 )
 
 // Env is a running engine and the issuer it trusts.
@@ -45,6 +46,8 @@ type Options struct {
 	CacheEntries int
 	// Observer is told about every decision.
 	Observer decision.Observer
+	// Overload sheds unverified credentials at its High level.
+	Overload *overload.Guard
 }
 
 // Start runs an issuer and an engine for the test's lifetime.
@@ -75,7 +78,7 @@ func Start(tb testing.TB, opts Options) *Env {
 	if opts.Log != nil {
 		log = slog.New(slog.NewTextHandler(opts.Log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	eng, err := decision.Build(f, decision.Options{Logger: log, Observer: opts.Observer, Authn: authn.Options{Now: opts.Now, CacheEntries: opts.CacheEntries}})
+	eng, err := decision.Build(f, decision.Options{Logger: log, Observer: opts.Observer, Authn: authn.Options{Now: opts.Now, CacheEntries: opts.CacheEntries, Overload: opts.Overload}})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -41,6 +41,18 @@ type Options struct {
 	CacheBytes   int64
 	// LookupEnv reads api_keys.env (os.LookupEnv).
 	LookupEnv func(string) (string, bool)
+	// Overload, when set, sheds verification under memory pressure: while
+	// it says so (pkg/overload's High level), a credential that is not an
+	// API key and not in the verified-token cache is refused
+	// (KindOverloaded) instead of verified, so users already verified
+	// keep being served.
+	Overload Shedder
+}
+
+// Shedder says whether to refuse, rather than verify, a credential that
+// is not in the cache (*overload.Guard is one). A nil Shedder never does.
+type Shedder interface {
+	ShedUnverified() bool
 }
 
 func (o *Options) defaults() {
@@ -77,6 +89,7 @@ type Authenticator struct {
 	introJWT bool // introspect JWTs no issuer verifies (tokens: all)
 	cache    *Cache
 	now      func() time.Time
+	overload Shedder
 }
 
 // trusted is an issuer as one policy trusts it: its own audiences, leeway,
@@ -144,6 +157,7 @@ func New(file string, ac *config.Authenticate, reg *Registry) (*Authenticator, e
 		issuers:  map[string]*trusted{},
 		mapping:  section,
 		cache:    reg.cacheFor(fingerprint(ac), ac.Cache),
+		overload: reg.opts.Overload,
 		now:      reg.opts.Now,
 		maxBytes: MaxTokenBytes,
 	}
@@ -275,6 +289,9 @@ func (a *Authenticator) authenticate(ctx context.Context, cred, typ string) (*Us
 	}
 	if u, ok := a.cache.Get(key); ok {
 		return u, nil
+	}
+	if a.overload != nil && a.overload.ShedUnverified() {
+		return nil, &Error{Kind: KindOverloaded, Reason: "overloaded", Err: errShed}
 	}
 	if !jwtShaped(cred) {
 		switch {

@@ -9,7 +9,8 @@ import (
 	"fmt"
 )
 
-// Kind classifies an authentication failure; every kind is an HTTP 401.
+// Kind classifies an authentication failure; every kind but
+// KindOverloaded is an HTTP 401.
 type Kind int
 
 // Failure kinds. Their names double as bounded log and metric labels.
@@ -20,7 +21,14 @@ const (
 	KindInvalid
 	// KindUnavailable: the credential's issuer has no usable keys yet.
 	KindUnavailable
+	// KindOverloaded: the credential was not looked at, for memory
+	// pressure (Options.Overload); a 503, not a judgement of the
+	// credential.
+	KindOverloaded
 )
+
+// errShed is the cause of a KindOverloaded error.
+var errShed = errors.New("unverified credential shed under memory pressure")
 
 // String returns a short, stable label.
 func (k Kind) String() string {
@@ -31,6 +39,8 @@ func (k Kind) String() string {
 		return "invalid"
 	case KindUnavailable:
 		return "unavailable"
+	case KindOverloaded:
+		return "overloaded"
 	default:
 		return "unknown"
 	}
@@ -62,6 +72,8 @@ func (e *Error) Detail() string {
 		return "Missing authentication token"
 	case KindUnavailable:
 		return "Unable to verify token"
+	case KindOverloaded:
+		return "Service overloaded"
 	default:
 		return "Invalid token"
 	}

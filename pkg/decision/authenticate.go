@@ -32,6 +32,12 @@ func (p *pass) authenticate() bool {
 		if !ok {
 			ae = &authn.Error{Kind: authn.KindInvalid, Reason: "verification failed", Err: err}
 		}
+		if ae.Kind == authn.KindOverloaded {
+			// Not the credential's fault: a 503 that Envoy and clients
+			// retry, with no Bearer challenge.
+			d.deny(Error, 503, ae.Detail(), ae.Error())
+			return true
+		}
 		d.deny(Unauthenticated, 401, ae.Detail(), ae.Error())
 		d.AuthFailure, d.AuthReason = ae.Kind, ae.Reason
 		return true

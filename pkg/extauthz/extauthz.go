@@ -86,7 +86,15 @@ var serviceDesc = grpc.ServiceDesc{
 // child of the trace context in the gRPC metadata (Envoy's ext_authz
 // span), else of the one in the CheckRequest's headers (the client's).
 func NewServer(engines *decision.Holder, tracer *tracing.Tracer, opts ...grpc.ServerOption) *grpc.Server {
+	return NewServerWith(engines, tracer, NewAdmission(Options{}), opts...)
+}
+
+// NewServerWith is NewServer with the Checks it admits bounded by adm
+// (streams in flight across connections, a deadline on each, refusal
+// under memory pressure).
+func NewServerWith(engines *decision.Holder, tracer *tracing.Tracer, adm *Admission, opts ...grpc.ServerOption) *grpc.Server {
 	base := []grpc.ServerOption{
+		adm.serverOption(),
 		grpc.MaxRecvMsgSize(MaxRecvBytes),
 		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: MinPingInterval, PermitWithoutStream: true}),

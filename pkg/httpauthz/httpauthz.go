@@ -27,6 +27,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/langgate/langgate/pkg/decision"
+	"github.com/langgate/langgate/pkg/overload"
 	"github.com/langgate/langgate/pkg/routes"
 	"github.com/langgate/langgate/pkg/tracing"
 )
@@ -69,6 +70,10 @@ type Options struct {
 	// requests (DefaultBodyBytesInFlight when zero). A body that does not
 	// fit is not read: rules that need it deny (fail closed).
 	BodyBytesInFlight int64
+	// Overload, when set, refuses every check with 503 (and closes its
+	// connection) at overload.Critical, before anything of it is read
+	// past its headers.
+	Overload *overload.Guard
 }
 
 // DefaultBodyBytesInFlight is the default of Options.BodyBytesInFlight:
@@ -98,6 +103,10 @@ func HandlerWith(engines *decision.Holder, log *slog.Logger, tracer *tracing.Tra
 				writeDenial(w, d)
 			}
 		}()
+		if opts.Overload.RefuseNew() {
+			overloaded(w)
+			return
+		}
 		path, _, _ := strings.Cut(r.RequestURI, "?")
 		var serve func(http.ResponseWriter, *http.Request)
 		switch {
@@ -297,6 +306,18 @@ func writeDenial(w http.ResponseWriter, d *decision.Decision) {
 	w.Header().Set(DenialHeader, d.Body)
 	w.WriteHeader(d.Status)
 	_, _ = io.WriteString(w, d.Body) //nolint:gosec // ASCII-escaped JSON served as application/json, not HTML
+}
+
+// overloaded answers a check refused for memory pressure: a 503 that every
+// proxy treats as a denial, and the connection closed so that its buffers
+// go too.
+func overloaded(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Retry-After", "1")
+	h.Set("Connection", "close")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = io.WriteString(w, `{"detail":"Service overloaded"}`)
 }
 
 // misconfigured answers a check request the proxy built wrongly: 403, so
