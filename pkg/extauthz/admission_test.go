@@ -54,15 +54,16 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 	return time.Since(start)
 }
 
-// TestAdmissionBoundsTrickledStreams: a client that opens streams on two
-// connections, declares a 2 MiB message on each and sends only part of it
-// gets MaxStreams of them admitted across both connections and the rest
-// refused (RESOURCE_EXHAUSTED) before any of their message is read; the
-// admitted ones are ended at CheckTimeout (DEADLINE_EXCEEDED), whatever
-// deadline the client gave (none), their buffers released; and a
-// legitimate Check is answered once they are gone.
+// TestAdmissionBoundsTrickledStreams: a client that opens 20 streams on
+// two connections, declares a 2 MiB message on each and sends only part
+// of it holds at most MaxStreams of them: each stream over the cap ends
+// the one that has waited longest for its message (so it is the
+// trickler's own streams that go), a legitimate Check sent while the
+// trickler holds every slot is answered, and the streams left are ended
+// at CheckTimeout (DEADLINE_EXCEEDED), whatever deadline the client gave
+// (none), their slots released.
 func TestAdmissionBoundsTrickledStreams(t *testing.T) {
-	const maxStreams, timeout = 8, 400 * time.Millisecond
+	const maxStreams, timeout = 8, time.Second
 	h, adm, addr := startAdmitting(t, extauthz.Options{MaxStreams: maxStreams, CheckTimeout: timeout})
 	tok := h.env.Token(t, "alice", nil)
 	var conns []*h2flood.Conn
@@ -76,23 +77,28 @@ func TestAdmissionBoundsTrickledStreams(t *testing.T) {
 	}
 	began := time.Now()
 	for _, c := range conns {
-		if err := c.Flood(10, 2<<20-1, 64<<10, 200*time.Millisecond); err != nil {
+		if err := c.Flood(10, 2<<20-1, 16<<10, 100*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 	}
-	refused := func() int {
-		n := 0
+	statuses := func() map[string]int {
+		all := map[string]int{}
 		for _, c := range conns {
-			// RESOURCE_EXHAUSTED in the trailers grpc-go sends at once,
-			// or the reset that follows them when the client had more to send.
-			st := c.Result().Statuses
-			n += st["8"] + st["RST"]
+			for k, v := range c.Result().Statuses {
+				all[k] += v
+			}
 		}
-		return n
+		return all
 	}
-	waitFor(t, "the streams over the cap refused", 2*time.Second, func() bool { return refused() == 20-maxStreams })
+	// The 12 over the cap each ended an older one: CANCELLED in the
+	// trailers, or the reset that follows them.
+	waitFor(t, "the streams over the cap made room", 2*time.Second, func() bool { st := statuses(); return st["1"]+st["RST"] == 20-maxStreams })
 	if got := adm.InFlight(); got > maxStreams {
 		t.Fatalf("%d Checks in flight, over the cap of %d", got, maxStreams)
+	}
+	okHeaders(t, h.check(t, call{method: "GET", path: "/threads/t1", token: tok}))
+	if time.Since(began) >= timeout {
+		t.Fatalf("the legitimate Check came %v after the flood, not while it held the slots", time.Since(began))
 	}
 	took := waitFor(t, "the admitted streams ended", timeout+2*time.Second, func() bool { return adm.InFlight() == 0 })
 	for _, c := range conns {
@@ -100,18 +106,47 @@ func TestAdmissionBoundsTrickledStreams(t *testing.T) {
 			t.Errorf("%d streams still open on a connection after the check timeout", open)
 		}
 	}
-	deadline := 0
-	for _, c := range conns {
-		deadline += c.Result().Statuses["4"] // DEADLINE_EXCEEDED
-	}
-	if deadline != maxStreams {
-		t.Errorf("%d streams ended with DEADLINE_EXCEEDED, want the %d admitted (%v, %v)", deadline, maxStreams, conns[0].Result().Statuses, conns[1].Result().Statuses)
+	st := statuses()
+	if st["4"] != maxStreams-1 || adm.Evicted() != 20-maxStreams+1 {
+		t.Errorf("statuses %v, %d evicted: want %d DEADLINE_EXCEEDED and %d evicted", st, adm.Evicted(), maxStreams-1, 20-maxStreams+1)
 	}
 	if since := time.Since(began); since < timeout {
 		t.Errorf("the admitted streams ended after %v, before the %v timeout", since, timeout)
 	}
-	t.Logf("admitted streams ended %v after the flood, timeout %v", took, timeout)
-	okHeaders(t, h.check(t, call{method: "GET", path: "/threads/t1", token: tok}))
+	t.Logf("statuses %v; the last streams ended %v after the legitimate Check, timeout %v", st, took, timeout)
+}
+
+// TestAdmissionUnderPressure: at overload.High the streams whose message
+// is later than the grace are ended; at Critical every stream still
+// receiving is, and new ones are refused.
+func TestAdmissionUnderPressure(t *testing.T) {
+	g := new(overload.Guard)
+	_, adm, addr := startAdmitting(t, extauthz.Options{Overload: g, ReceiveGrace: 100 * time.Millisecond})
+	c, err := h2flood.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.Flood(5, 2<<20-1, 1<<10, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "five streams admitted", time.Second, func() bool { return adm.InFlight() == 5 })
+	time.Sleep(150 * time.Millisecond)
+	if err := c.Flood(3, 2<<20-1, 1<<10, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "eight streams admitted", time.Second, func() bool { return adm.InFlight() == 8 })
+	g.Observe(85, 100) // High: the five older than the grace go
+	waitFor(t, "the late streams ended", time.Second, func() bool { return adm.InFlight() == 3 })
+	g.Observe(95, 100) // Critical: the rest go, and new streams are refused
+	waitFor(t, "every receiving stream ended", time.Second, func() bool { return adm.InFlight() == 0 })
+	if adm.Evicted() != 8 {
+		t.Errorf("%d evicted, want 8", adm.Evicted())
+	}
+	if err := c.Flood(1, 100, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new stream refused", time.Second, func() bool { return c.Result().Statuses["8"] == 1 })
 }
 
 // TestAdmissionRefusesAtCriticalPressure: at overload.Critical a new Check

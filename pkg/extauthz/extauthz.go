@@ -113,6 +113,7 @@ func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor
 	if err := dec(in); err != nil {
 		return nil, err
 	}
+	received(ctx)
 	s := srv.(*server) //nolint:forcetypeassert // registered with a *server only
 	if interceptor == nil {
 		return s.check(ctx, &in.Request), nil

@@ -18,6 +18,7 @@ import (
 	"math"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -69,6 +70,17 @@ type Guard struct {
 	limit atomic.Int64
 	used  atomic.Int64
 	shed  [2]atomic.Uint64 // by Reason
+
+	mu        sync.Mutex
+	listeners []func(Level)
+}
+
+// Notify registers f to be called with the level after each observation
+// at High or above (from Run's goroutine: f must not block).
+func (g *Guard) Notify(f func(Level)) {
+	g.mu.Lock()
+	g.listeners = append(g.listeners, f)
+	g.mu.Unlock()
 }
 
 // Reason is why a check was shed.
@@ -163,6 +175,14 @@ func (g *Guard) Observe(used, limit int64) Level {
 		next = High
 	}
 	g.level.Store(int32(next))
+	if next >= High {
+		g.mu.Lock()
+		fs := g.listeners
+		g.mu.Unlock()
+		for _, f := range fs {
+			f(next)
+		}
+	}
 	return next
 }
 

@@ -45,6 +45,8 @@ type Conn struct {
 	c   net.Conn
 	fr  *http2.Framer
 	wmu sync.Mutex
+	// next is the next stream's id (odd, as a client's are).
+	next uint32
 
 	mu       sync.Mutex
 	connWin  int64
@@ -71,7 +73,7 @@ func Dial(addr string) (*Conn, error) {
 		_ = c.Close()
 		return nil, err
 	}
-	fc := &Conn{c: c, fr: http2.NewFramer(c, c), connWin: 65535, initWin: 65535, streams: map[uint32]*stream{}}
+	fc := &Conn{c: c, fr: http2.NewFramer(c, c), next: 1, connWin: 65535, initWin: 65535, streams: map[uint32]*stream{}}
 	fc.res.Statuses = map[string]int{}
 	fc.winReady = sync.NewCond(&fc.mu)
 	fc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
@@ -175,8 +177,9 @@ func (fc *Conn) Flood(n, declared, send int, wait time.Duration) error {
 	binary.BigEndian.PutUint32(prefix[1:], uint32(declared)) //nolint:gosec // a test's size
 	chunk := make([]byte, 16<<10)
 	deadline := time.Now().Add(wait)
-	for i := range n {
-		id := uint32(2*i + 1) //nolint:gosec // small
+	for range n {
+		id := fc.next
+		fc.next += 2
 		hbuf.Reset()
 		for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", CheckPath}, {":authority", "langgate"},
 			{"content-type", "application/grpc"}, {"te", "trailers"}} {
