@@ -175,7 +175,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	adm := extauthz.NewAdmission(extauthz.Options{MaxStreams: sf.grpcMaxStreams, CheckTimeout: sf.grpcCheckTimeout, Overload: guard})
 	promReg := prometheus.NewRegistry()
 	m := metrics.New(promReg, &engines)
-	metrics.RegisterOverload(promReg, guard, adm.InFlight)
+	metrics.RegisterOverload(promReg, guard, adm)
 	engines.Observer = m
 	reloader := &reload.Reloader{
 		Source: source,
@@ -245,7 +245,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("HTTP authorization listener: %w", err)
 		}
 	}
-	go func() { errc <- gs.Serve(grpcLn) }()
+	go func() { errc <- gs.Serve(adm.Listener(grpcLn)) }()
 	state.Open()
 	var httpSrv *http.Server
 	if httpLn != nil {

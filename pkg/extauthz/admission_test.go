@@ -32,7 +32,7 @@ func startAdmitting(t *testing.T, o extauthz.Options) (*harness, *extauthz.Admis
 	}
 	adm := extauthz.NewAdmission(o)
 	gs := extauthz.NewServerWith(&engines, nil, adm)
-	go func() { _ = gs.Serve(ln) }()
+	go func() { _ = gs.Serve(adm.Listener(ln)) }()
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -61,7 +61,8 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 // trickler's own streams that go), a legitimate Check sent while the
 // trickler holds every slot is answered, and the streams left are ended
 // at CheckTimeout (DEADLINE_EXCEEDED), whatever deadline the client gave
-// (none), their slots released.
+// (none), their slots released and the connection that sent them so
+// slowly closed.
 func TestAdmissionBoundsTrickledStreams(t *testing.T) {
 	const maxStreams, timeout = 8, time.Second
 	h, adm, addr := startAdmitting(t, extauthz.Options{MaxStreams: maxStreams, CheckTimeout: timeout})
@@ -101,52 +102,72 @@ func TestAdmissionBoundsTrickledStreams(t *testing.T) {
 		t.Fatalf("the legitimate Check came %v after the flood, not while it held the slots", time.Since(began))
 	}
 	took := waitFor(t, "the admitted streams ended", timeout+2*time.Second, func() bool { return adm.InFlight() == 0 })
-	for _, c := range conns {
-		if open := c.Open(); open != 0 {
-			t.Errorf("%d streams still open on a connection after the check timeout", open)
+	for i, c := range conns {
+		if open := c.Open(); open != 0 && !c.Result().Closed {
+			t.Errorf("connection %d: %d streams still open after the check timeout", i, open)
 		}
 	}
-	st := statuses()
-	if st["4"] != maxStreams-1 || adm.Evicted() != 20-maxStreams+1 {
-		t.Errorf("statuses %v, %d evicted: want %d DEADLINE_EXCEEDED and %d evicted", st, adm.Evicted(), maxStreams-1, 20-maxStreams+1)
+	// The cap evicted the oldest, the legitimate Check one more; the
+	// ones left timed out, and the connections that sent them were
+	// closed.
+	timedOut := 0
+	for i, c := range conns {
+		r := c.Result()
+		if r.Opened-r.Refused > 0 {
+			timedOut++
+			if !r.Closed {
+				t.Errorf("connection %d had streams time out and is still open: %v", i, r)
+			}
+		}
+	}
+	if adm.Evicted() != 20-maxStreams+1 || adm.ConnsClosed() != uint64(timedOut) {
+		t.Errorf("%d evicted, %d connections closed (%v, %v): want %d evicted and %d closed",
+			adm.Evicted(), adm.ConnsClosed(), conns[0].Result(), conns[1].Result(), 20-maxStreams+1, timedOut)
 	}
 	if since := time.Since(began); since < timeout {
 		t.Errorf("the admitted streams ended after %v, before the %v timeout", since, timeout)
 	}
-	t.Logf("statuses %v; the last streams ended %v after the legitimate Check, timeout %v", st, took, timeout)
+	t.Logf("statuses %v; the last streams ended %v after the legitimate Check, timeout %v", statuses(), took, timeout)
 }
 
-// TestAdmissionUnderPressure: at overload.High the streams whose message
-// is later than the grace are ended; at Critical every stream still
-// receiving is, and new ones are refused.
+// TestAdmissionUnderPressure: at overload.High the connections of the
+// streams whose message is later than the grace are closed; at Critical
+// every stream still receiving is ended, and new ones are refused.
 func TestAdmissionUnderPressure(t *testing.T) {
 	g := new(overload.Guard)
 	_, adm, addr := startAdmitting(t, extauthz.Options{Overload: g, ReceiveGrace: 100 * time.Millisecond})
-	c, err := h2flood.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
+	dial := func() *h2flood.Conn {
+		c, err := h2flood.Dial(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
 	}
-	t.Cleanup(func() { _ = c.Close() })
-	if err := c.Flood(5, 2<<20-1, 1<<10, 100*time.Millisecond); err != nil {
+	slow, young := dial(), dial()
+	if err := slow.Flood(5, 2<<20-1, 1<<10, 100*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "five streams admitted", time.Second, func() bool { return adm.InFlight() == 5 })
 	time.Sleep(150 * time.Millisecond)
-	if err := c.Flood(3, 2<<20-1, 1<<10, 100*time.Millisecond); err != nil {
+	if err := young.Flood(3, 2<<20-1, 1<<10, 100*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "eight streams admitted", time.Second, func() bool { return adm.InFlight() == 8 })
-	g.Observe(85, 100) // High: the five older than the grace go
-	waitFor(t, "the late streams ended", time.Second, func() bool { return adm.InFlight() == 3 })
-	g.Observe(95, 100) // Critical: the rest go, and new streams are refused
+	g.Observe(85, 100) // High: the connection of the five late ones goes
+	waitFor(t, "the late streams' connection closed", time.Second, func() bool { return adm.InFlight() == 3 && slow.Result().Closed })
+	if young.Result().Closed || adm.ConnsClosed() != 1 {
+		t.Fatalf("at High: %d connections closed, the young one's %v", adm.ConnsClosed(), young.Result())
+	}
+	g.Observe(95, 100) // Critical: the rest are ended, and new streams refused
 	waitFor(t, "every receiving stream ended", time.Second, func() bool { return adm.InFlight() == 0 })
 	if adm.Evicted() != 8 {
-		t.Errorf("%d evicted, want 8", adm.Evicted())
+		t.Errorf("%d evicted, want 8; %v %v %d", adm.Evicted(), slow.Result(), young.Result(), adm.ConnsClosed())
 	}
-	if err := c.Flood(1, 100, 0, 0); err != nil {
+	if err := young.Flood(1, 100, 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a new stream refused", time.Second, func() bool { return c.Result().Statuses["8"] == 1 })
+	waitFor(t, "a new stream refused", time.Second, func() bool { return young.Result().Statuses["8"] == 1 })
 }
 
 // TestAdmissionRefusesAtCriticalPressure: at overload.Critical a new Check

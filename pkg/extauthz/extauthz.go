@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/langgate/langgate/pkg/decision"
 	"github.com/langgate/langgate/pkg/routes"
@@ -74,8 +75,11 @@ var spanAttrs = []attribute.KeyValue{
 var serviceDesc = grpc.ServiceDesc{
 	ServiceName: authv3.Authorization_ServiceDesc.ServiceName,
 	HandlerType: (*any)(nil),
-	Methods:     []grpc.MethodDesc{{MethodName: "Check", Handler: checkHandler}},
-	Metadata:    authv3.Authorization_ServiceDesc.Metadata,
+	// A stream handler, though Check is unary on the wire: grpc-go reads
+	// a unary method's message before its handler runs, and langgate
+	// reads it only once it holds a receive slot (admission.go).
+	Streams:  []grpc.StreamDesc{{StreamName: "Check", Handler: checkStream}},
+	Metadata: authv3.Authorization_ServiceDesc.Metadata,
 }
 
 // NewServer returns a gRPC server answering Check with whatever engine
@@ -93,35 +97,36 @@ func NewServer(engines *decision.Holder, tracer *tracing.Tracer, opts ...grpc.Se
 // (streams in flight across connections, a deadline on each, refusal
 // under memory pressure).
 func NewServerWith(engines *decision.Holder, tracer *tracing.Tracer, adm *Admission, opts ...grpc.ServerOption) *grpc.Server {
-	base := []grpc.ServerOption{
-		adm.serverOption(),
+	base := append(adm.serverOptions(),
 		grpc.MaxRecvMsgSize(MaxRecvBytes),
 		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: MinPingInterval, PermitWithoutStream: true}),
 		// Reused goroutines keep the stacks they grew: a goroutine per
 		// stream spends about 6 % of the CPU growing a fresh stack.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))), //nolint:gosec // GOMAXPROCS is positive and small
-	}
+	)
 	gs := grpc.NewServer(append(append(base, opts...), grpc.ForceServerCodecV2(newCodec()))...)
 	gs.RegisterService(&serviceDesc, &server{engines: engines, tracer: tracer})
 	return gs
 }
 
-// checkHandler is Check's gRPC method handler.
-func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+// checkStream is Check's handler: it takes a receive slot, reads the
+// CheckRequest, and answers it. Stream interceptors apply to it; unary
+// ones do not.
+func checkStream(srv any, ss grpc.ServerStream) error {
+	ctx := ss.Context()
+	done, err := receive(ctx)
+	if err != nil {
+		return status.FromContextError(err).Err()
+	}
 	in := new(wireRequest)
-	if err := dec(in); err != nil {
-		return nil, err
+	err = ss.RecvMsg(in)
+	done()
+	if err != nil {
+		return err
 	}
-	received(ctx)
 	s := srv.(*server) //nolint:forcetypeassert // registered with a *server only
-	if interceptor == nil {
-		return s.check(ctx, &in.Request), nil
-	}
-	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: checkMethod}
-	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
-		return s.check(ctx, &req.(*wireRequest).Request), nil //nolint:forcetypeassert // the request above
-	})
+	return ss.SendMsg(s.check(ctx, &in.Request))
 }
 
 // check decides one request through the core's one entry point, which

@@ -16,6 +16,7 @@ package overload
 import (
 	"context"
 	"math"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
@@ -60,6 +61,8 @@ const (
 	exitMargin = 0.05
 	// SampleInterval is how often Run samples the runtime.
 	SampleInterval = 100 * time.Millisecond
+	// staleAfter is how old the live heap figure may be above Normal.
+	staleAfter = 250 * time.Millisecond
 )
 
 // Guard holds the current level and counts what was shed. The zero Guard
@@ -72,12 +75,15 @@ type Guard struct {
 	shed  [2]atomic.Uint64 // by Reason
 
 	mu        sync.Mutex
-	listeners []func(Level)
+	listeners []func(Level) bool
 }
 
 // Notify registers f to be called with the level after each observation
-// at High or above (from Run's goroutine: f must not block).
-func (g *Guard) Notify(f func(Level)) {
+// at High or above (from Run's goroutine: f must not block). f reports
+// whether it let go of memory (ended streams, closed connections): Run
+// then collects at once, so that the level falls as soon as the memory
+// is free instead of at the next collection.
+func (g *Guard) Notify(f func(Level) bool) {
 	g.mu.Lock()
 	g.listeners = append(g.listeners, f)
 	g.mu.Unlock()
@@ -157,13 +163,25 @@ func (g *Guard) Stats() Stats {
 }
 
 // Observe sets the level from memory in use against a limit (limit ≤ 0:
-// none, Normal). It is Run's step, and a test's way to apply pressure.
+// none, Normal) and tells the listeners. It is Run's step, and a test's
+// way to apply pressure.
 func (g *Guard) Observe(used, limit int64) Level {
+	l, _ := g.level2(used, limit)
+	return l
+}
+
+// observe is Observe reporting whether a listener let go of memory.
+func (g *Guard) observe(used, limit int64) bool {
+	_, released := g.level2(used, limit)
+	return released
+}
+
+func (g *Guard) level2(used, limit int64) (Level, bool) {
 	g.used.Store(used)
 	g.limit.Store(max(limit, 0))
 	if limit <= 0 {
 		g.level.Store(int32(Normal))
-		return Normal
+		return Normal, false
 	}
 	share := float64(used) / float64(limit)
 	cur := Level(g.level.Load())
@@ -175,15 +193,23 @@ func (g *Guard) Observe(used, limit int64) Level {
 		next = High
 	}
 	g.level.Store(int32(next))
-	if next >= High {
-		g.mu.Lock()
-		fs := g.listeners
-		g.mu.Unlock()
-		for _, f := range fs {
-			f(next)
-		}
+	return next, g.notify(next)
+}
+
+// notify tells the listeners about a level at High or above, and
+// reports whether any of them let go of memory.
+func (g *Guard) notify(l Level) bool {
+	if l < High {
+		return false
 	}
-	return next
+	g.mu.Lock()
+	fs := g.listeners
+	g.mu.Unlock()
+	released := false
+	for _, f := range fs {
+		released = f(l) || released
+	}
+	return released
 }
 
 // sampleNames are the runtime metrics a sample reads: the heap that
@@ -203,8 +229,19 @@ func (g *Guard) Run(ctx context.Context, interval time.Duration) {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var lastGC time.Time
 	for {
-		g.Observe(memoryUsed(samples), memoryLimit())
+		released := g.observe(memoryUsed(samples), memoryLimit())
+		// The live heap is as of the last collection, and a process that
+		// has stopped allocating does not collect: above Normal, collect
+		// at least once every staleAfter, so that the level falls once the
+		// memory is free; and at once when a listener let go of some
+		// (what it released is garbage now).
+		if released || (g.Level() > Normal && time.Since(lastGC) >= staleAfter) {
+			runtime.GC()
+			lastGC = time.Now()
+			g.observe(memoryUsed(samples), memoryLimit())
+		}
 		select {
 		case <-ctx.Done():
 			return
