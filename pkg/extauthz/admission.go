@@ -36,15 +36,19 @@ const (
 	// loopback or a LAN it arrives in well under a millisecond.
 	DefaultReceiveGrace = 250 * time.Millisecond
 	// DefaultMaxReceiving bounds the Checks reading their message at
-	// once: 32 × MaxRecvBytes is 64 MiB.
-	DefaultMaxReceiving = 32
+	// once: at most 4 × 16 × MaxRecvBytes, 128 MiB, is held by messages
+	// being read. Reading one takes microseconds of CPU.
+	DefaultMaxReceiving = 16
 	// StreamWindow is each stream's HTTP/2 flow-control window before
 	// its Check starts reading its message: what a stream can make the
 	// server hold while it waits for a receive slot.
 	StreamWindow = 64 << 10
-	// minReceive is how long a Check may hold a receive slot before a
-	// Check waiting for one, or a new stream over MaxStreams, may end it.
+	// minReceive is how long a Check holds a receive slot before it
+	// counts as slow.
 	minReceive = 50 * time.Millisecond
+	// overSlots is how far the receive slots stretch past MaxReceiving
+	// while every holder is over minReceive.
+	overSlots = 4
 )
 
 // Options bound the Checks an Admission lets in. Zero fields take the
@@ -74,11 +78,12 @@ type Options struct {
 	// stream's window stays at StreamWindow until its Check takes one of
 	// these slots (grpc-go then opens it to the message's declared size),
 	// so what messages hold is at most MaxStreams × StreamWindow +
-	// MaxReceiving × MaxRecvBytes. When every slot is taken, a Check
-	// waits for one, or ends the Check that has held one longest if that
-	// has been receiving for over 50 ms (a message from a proxy arrives
-	// in a fraction of that). A freed slot goes to a waiting Check of the
-	// connection that holds the fewest.
+	// 4 × MaxReceiving × MaxRecvBytes. When every slot is taken, a Check
+	// waits for one; while every holder has been reading for over 50 ms
+	// (a message from a proxy arrives in a fraction of that, unless the
+	// machine is short of CPU) the slots stretch, up to 4 × MaxReceiving,
+	// and past that a new reader ends the slowest. A freed slot goes to a
+	// waiting Check of the connection that holds the fewest.
 	MaxReceiving int
 	// Overload, when set, is the memory pressure the above follows.
 	Overload *overload.Guard
@@ -285,21 +290,45 @@ func receive(ctx context.Context) (done func(), err error) {
 	}
 	a := s.a
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	queued := false
 	for {
-		if s.elem == nil {
-			// Evicted before it could read.
-			a.mu.Unlock()
+		switch {
+		case s.slot != nil: // handed one while it waited
+			return s.received, nil
+		case s.elem == nil: // evicted before it could read
+			if queued {
+				a.dropWaiterLocked(s)
+			}
 			return nil, context.Canceled
 		}
-		if a.slots.Len() >= a.maxRecv {
+		// The next in line: none waits, or it is the oldest waiter.
+		next := (!queued && len(a.waiters) == 0) || (queued && a.waiters[0] == s)
+		n := a.slots.Len()
+		if next && (n < a.maxRecv || n < overSlots*a.maxRecv && a.slowestHolderLocked() != nil) {
+			// A free slot; or every slot is held, the oldest for over
+			// minReceive, and the slots may stretch: the holder may be
+			// slow because its goroutine or its proxy is short of CPU,
+			// so it is left to finish.
+			if queued {
+				a.dropWaiterLocked(s)
+			}
+			a.takeSlotLocked(s)
+			return s.received, nil
+		}
+		if n >= overSlots*a.maxRecv {
+			// Stretched to the end: the slowest holder makes room.
 			if h := a.slowestHolderLocked(); h != nil {
 				a.evictStreamLocked(h, false)
+				continue
 			}
 		}
-		if a.slots.Len() < a.maxRecv && len(a.waiters) == 0 {
-			a.takeSlotLocked(s)
-			a.mu.Unlock()
-			return s.received, nil
+		if !queued {
+			s.granted = make(chan struct{})
+			a.waiters = append(a.waiters, s)
+			queued = true
+			a.grantLocked()
+			continue
 		}
 		// Wait for a slot, or for the oldest holder to become slow.
 		wait := minReceive
@@ -307,9 +336,6 @@ func receive(ctx context.Context) (done func(), err error) {
 			h := front.Value.(*admitted) //nolint:forcetypeassert // the list holds *admitted only
 			wait = max(minReceive-time.Since(h.slotSince), time.Millisecond)
 		}
-		s.granted = make(chan struct{})
-		a.waiters = append(a.waiters, s)
-		a.grantLocked()
 		ch := s.granted
 		a.mu.Unlock()
 		t := time.NewTimer(wait)
@@ -320,13 +346,8 @@ func receive(ctx context.Context) (done func(), err error) {
 		}
 		t.Stop()
 		a.mu.Lock()
-		if s.slot != nil {
-			a.mu.Unlock()
-			return s.received, nil
-		}
-		a.dropWaiterLocked(s)
-		if err := ctx.Err(); err != nil {
-			a.mu.Unlock()
+		if err := ctx.Err(); err != nil && s.slot == nil {
+			a.dropWaiterLocked(s)
 			return nil, err
 		}
 	}
@@ -373,7 +394,7 @@ func (a *Admission) makeRoomLocked() bool {
 }
 
 // slowestHolderLocked is the stream that has held a receive slot longest,
-// if for over minReceive (nil otherwise).
+// if for over minReceive; nil otherwise.
 func (a *Admission) slowestHolderLocked() *admitted {
 	front := a.slots.Front()
 	if front == nil {

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/langgate/langgate/bench/proc"
+	"github.com/langgate/langgate/pkg/extauthz"
 	"github.com/langgate/langgate/test/h2flood"
 )
 
@@ -296,14 +297,15 @@ func TestHTTPModeUnderHostileLoad(t *testing.T) {
 //     longest for its message; the rest are ended at
 //     --grpc-check-timeout.
 //   - 1 connection opens 4,096 streams and sends all but the last byte
-//     of a 2 MiB − 1 message on each, as fast as flow control lets it,
-//     against a langgate with --memory-limit 256MiB: at 80% of the limit
-//     the Checks whose message is late are ended, at 92% every Check
-//     still receiving is and new streams are refused, until memory falls.
+//     of a 2 MiB − 1 message on each, as fast as flow control lets it
+//     (and dials again when langgate closes it). A stream's window stays
+//     at 64 KiB until its Check takes one of the receive slots (16, which
+//     stretch to 64 while every holder is slow), so the messages being
+//     read hold at most 64 × 2 MiB.
 func TestGRPCUnderHostileLoad(t *testing.T) {
-	const maxStreams, timeout = 1024, 3 * time.Second
+	const maxStreams, timeout, memLimit = 1024, 3 * time.Second, 256 << 20
 	lg := startLanggateWith(t, "../../examples/langgraph/langgate.yaml", nil,
-		"--grpc-max-streams", strconv.Itoa(maxStreams), "--grpc-check-timeout", timeout.String(), "--memory-limit", "256MiB")
+		"--grpc-max-streams", strconv.Itoa(maxStreams), "--grpc-check-timeout", timeout.String(), "--memory-limit", fmt.Sprintf("%dMiB", memLimit>>20))
 	client := grpcClient(t, lg, token(t, "alice"))
 	drained := func(_, now procUsage) bool { return now.checks == 0 }
 	// streams: conns connections, each opening each streams that declare
@@ -366,11 +368,18 @@ func TestGRPCUnderHostileLoad(t *testing.T) {
 					t.Errorf("%d Checks in flight at the peak, over --grpc-max-streams %d", peak.checks, maxStreams)
 				}
 			}},
-		{name: "4,096 filled 2 MiB messages", window: 4 * time.Second, growth: 256 << 20, released: drained, within: timeout,
-			launch: streams(1, 4096, 2<<20-2),
-			check: func(t *testing.T, _, _, after procUsage) {
-				if after.rss > 320<<20 {
-					t.Errorf("RSS %.0f MiB after the attack, over the 256 MiB memory limit and 64 MiB", float64(after.rss)/(1<<20))
+		// At most 4 × 16 Checks read their message at once (2 MiB each),
+		// the others' streams hold their 64 KiB window: 192 MiB live at
+		// most. What RSS adds to it is garbage the collector has not yet
+		// reclaimed, which the memory limit bounds.
+		{name: "4,096 filled 2 MiB messages", window: 4 * time.Second, growth: memLimit,
+			released: drained, within: timeout, launch: streams(1, 4096, 2<<20-2),
+			check: func(t *testing.T, _, peak, _ procUsage) {
+				if peak.rss > memLimit+16<<20 {
+					t.Errorf("peak RSS %.0f MiB, over the %d MiB memory limit and 16 MiB", float64(peak.rss)/(1<<20), memLimit>>20)
+				}
+				if live := int64(4*extauthz.DefaultMaxReceiving*2<<20 + maxStreams*extauthz.StreamWindow); live+64<<20 > memLimit {
+					t.Fatalf("the test's memory limit is below what the streams may hold (%d MiB)", live>>20)
 				}
 			}},
 	})

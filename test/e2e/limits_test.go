@@ -146,7 +146,8 @@ func manyConcurrentChecks(t *testing.T, lg *langgate, m faultMode) {
 		}
 	}
 	if len(bad) > 0 {
-		t.Errorf("of %d concurrent requests without a token: %v", n, bad)
+		t.Errorf("of %d concurrent requests without a token: %v (langgate: %v Checks evicted, %v refused)", n, bad,
+			metricSum(t, lg.admin, "langgate_grpc_checks_evicted_total"), metricSum(t, lg.admin, "langgate_overload_shed_total"))
 	}
 	peak := proc.PeakRSS(lg.cmd.Process.Pid)
 	t.Logf("langgate's peak RSS so far: %.1f MiB", float64(peak)/(1<<20))
