@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/langgate/langgate/bench/proc"
+	"github.com/langgate/langgate/internal/testproc"
 	"github.com/langgate/langgate/pkg/extauthz"
 	"github.com/langgate/langgate/test/h2flood"
 )
@@ -621,4 +622,110 @@ func metricSum(t *testing.T, admin, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestSheddingUnderMemoryPressure: with langgate's memory held near its
+// limit (3,000 idle HTTP-mode connections, and a --memory-limit chosen so
+// that they take it to 86% of it, between the high and critical levels),
+// a user already verified (alice) keeps being served, a token it has not
+// verified yet (bob's) is refused with 503 instead of verified, and the
+// admin port keeps answering /readyz and /metrics. Once the connections
+// go, memory falls and bob is verified and served.
+func TestSheddingUnderMemoryPressure(t *testing.T) {
+	const conns = 3000
+	args := []string{"--http-idle-timeout", "60s", "--http-read-timeout", "60s", "--pprof"}
+	alice, bob := token(t, "alice"), token(t, "bob")
+	read := func(lg *langgate, tok string) int {
+		req, _ := http.NewRequest("GET", "http://"+lg.http+"/envoy"+threadPath, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	idle := func(lg *langgate) func() {
+		var cs []net.Conn
+		for range conns {
+			c, err := net.DialTimeout("tcp", lg.http, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.WriteString(c, "GET /envoy/threads HTTP/1.1\r\nHost: x\r\n\r\n")
+			if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			cs = append(cs, c)
+		}
+		return func() {
+			for _, c := range cs {
+				_ = c.Close()
+			}
+		}
+	}
+	// What the process holds with the connections open, as the overload
+	// guard measures it (after a collection: /debug/pprof/heap?gc=1).
+	measured := func(lg *langgate) float64 {
+		if _, err := proc.Fetch("http://" + lg.admin + "/debug/pprof/heap?gc=1"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		body, err := proc.Fetch("http://" + lg.admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`(?m)^langgate_overload_memory_bytes\{kind="used"\} (\S+)`).FindStringSubmatch(body)
+		if m == nil {
+			t.Fatal("no langgate_overload_memory_bytes on /metrics")
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v
+	}
+	calib := startLanggateWith(t, "../../examples/langgraph/langgate.yaml", nil, append(args, "--memory-limit", "off")...)
+	read(calib, alice)
+	stop := idle(calib)
+	used := measured(calib)
+	stop()
+	calib.kill()
+	limit := int64(used / 0.86)
+	t.Logf("the guard measures %.1f MiB with %d idle connections: --memory-limit %d bytes", used/(1<<20), conns, limit)
+
+	lg := startLanggateWith(t, "../../examples/langgraph/langgate.yaml", nil, append(args, "--memory-limit", strconv.FormatInt(limit, 10))...)
+	if got := read(lg, alice); got != 200 {
+		t.Fatalf("alice before the pressure: %d", got)
+	}
+	stop = idle(lg)
+	level := func() float64 { return metricSum(t, lg.admin, "langgate_overload_level") }
+	waitUntil := func(what string, cond func() bool) {
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 10 s (level %v, %s)", what, level(), usage(t, lg.cmd.Process.Pid, lg.admin))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitUntil("high memory pressure", func() bool { return level() == 1 })
+	for i := range 20 {
+		if got := read(lg, alice); got != 200 {
+			t.Errorf("alice (verified before) under pressure, request %d: %d", i, got)
+		}
+		if got := testproc.HTTPStatus("http://" + lg.admin + "/readyz"); got != 200 {
+			t.Errorf("/readyz under pressure: %d", got)
+		}
+	}
+	if got := read(lg, bob); got != 503 {
+		t.Errorf("bob (not verified yet) under pressure: %d, want 503", got)
+	}
+	if n := metricSum(t, lg.admin, "langgate_overload_shed_total"); n < 1 {
+		t.Errorf("%v checks shed", n)
+	}
+	stop()
+	waitUntil("the pressure gone", func() bool { return level() == 0 })
+	if got := read(lg, bob); got != 200 {
+		t.Errorf("bob after the pressure: %d, want 200", got)
+	}
 }
