@@ -2,6 +2,7 @@ package extauthz_test
 
 import (
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -212,4 +214,17 @@ func TestShedUnverifiedAtHighPressure(t *testing.T) {
 		t.Fatal("the level does not follow memory down")
 	}
 	okHeaders(t, h.check(t, call{method: "GET", path: "/threads/t1", token: bob}))
+}
+
+// TestHeaderListLimit: gRPC headers over MaxHeaderListBytes are refused
+// (grpc-go would hold up to 16 MiB per stream), and the server goes on
+// answering.
+func TestHeaderListLimit(t *testing.T) {
+	h, _, _ := startAdmitting(t, extauthz.Options{})
+	tok := h.env.Token(t, "alice", nil)
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "x-pad", strings.Repeat("p", extauthz.MaxHeaderListBytes))
+	if _, err := h.client.Check(ctx, &authv3.CheckRequest{}); err == nil {
+		t.Fatal("a Check with 64 KiB of gRPC headers was answered")
+	}
+	okHeaders(t, h.check(t, call{method: "GET", path: "/threads/t1", token: tok}))
 }

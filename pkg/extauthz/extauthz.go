@@ -38,6 +38,11 @@ const (
 	// (and so the goroutines and buffers they hold); Envoy opens another
 	// connection when it needs more.
 	MaxConcurrentStreams = 4096
+	// MaxHeaderListBytes bounds a stream's gRPC headers (grpc-go's
+	// default is 16 MiB, held by every stream in flight). Envoy puts the
+	// request's headers in the CheckRequest, not in gRPC headers: its own
+	// are a few hundred bytes, trace context included.
+	MaxHeaderListBytes = 64 << 10
 	// MinPingInterval is the most often a client may send keepalive
 	// pings, with or without Checks in flight. It is below the shipped
 	// Envoy configuration's connection_keepalive interval (30 s): grpc-go's
@@ -46,9 +51,6 @@ const (
 	// with GOAWAY too_many_pings after its third ping.
 	MinPingInterval = 10 * time.Second
 )
-
-// checkMethod is Check's full method name.
-const checkMethod = "/envoy.service.auth.v3.Authorization/Check"
 
 // server answers Check over the engine in a Holder.
 type server struct {
@@ -100,6 +102,7 @@ func NewServerWith(engines *decision.Holder, tracer *tracing.Tracer, adm *Admiss
 	base := append(adm.serverOptions(),
 		grpc.MaxRecvMsgSize(MaxRecvBytes),
 		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
+		grpc.MaxHeaderListSize(MaxHeaderListBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: MinPingInterval, PermitWithoutStream: true}),
 		// Reused goroutines keep the stacks they grew: a goroutine per
 		// stream spends about 6 % of the CPU growing a fresh stack.
