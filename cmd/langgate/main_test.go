@@ -188,3 +188,26 @@ func TestServeRefusesBadTracingSettings(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q; want a failure naming OTEL_TRACES_SAMPLER_ARG", code, stderr.String())
 	}
 }
+
+// TestServeRefusesBadLimits: every bound on what clients can make langgate
+// hold must be a usable value; a bad one stops serve with a usage error
+// naming it, before any port opens.
+func TestServeRefusesBadLimits(t *testing.T) {
+	for _, c := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--grpc-max-streams", "0"}, "--grpc-max-streams"},
+		{[]string{"--grpc-check-timeout", "0s"}, "--grpc-check-timeout"},
+		{[]string{"--http-max-conns", "0"}, "--http-max-conns"},
+		{[]string{"--http-idle-timeout", "-1s"}, "--http-idle-timeout"},
+		{[]string{"--http-body-bytes-in-flight", "0"}, "--http-body-bytes-in-flight"},
+		{[]string{"--memory-limit", "lots"}, "--memory-limit"},
+	} {
+		var stderr strings.Builder
+		args := append([]string{"serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, c.flags...)
+		if code := run(context.Background(), args, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 naming %s", c.flags, code, stderr.String(), c.want)
+		}
+	}
+}
