@@ -3,7 +3,6 @@ package extauthz
 import (
 	"container/list"
 	"context"
-	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -17,6 +16,9 @@ import (
 
 	"github.com/langgate/langgate/pkg/overload"
 )
+
+// CheckMethod is the full name of the method Admission bounds as Checks.
+const CheckMethod = "/envoy.service.auth.v3.Authorization/Check"
 
 // Defaults of Options.
 const (
@@ -111,41 +113,113 @@ type Admission struct {
 	mu sync.Mutex
 	// receiving holds the admitted streams whose message has not yet
 	// arrived, oldest first.
-	receiving list.List
+	receiving queue
 	// slots holds the streams reading their message, oldest first.
-	slots list.List
+	slots queue
 	// waiters are the streams waiting for a receive slot, oldest first.
 	waiters []*admitted
 	// peers are the connections with streams in flight, by remote
-	// address.
-	peers map[string]*peerState
+	// address (the net.Addr the connection returns, compared as such).
+	peers map[net.Addr]*peerState
 	// conns are the connections accepted through Listener, by remote
 	// address.
-	conns map[string]*trackedConn
+	conns map[net.Addr]*trackedConn
+	// sweep ends the Checks whose message is still arriving at their
+	// CheckTimeout: one timer, armed for the oldest (a.receiving is in
+	// admission order), instead of one per Check.
+	sweep      *time.Timer
+	sweepArmed bool
+	// others are the streams of other methods (health, reflection),
+	// oldest first: grpc-go reads a unary request whole before its
+	// handler runs, so they are few (maxOthers), and over that the oldest
+	// is ended.
+	others list.List
 }
+
+// maxOthers bounds the streams of methods other than Check in flight:
+// health checks and reflection, a few at a time.
+const maxOthers = 64
 
 // peerState is one connection's streams in flight.
 type peerState struct {
-	key       string
-	receiving list.List // its streams in a.receiving, oldest first
-	holders   int       // its streams holding a receive slot
+	key       net.Addr
+	receiving queue // its streams in a.receiving, oldest first
+	holders   int   // its streams holding a receive slot
 	inFlight  int
 }
 
 // admitted is one admitted stream.
 type admitted struct {
 	a      *Admission
-	ctx    context.Context // the stream's, with CheckTimeout
-	cancel context.CancelFunc
+	cancel context.CancelFunc // ends the stream
 	peer   *peerState
 	since  time.Time
-	ended  atomic.Bool
-	// Under a.mu:
-	elem, peerElem *list.Element // in a.receiving and peer.receiving; nil once the message arrived or the stream ended
-	slot           *list.Element // in a.slots while it reads its message
-	slotSince      time.Time
-	granted        chan struct{} // closed when a slot is handed to it while it waits
+	ended  atomic.Bool // its in-flight count was given back
+	done   atomic.Bool // end ran
+	// Under a.mu: its places in a.receiving, peer.receiving and a.slots
+	// (the first two until its message arrived or it ended, the last
+	// while it reads its message).
+	links     [nQueues]links
+	slotSince time.Time
+	granted   chan struct{} // closed when a slot is handed to it while it waits
 }
+
+// The queues an admitted stream can be in, each through its own links
+// (intrusive lists: no allocation per stream and queue).
+const (
+	qReceiving = iota
+	qPeer
+	qSlots
+	nQueues
+)
+
+type links struct {
+	prev, next *admitted
+	in         bool
+}
+
+// queue is a list of admitted streams, oldest first, through links[k].
+type queue struct {
+	head, tail *admitted
+	n, k       int
+}
+
+func (q *queue) push(s *admitted) {
+	l := &s.links[q.k]
+	l.prev, l.next, l.in = q.tail, nil, true
+	if q.tail != nil {
+		q.tail.links[q.k].next = s
+	} else {
+		q.head = s
+	}
+	q.tail = s
+	q.n++
+}
+
+func (q *queue) remove(s *admitted) {
+	l := &s.links[q.k]
+	if !l.in {
+		return
+	}
+	if l.prev != nil {
+		l.prev.links[q.k].next = l.next
+	} else {
+		q.head = l.next
+	}
+	if l.next != nil {
+		l.next.links[q.k].prev = l.prev
+	} else {
+		q.tail = l.prev
+	}
+	*l = links{}
+	q.n--
+}
+
+// receiving reports whether s is still waiting for its message.
+func (s *admitted) receiving() bool { return s.links[qReceiving].in }
+
+// holding reports whether s holds a receive slot.
+func (s *admitted) holding() bool { return s.links[qSlots].in }
 
 type admittedKey struct{}
 
@@ -170,7 +244,10 @@ func NewAdmission(o Options) *Admission {
 		o.MaxReceiving = DefaultMaxReceiving
 	}
 	a := &Admission{max: int64(o.MaxStreams), timeout: o.CheckTimeout, grace: o.ReceiveGrace, maxRecv: o.MaxReceiving,
-		guard: o.Overload, peers: map[string]*peerState{}, conns: map[string]*trackedConn{}}
+		guard: o.Overload, peers: map[net.Addr]*peerState{}, conns: map[net.Addr]*trackedConn{},
+		receiving: queue{k: qReceiving}, slots: queue{k: qSlots}}
+	a.sweep = time.AfterFunc(time.Hour, a.sweepLate)
+	a.sweep.Stop()
 	if a.guard != nil {
 		a.guard.Notify(a.relieve)
 	}
@@ -182,14 +259,17 @@ func NewAdmission(o Options) *Admission {
 // message under it), so its deadline, or its cancellation, ends a
 // trickled message. grpc-go cancels the stream's context when the stream
 // ends, however it ends, so the release registered on it always runs.
-func (a *Admission) admit(ctx context.Context, _ *tap.Info) (context.Context, error) {
+func (a *Admission) admit(ctx context.Context, info *tap.Info) (context.Context, error) {
 	level := a.guard.Level()
 	if a.guard.RefuseNew() {
 		return ctx, errOverloaded
 	}
-	var key string
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		key = p.Addr.String()
+	if info.FullMethodName != CheckMethod {
+		return a.admitOther(ctx)
+	}
+	var key net.Addr
+	if p, ok := peer.FromContext(ctx); ok {
+		key = p.Addr
 	}
 	now := time.Now()
 	a.mu.Lock()
@@ -204,32 +284,89 @@ func (a *Admission) admit(ctx context.Context, _ *tap.Info) (context.Context, er
 	a.inFlight.Add(1)
 	ps := a.peers[key]
 	if ps == nil {
-		ps = &peerState{key: key}
+		ps = &peerState{key: key, receiving: queue{k: qPeer}}
 		a.peers[key] = ps
 	}
 	ps.inFlight++
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
-	s := &admitted{a: a, ctx: ctx, cancel: cancel, peer: ps, since: now}
-	s.elem = a.receiving.PushBack(s)
-	s.peerElem = ps.receiving.PushBack(s)
+	cctx, cancel := context.WithCancel(ctx)
+	actx := &admittedCtx{Context: cctx}
+	s := &actx.s
+	*s = admitted{a: a, cancel: cancel, peer: ps, since: now}
+	a.receiving.push(s)
+	ps.receiving.push(s)
+	if !a.sweepArmed {
+		a.sweepArmed = true
+		a.sweep.Reset(a.timeout)
+	}
 	a.mu.Unlock()
-	// The timeout's context is a child of the stream's: the stream's end
-	// cancels it, and its own end (timeout, eviction) ends the stream.
-	context.AfterFunc(ctx, s.end)
-	return context.WithValue(ctx, admittedKey{}, s), nil
+	// Check's handler releases the stream's place when it returns
+	// (admitted.end): grpc-go runs the handler of every stream it
+	// admits, also one reset before it could be read. (Not
+	// context.AfterFunc on the stream's context: that costs a goroutine
+	// per Check.)
+	return actx, nil
 }
 
-// end runs when the stream's context ends: it releases the stream's
-// place, and when CheckTimeout passed with the message still arriving,
-// closes its connection.
-func (s *admitted) end() {
-	a := s.a
-	late := errors.Is(s.ctx.Err(), context.DeadlineExceeded)
-	s.cancel()
-	a.mu.Lock()
-	if late && s.elem != nil {
-		a.closeConnLocked(s.peer.key)
+// admittedCtx is an admitted stream's context: the stream's, cancellable,
+// carrying the stream's admission (one allocation for both).
+type admittedCtx struct {
+	context.Context
+	s admitted
+}
+
+// Value returns the admission for admittedKey, else the stream's value.
+func (c *admittedCtx) Value(key any) any {
+	if _, ok := key.(admittedKey); ok {
+		return &c.s
 	}
+	return c.Context.Value(key)
+}
+
+// admitOther admits a stream of another method, ending the oldest such
+// stream when there are maxOthers already.
+func (a *Admission) admitOther(ctx context.Context) (context.Context, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	a.mu.Lock()
+	if a.others.Len() >= maxOthers {
+		old := a.others.Front()
+		a.others.Remove(old)
+		old.Value.(context.CancelFunc)() //nolint:forcetypeassert // the list holds CancelFuncs only
+		a.evicted.Add(1)
+	}
+	e := a.others.PushBack(cancel)
+	a.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		a.mu.Lock()
+		a.others.Remove(e) // a no-op when it was evicted
+		a.mu.Unlock()
+	})
+	return ctx, nil
+}
+
+// sweepLate is the sweep timer's function: it ends the Checks still
+// receiving their message CheckTimeout after they were admitted, closes
+// their connections (no proxy takes that long to send a CheckRequest),
+// and arms the timer for the next oldest.
+func (a *Admission) sweepLate() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.evictLocked(time.Now().Add(-a.timeout), true)
+	a.sweepArmed = false
+	if front := a.receiving.head; front != nil {
+		a.sweepArmed = true
+		a.sweep.Reset(max(time.Until(front.since.Add(a.timeout)), time.Millisecond))
+	}
+}
+
+// end releases the stream's place, once; Check's handler calls it when
+// it returns.
+func (s *admitted) end() {
+	if s.done.Swap(true) {
+		return
+	}
+	s.cancel()
+	a := s.a
+	a.mu.Lock()
 	a.stopReceivingLocked(s)
 	if !s.ended.Swap(true) {
 		a.inFlight.Add(-1)
@@ -244,14 +381,10 @@ func (s *admitted) end() {
 // stopReceivingLocked takes s out of the receiving lists and gives back
 // its receive slot, or its place among the waiters.
 func (a *Admission) stopReceivingLocked(s *admitted) {
-	if s.elem != nil {
-		a.receiving.Remove(s.elem)
-		s.peer.receiving.Remove(s.peerElem)
-		s.elem, s.peerElem = nil, nil
-	}
-	if s.slot != nil {
-		a.slots.Remove(s.slot)
-		s.slot = nil
+	a.receiving.remove(s)
+	s.peer.receiving.remove(s)
+	if s.holding() {
+		a.slots.remove(s)
 		s.peer.holders--
 		a.grantLocked()
 	}
@@ -260,7 +393,7 @@ func (a *Admission) stopReceivingLocked(s *admitted) {
 // grantLocked hands a free receive slot to the waiting stream whose
 // connection holds the fewest slots (the oldest such).
 func (a *Admission) grantLocked() {
-	for a.slots.Len() < a.maxRecv && len(a.waiters) > 0 {
+	for a.slots.n < a.maxRecv && len(a.waiters) > 0 {
 		best := 0
 		for i, w := range a.waiters {
 			if w.peer.holders < a.waiters[best].peer.holders {
@@ -276,8 +409,16 @@ func (a *Admission) grantLocked() {
 
 func (a *Admission) takeSlotLocked(s *admitted) {
 	s.slotSince = time.Now()
-	s.slot = a.slots.PushBack(s)
+	a.slots.push(s)
 	s.peer.holders++
+}
+
+// release ends the admission of the stream of ctx: Check's handler
+// defers it.
+func release(ctx context.Context) {
+	if s, ok := ctx.Value(admittedKey{}).(*admitted); ok {
+		s.end()
+	}
 }
 
 // receive takes a receive slot for the stream of ctx, waiting for one
@@ -294,9 +435,9 @@ func receive(ctx context.Context) (done func(), err error) {
 	queued := false
 	for {
 		switch {
-		case s.slot != nil: // handed one while it waited
+		case s.holding(): // handed one while it waited
 			return s.received, nil
-		case s.elem == nil: // evicted before it could read
+		case !s.receiving(): // evicted before it could read
 			if queued {
 				a.dropWaiterLocked(s)
 			}
@@ -304,7 +445,7 @@ func receive(ctx context.Context) (done func(), err error) {
 		}
 		// The next in line: none waits, or it is the oldest waiter.
 		next := (!queued && len(a.waiters) == 0) || (queued && a.waiters[0] == s)
-		n := a.slots.Len()
+		n := a.slots.n
 		if next && (n < a.maxRecv || n < overSlots*a.maxRecv && a.slowestHolderLocked() != nil) {
 			// A free slot; or every slot is held, the oldest for over
 			// minReceive, and the slots may stretch: the holder may be
@@ -332,8 +473,7 @@ func receive(ctx context.Context) (done func(), err error) {
 		}
 		// Wait for a slot, or for the oldest holder to become slow.
 		wait := minReceive
-		if front := a.slots.Front(); front != nil {
-			h := front.Value.(*admitted) //nolint:forcetypeassert // the list holds *admitted only
+		if h := a.slots.head; h != nil {
 			wait = max(minReceive-time.Since(h.slotSince), time.Millisecond)
 		}
 		ch := s.granted
@@ -346,7 +486,7 @@ func receive(ctx context.Context) (done func(), err error) {
 		}
 		t.Stop()
 		a.mu.Lock()
-		if err := ctx.Err(); err != nil && s.slot == nil {
+		if err := ctx.Err(); err != nil && !s.holding() {
 			a.dropWaiterLocked(s)
 			return nil, err
 		}
@@ -382,25 +522,24 @@ func (a *Admission) makeRoomLocked() bool {
 	}
 	var most *peerState
 	for _, ps := range a.peers {
-		if ps.receiving.Len() > 0 && (most == nil || ps.receiving.Len() > most.receiving.Len()) {
+		if ps.receiving.n > 0 && (most == nil || ps.receiving.n > most.receiving.n) {
 			most = ps
 		}
 	}
 	if most == nil {
 		return false
 	}
-	a.evictStreamLocked(most.receiving.Front().Value.(*admitted), false) //nolint:forcetypeassert // the list holds *admitted only
+	a.evictStreamLocked(most.receiving.head, false)
 	return true
 }
 
 // slowestHolderLocked is the stream that has held a receive slot longest,
 // if for over minReceive; nil otherwise.
 func (a *Admission) slowestHolderLocked() *admitted {
-	front := a.slots.Front()
-	if front == nil {
+	h := a.slots.head
+	if h == nil {
 		return nil
 	}
-	h := front.Value.(*admitted) //nolint:forcetypeassert // the list holds *admitted only
 	if time.Since(h.slotSince) <= minReceive {
 		return nil
 	}
@@ -410,8 +549,7 @@ func (a *Admission) slowestHolderLocked() *admitted {
 // evictLocked ends every stream still receiving that was admitted at or
 // before cutoff; with closeConns, it closes their connections too.
 func (a *Admission) evictLocked(cutoff time.Time, closeConns bool) {
-	for e := a.receiving.Front(); e != nil; e = a.receiving.Front() {
-		s := e.Value.(*admitted) //nolint:forcetypeassert // the list holds *admitted only
+	for s := a.receiving.head; s != nil; s = a.receiving.head {
 		if s.since.After(cutoff) {
 			return
 		}
@@ -438,7 +576,7 @@ func (a *Admission) evictStreamLocked(s *admitted, closeConn bool) {
 // closeConnLocked closes the connection at remote address addr, if it
 // came through Listener: grpc-go then ends every stream on it and drops
 // their buffers.
-func (a *Admission) closeConnLocked(addr string) {
+func (a *Admission) closeConnLocked(addr net.Addr) {
 	if c, ok := a.conns[addr]; ok {
 		delete(a.conns, addr)
 		c.once.Do(func() {}) // forgotten already: its Close must not take a.mu
@@ -480,7 +618,7 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &trackedConn{Conn: c, a: l.a, key: c.RemoteAddr().String()}
+	tc := &trackedConn{Conn: c, a: l.a, key: c.RemoteAddr()}
 	l.a.mu.Lock()
 	l.a.conns[tc.key] = tc
 	l.a.mu.Unlock()
@@ -491,7 +629,7 @@ func (l *listener) Accept() (net.Conn, error) {
 type trackedConn struct {
 	net.Conn
 	a    *Admission
-	key  string
+	key  net.Addr
 	once sync.Once
 }
 
@@ -509,8 +647,8 @@ func (c *trackedConn) Close() error {
 // InFlight returns the Checks admitted and not yet ended.
 func (a *Admission) InFlight() int64 { return a.inFlight.Load() }
 
-// Evicted returns how many Checks were ended while their message was
-// still arriving, to make room or for memory pressure.
+// Evicted returns how many streams were ended while their message was
+// still arriving: to make room, at CheckTimeout, or for memory pressure.
 func (a *Admission) Evicted() uint64 { return a.evicted.Load() }
 
 // ConnsClosed returns how many connections were closed for sending a

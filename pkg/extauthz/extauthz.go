@@ -118,6 +118,7 @@ func NewServerWith(engines *decision.Holder, tracer *tracing.Tracer, adm *Admiss
 // ones do not.
 func checkStream(srv any, ss grpc.ServerStream) error {
 	ctx := ss.Context()
+	defer release(ctx)
 	done, err := receive(ctx)
 	if err != nil {
 		return status.FromContextError(err).Err()

@@ -16,7 +16,7 @@ var (
 	descStreams = prometheus.NewDesc("langgate_grpc_checks_in_flight",
 		"gRPC Checks admitted and not yet answered, across connections.", nil, nil)
 	descEvicted = prometheus.NewDesc("langgate_grpc_checks_evicted_total",
-		"gRPC Checks ended while their message was still arriving: to make room under --grpc-max-streams, or for memory pressure.", nil, nil)
+		"gRPC Checks ended while their message was still arriving: to make room under --grpc-max-streams, at --grpc-check-timeout, or for memory pressure.", nil, nil)
 	descConnsClosed = prometheus.NewDesc("langgate_grpc_connections_closed_total",
 		"gRPC connections closed for sending a Check's message too slowly (past --grpc-check-timeout, or past the receive grace under memory pressure).", nil, nil)
 )

@@ -42,6 +42,9 @@ type Result struct {
 
 // Conn is one flooding connection.
 type Conn struct {
+	// Path is the method the streams call (CheckPath unless set).
+	Path string
+
 	c   net.Conn
 	fr  *http2.Framer
 	wmu sync.Mutex
@@ -181,7 +184,7 @@ func (fc *Conn) Flood(n, declared, send int, wait time.Duration) error {
 		id := fc.next
 		fc.next += 2
 		hbuf.Reset()
-		for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", CheckPath}, {":authority", "langgate"},
+		for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", fc.path()}, {":authority", "langgate"},
 			{"content-type", "application/grpc"}, {"te", "trailers"}} {
 			_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 		}
@@ -245,6 +248,13 @@ func (fc *Conn) take(id uint32, want int, deadline time.Time) (int, error) {
 		}
 		fc.winReady.Wait()
 	}
+}
+
+func (fc *Conn) path() string {
+	if fc.Path != "" {
+		return fc.Path
+	}
+	return CheckPath
 }
 
 // Result returns what became of the streams so far.
