@@ -100,7 +100,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&sf.http.maxConns, "http-max-conns", 8192, "HTTP mode: connections held at once (size it to the proxies' connection pools: Envoy's http_service opens one per check in flight); over it, the connection that has waited longest is closed to make room")
 	fs.Int64Var(&sf.http.bodyBytes, "http-body-bytes-in-flight", httpauthz.DefaultBodyBytesInFlight, "HTTP mode: request bodies held at once, in bytes, across all checks (a body over it is not read: rules that need it deny)")
 	fs.IntVar(&sf.grpcMaxStreams, "grpc-max-streams", extauthz.DefaultMaxStreams, "gRPC: Checks in flight at once across all connections (each may hold up to 2 MiB while its message arrives); over it a Check is refused with RESOURCE_EXHAUSTED before it is read")
-	fs.DurationVar(&sf.grpcCheckTimeout, "grpc-check-timeout", extauthz.DefaultCheckTimeout, "gRPC: the longest one Check may take, receiving its message included, whatever deadline the client sent")
+	fs.DurationVar(&sf.grpcCheckTimeout, "grpc-check-timeout", extauthz.DefaultCheckTimeout, "gRPC: the longest a Check's message may take to arrive, whatever deadline the client sent; past it the Check is ended and its connection closed")
 	fs.BoolVar(&sf.traceIdentity, "trace-identity", false, "with tracing on (OTEL_* variables), record the caller's identity as enduser.id on each span")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -25,12 +25,11 @@ const (
 	// DefaultMaxStreams bounds the streams in flight across every
 	// connection: two connections' worth of MaxConcurrentStreams.
 	DefaultMaxStreams = 2 * MaxConcurrentStreams
-	// DefaultCheckTimeout bounds one Check from its HEADERS frame to its
-	// answer, the time to receive its message included. It is well over
-	// the budget of any Envoy configuration (ext_authz's timeout is 200 ms
-	// by default, the shipped one's 50 ms), so a Check it ends was one
-	// Envoy had already given up on, or one a client trickled in on
-	// purpose.
+	// DefaultCheckTimeout bounds the time from a Check's HEADERS frame
+	// to the end of its message. It is well over the budget of any Envoy
+	// configuration (ext_authz's timeout is 200 ms by default, the
+	// shipped one's 50 ms), so a Check it ends was one Envoy had already
+	// given up on, or one a client trickled in on purpose.
 	DefaultCheckTimeout = 5 * time.Second
 	// DefaultReceiveGrace is how long a Check's message may take to
 	// arrive before, under memory pressure, the Check is ended to free
@@ -64,12 +63,13 @@ type Options struct {
 	// connection's Checks); when none is waiting for its message, a new
 	// stream is refused with RESOURCE_EXHAUSTED before any of it is read.
 	MaxStreams int
-	// CheckTimeout bounds each Check, its message's arrival included,
-	// whatever deadline (or none) the client sent. A Check over it is
-	// ended with DEADLINE_EXCEEDED and its buffers released; when its
-	// message had not arrived whole, its connection is closed too (on a
-	// listener from Listener): a client that takes that long to send a
-	// CheckRequest is not a proxy.
+	// CheckTimeout bounds the time from a Check's HEADERS frame to the
+	// end of its message, whatever deadline (or none) the client sent. A
+	// Check whose message is still arriving then is ended, its buffers
+	// released, and its connection closed (on a listener from Listener):
+	// a client that takes that long to send a CheckRequest is not a
+	// proxy. (Once the message is in, deciding takes microseconds and
+	// nothing on the way waits on the network.)
 	CheckTimeout time.Duration
 	// ReceiveGrace is how long a message may take to arrive under memory
 	// pressure: at overload.High, the connections of Checks still
