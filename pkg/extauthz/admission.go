@@ -37,8 +37,8 @@ const (
 	// loopback or a LAN it arrives in well under a millisecond.
 	DefaultReceiveGrace = 250 * time.Millisecond
 	// DefaultMaxReceiving bounds the Checks reading their message at
-	// once: at most 4 × 16 × MaxRecvBytes, 128 MiB, is held by messages
-	// being read. Reading one takes microseconds of CPU.
+	// once: at most 5 × 16 × MaxRecvBytes, 160 MiB, is held by messages
+	// being read (the slots stretched, and the reserve). Reading one takes microseconds of CPU.
 	DefaultMaxReceiving = 16
 	// StreamWindow is each stream's HTTP/2 flow-control window before
 	// its Check starts reading its message: what a stream can make the
@@ -74,18 +74,23 @@ type Options struct {
 	// ReceiveGrace is how long a message may take to arrive under memory
 	// pressure: at overload.High, the connections of Checks still
 	// receiving after it are closed; at overload.Critical, every Check
-	// still receiving is ended, and new streams are refused.
+	// still receiving is ended, and new streams are refused. It is also
+	// how long a Check may hold a receive slot before another
+	// connection's Check may end it to take the slot (MaxReceiving).
 	ReceiveGrace time.Duration
 	// MaxReceiving bounds the Checks reading their message at once. A
 	// stream's window stays at StreamWindow until its Check takes one of
 	// these slots (grpc-go then opens it to the message's declared size),
 	// so what messages hold is at most MaxStreams × StreamWindow +
-	// 4 × MaxReceiving × MaxRecvBytes. When every slot is taken, a Check
+	// 5 × MaxReceiving × MaxRecvBytes. When every slot is taken, a Check
 	// waits for one; while every holder has been reading for over 50 ms
 	// (a message from a proxy arrives in a fraction of that, unless the
 	// machine is short of CPU) the slots stretch, up to 4 × MaxReceiving,
-	// and past that a new reader ends the slowest. A freed slot goes to a
-	// waiting Check of the connection that holds the fewest.
+	// and a Check of a connection holding under half its share may take
+	// one of MaxReceiving more (the reserve); past that, it may end a
+	// Check of the connection holding the most that has held its slot
+	// for over ReceiveGrace with its connection stalled. A freed slot
+	// goes to a waiting Check of the connection that holds the fewest.
 	MaxReceiving int
 	// Overload, when set, is the memory pressure the above follows.
 	Overload *overload.Guard
@@ -116,6 +121,8 @@ type Admission struct {
 	receiving queue
 	// slots holds the streams reading their message, oldest first.
 	slots queue
+	// holdingPeers counts the connections holding a receive slot.
+	holdingPeers int
 	// waiters are the streams waiting for a receive slot, oldest first.
 	waiters []*admitted
 	// peers are the connections with streams in flight, by remote
@@ -129,6 +136,11 @@ type Admission struct {
 	// admission order), instead of one per Check.
 	sweep      *time.Timer
 	sweepArmed bool
+	// regrant runs grantLocked when the next slot holder turns slow
+	// (minReceive), while streams wait for a slot.
+	regrant      *time.Timer
+	regrantArmed bool
+	granting     bool // grantLocked is running
 	// others are the streams of other methods (health, reflection),
 	// oldest first: grpc-go reads a unary request whole before its
 	// handler runs, so they are few (maxOthers), and over that the oldest
@@ -145,7 +157,12 @@ type peerState struct {
 	key       net.Addr
 	receiving queue // its streams in a.receiving, oldest first
 	holders   int   // its streams holding a receive slot
-	inFlight  int
+	// lastDone is when a stream of it last finished reading its message;
+	// read is how long its streams have been taking to read one, from
+	// taking the slot (a moving average, over about 8).
+	lastDone time.Time
+	read     time.Duration
+	inFlight int
 }
 
 // admitted is one admitted stream.
@@ -248,6 +265,8 @@ func NewAdmission(o Options) *Admission {
 		receiving: queue{k: qReceiving}, slots: queue{k: qSlots}}
 	a.sweep = time.AfterFunc(time.Hour, a.sweepLate)
 	a.sweep.Stop()
+	a.regrant = time.AfterFunc(time.Hour, a.regrantLate)
+	a.regrant.Stop()
 	if a.guard != nil {
 		a.guard.Notify(a.relieve)
 	}
@@ -386,14 +405,29 @@ func (a *Admission) stopReceivingLocked(s *admitted) {
 	if s.holding() {
 		a.slots.remove(s)
 		s.peer.holders--
+		if s.peer.holders == 0 {
+			a.holdingPeers--
+		}
 		a.grantLocked()
 	}
 }
 
-// grantLocked hands a free receive slot to the waiting stream whose
-// connection holds the fewest slots (the oldest such).
+// grantLocked hands out receive slots to waiting streams, the waiter of
+// the connection holding the fewest first (the oldest such): a free slot
+// under MaxReceiving; a stretched one, up to overSlots × MaxReceiving,
+// while the oldest holder has held its slot over minReceive; past that,
+// the slot of a slow holder it may end (victimLocked). While streams
+// still wait, it arms the regrant timer for the moment the next holder
+// turns slow: until then only a slot given back can change anything, and
+// that calls grantLocked.
 func (a *Admission) grantLocked() {
-	for a.slots.n < a.maxRecv && len(a.waiters) > 0 {
+	if a.granting {
+		return // an eviction below gave back a slot: the loop sees it
+	}
+	a.granting = true
+	defer func() { a.granting = false }()
+loop:
+	for len(a.waiters) > 0 && (a.slots.n < overSlots*a.maxRecv+a.maxRecv || a.slowestHolderLocked() != nil) {
 		best := 0
 		for i, w := range a.waiters {
 			if w.peer.holders < a.waiters[best].peer.holders {
@@ -401,15 +435,57 @@ func (a *Admission) grantLocked() {
 			}
 		}
 		w := a.waiters[best]
+		switch n := a.slots.n; {
+		case a.freeSlotLocked():
+		case n < overSlots*a.maxRecv+a.maxRecv && a.underShareLocked(w.peer):
+			// The reserve: a connection holding under half its share
+			// reads at once, without ending a holder that may be slow
+			// only for want of CPU.
+		case n >= overSlots*a.maxRecv:
+			v := a.victimLocked(w.peer)
+			if v == nil {
+				break loop
+			}
+			a.evictStreamLocked(v, false)
+		default:
+			break loop // not yet stretching
+		}
 		a.waiters = append(a.waiters[:best], a.waiters[best+1:]...)
 		a.takeSlotLocked(w)
 		close(w.granted)
 	}
+	if len(a.waiters) > 0 && !a.regrantArmed {
+		for h := a.slots.head; h != nil; h = h.links[qSlots].next {
+			if slow := h.slotSince.Add(minReceive); time.Now().Before(slow) {
+				a.regrantArmed = true
+				a.regrant.Reset(max(time.Until(slow), time.Millisecond))
+				break
+			}
+		}
+	}
+}
+
+// freeSlotLocked reports whether a reader may take a slot without ending
+// another's: one is free under MaxReceiving, or the slots may stretch.
+func (a *Admission) freeSlotLocked() bool {
+	n := a.slots.n
+	return n < a.maxRecv || n < overSlots*a.maxRecv && a.slowestHolderLocked() != nil
+}
+
+// regrantLate is the regrant timer's function.
+func (a *Admission) regrantLate() {
+	a.mu.Lock()
+	a.regrantArmed = false
+	a.grantLocked()
+	a.mu.Unlock()
 }
 
 func (a *Admission) takeSlotLocked(s *admitted) {
 	s.slotSince = time.Now()
 	a.slots.push(s)
+	if s.peer.holders == 0 {
+		a.holdingPeers++
+	}
 	s.peer.holders++
 }
 
@@ -422,75 +498,42 @@ func release(ctx context.Context) {
 }
 
 // receive takes a receive slot for the stream of ctx, waiting for one
-// when all are taken; the stream then reads its message and calls done.
-// It fails when the stream's context ends first.
-func receive(ctx context.Context) (done func(), err error) {
+// when none is free (grantLocked hands them out); the stream then reads
+// its message and calls done. It fails when the stream's context ends
+// first, or the stream is ended to make room.
+func receive(ctx context.Context) (done func(whole bool), err error) {
 	s, ok := ctx.Value(admittedKey{}).(*admitted)
 	if !ok {
-		return func() {}, nil
+		return func(bool) {}, nil
 	}
 	a := s.a
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	queued := false
-	for {
-		switch {
-		case s.holding(): // handed one while it waited
-			return s.received, nil
-		case !s.receiving(): // evicted before it could read
-			if queued {
-				a.dropWaiterLocked(s)
-			}
-			return nil, context.Canceled
-		}
-		// The next in line: none waits, or it is the oldest waiter.
-		next := (!queued && len(a.waiters) == 0) || (queued && a.waiters[0] == s)
-		n := a.slots.n
-		if next && (n < a.maxRecv || n < overSlots*a.maxRecv && a.slowestHolderLocked() != nil) {
-			// A free slot; or every slot is held, the oldest for over
-			// minReceive, and the slots may stretch: the holder may be
-			// slow because its goroutine or its proxy is short of CPU,
-			// so it is left to finish.
-			if queued {
-				a.dropWaiterLocked(s)
-			}
-			a.takeSlotLocked(s)
-			return s.received, nil
-		}
-		if n >= overSlots*a.maxRecv {
-			// Stretched to the end: the slowest holder makes room.
-			if h := a.slowestHolderLocked(); h != nil {
-				a.evictStreamLocked(h, false)
-				continue
-			}
-		}
-		if !queued {
-			s.granted = make(chan struct{})
-			a.waiters = append(a.waiters, s)
-			queued = true
-			a.grantLocked()
-			continue
-		}
-		// Wait for a slot, or for the oldest holder to become slow.
-		wait := minReceive
-		if h := a.slots.head; h != nil {
-			wait = max(minReceive-time.Since(h.slotSince), time.Millisecond)
-		}
-		ch := s.granted
-		a.mu.Unlock()
-		t := time.NewTimer(wait)
-		select {
-		case <-ch:
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		t.Stop()
-		a.mu.Lock()
-		if err := ctx.Err(); err != nil && !s.holding() {
-			a.dropWaiterLocked(s)
-			return nil, err
-		}
+	if !s.receiving() { // ended before it could read
+		return nil, context.Canceled
 	}
+	if len(a.waiters) == 0 && a.freeSlotLocked() {
+		a.takeSlotLocked(s)
+		return s.received, nil
+	}
+	s.granted = make(chan struct{})
+	a.waiters = append(a.waiters, s)
+	a.grantLocked()
+	ch := s.granted
+	a.mu.Unlock()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	}
+	a.mu.Lock()
+	if s.holding() {
+		return s.received, nil
+	}
+	a.dropWaiterLocked(s)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return nil, context.Canceled
 }
 
 func (a *Admission) dropWaiterLocked(s *admitted) {
@@ -503,9 +546,15 @@ func (a *Admission) dropWaiterLocked(s *admitted) {
 }
 
 // received marks the stream as no longer receiving: its message arrived
-// whole, or will not; its receive slot is free.
-func (s *admitted) received() {
+// whole (whole: and its connection was served one), or will not; its
+// receive slot is free.
+func (s *admitted) received(whole bool) {
 	s.a.mu.Lock()
+	if whole && s.holding() { // not ended to make room meanwhile
+		now := time.Now()
+		s.peer.lastDone = now
+		s.peer.read += (now.Sub(s.slotSince) - s.peer.read) / 8
+	}
 	s.a.stopReceivingLocked(s)
 	s.a.mu.Unlock()
 }
@@ -531,6 +580,87 @@ func (a *Admission) makeRoomLocked() bool {
 	}
 	a.evictStreamLocked(most.receiving.head, false)
 	return true
+}
+
+// victimLocked is the receive slot holder a waiting reader of connection
+// p may end when the slots are stretched to the end: the oldest holder,
+// for over ReceiveGrace (by then an Envoy with the default timeout,
+// 200 ms, has given up on its Check), of the connection holding the most
+// slots, if that is more than p holds, p holds under half its share (the slots over the
+// connections holding any, p counted), and the holder's connection has
+// finished reading no message since the holder took its slot, nor has
+// the holder been reading for less than 4 times what its connection's
+// reads have been taking, and the server has read all that connection
+// sent (stalledLocked).
+//
+// A holder can be slow only because the machine is short of CPU (a
+// proxy's burst of thousands of Checks on two cores: its goroutine waits
+// to run), and ending it fails a legitimate request. So: ending a holder
+// only moves a slot from one connection to another, which does nothing
+// for a reader of the connection that holds the slots, and trading one
+// for one between connections holding as many gains nothing; and a
+// connection whose Checks go on arriving is being served, slowly, not
+// stalling its streams, at the pace the machine allows; and a holder
+// can wait for its message behind thousands of other streams' frames
+// on its connection that the server has yet to read (a proxy's burst). A client that
+// trickles its messages finishes none; if it finishes some to look alive,
+// each slot it gives back goes to the connection holding the fewest. (A
+// connection under half its share reads from the reserve before it ends
+// anyone's Check: grantLocked.)
+func (a *Admission) victimLocked(p *peerState) *admitted {
+	if !a.underShareLocked(p) {
+		return nil
+	}
+	// The connections found not stalled, skipped on the next pass: a
+	// few at most (each pass picks the one holding the most).
+	var busy [4]*peerState
+	for pass := range busy {
+		var victim *admitted
+	holders:
+		for h := a.slots.head; h != nil; h = h.links[qSlots].next {
+			if time.Since(h.slotSince) <= a.grace {
+				break // the rest took theirs later
+			}
+			for _, b := range busy[:pass] {
+				if h.peer == b {
+					continue holders
+				}
+			}
+			if h.peer.holders > p.holders && h.peer.lastDone.Before(h.slotSince) &&
+				time.Since(h.slotSince) > 4*h.peer.read &&
+				(victim == nil || h.peer.holders > victim.peer.holders) {
+				victim = h
+			}
+		}
+		if victim == nil || a.stalledLocked(victim.peer) {
+			return victim
+		}
+		busy[pass] = victim.peer
+	}
+	return nil
+}
+
+// stalledLocked reports whether the server has read everything connection
+// p sent: its reader waits in Read and its socket holds no unread byte.
+// A holder of such a connection is waiting for bytes its client has not
+// sent. (A connection whose reader is behind, working through a burst of
+// frames, holds its holders' messages, or is about to: their stall is the
+// server's, not the client's.) A connection that did not come through
+// Listener counts as stalled.
+func (a *Admission) stalledLocked(p *peerState) bool {
+	c, ok := a.conns[p.key]
+	return !ok || c.reading.Load() && unread(c.Conn) == 0
+}
+
+// underShareLocked reports whether connection p holds under half its
+// share of the receive slots held: the slots over the connections holding
+// any, p counted.
+func (a *Admission) underShareLocked(p *peerState) bool {
+	peers := a.holdingPeers
+	if p.holders == 0 {
+		peers++
+	}
+	return 2*p.holders*peers < a.slots.n
 }
 
 // slowestHolderLocked is the stream that has held a receive slot longest,
@@ -625,12 +755,23 @@ func (l *listener) Accept() (net.Conn, error) {
 	return tc, nil
 }
 
-// trackedConn forgets itself when closed.
+// trackedConn forgets itself when closed, and tells whether its reader
+// waits for the client.
 type trackedConn struct {
 	net.Conn
-	a    *Admission
-	key  net.Addr
-	once sync.Once
+	a       *Admission
+	key     net.Addr
+	once    sync.Once
+	reading atomic.Bool // in Read
+}
+
+// Read is the connection's; while it runs, the server waits for the
+// client (grpc-go reads a connection from one goroutine).
+func (c *trackedConn) Read(p []byte) (int, error) {
+	c.reading.Store(true)
+	n, err := c.Conn.Read(p)
+	c.reading.Store(false)
+	return n, err
 }
 
 func (c *trackedConn) Close() error {

@@ -138,6 +138,67 @@ func TestAdmissionBoundsTrickledStreams(t *testing.T) {
 	t.Logf("statuses %v; the last streams ended %v after the legitimate Check, timeout %v", statuses(), took, timeout)
 }
 
+// TestReceiveSlotsMoveBetweenConnections: a connection's Checks whose
+// messages are slow to arrive (here a client that sends 16 KiB of 80
+// declared 2 MiB messages; on a machine short of CPU, one proxy's burst)
+// stretch the receive slots to 64 and then wait, none ending another of
+// the same connection's: that would free nothing for anyone else. A
+// connection holding under half its share reads at once from the reserve
+// of 16 more slots; once those are taken too, its readers end the slow
+// holders of the connection holding the most, until it holds its share.
+func TestReceiveSlotsMoveBetweenConnections(t *testing.T) {
+	const timeout = 3 * time.Second
+	h, adm, addr := startAdmitting(t, extauthz.Options{CheckTimeout: timeout})
+	tok := h.env.Token(t, "alice", nil)
+	flood := func(n int) {
+		t.Helper()
+		c, err := h2flood.Dial(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		// Each admitted stream is in flight or was ended.
+		seen := func() int64 { return adm.InFlight() + int64(adm.Evicted()) }
+		before := seen()
+		if err := c.Flood(n, 2<<20-1, 16<<10, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the streams admitted", time.Second, func() bool { return seen() == before+int64(n) })
+		// The slots have stretched as far as they go (at 50 ms), and
+		// their holders are past ReceiveGrace (250 ms).
+		time.Sleep(400 * time.Millisecond)
+	}
+	check := func(evicted uint64) {
+		t.Helper()
+		start := time.Now()
+		okHeaders(t, h.check(t, call{method: "GET", path: "/threads/t1", token: tok}))
+		if took := time.Since(start); took > timeout/4 {
+			t.Errorf("the other connection's Check took %v: it waited behind the slow streams", took)
+		}
+		if ev := adm.Evicted(); ev != evicted {
+			t.Errorf("%d streams ended: want %d", ev, evicted)
+		}
+	}
+	began := time.Now()
+	flood(80)
+	if ev := adm.Evicted(); ev != 0 {
+		t.Fatalf("%d of one connection's streams ended by its own: want 0", ev)
+	}
+	check(0) // from the reserve
+	// A second connection's 20: 16 from the reserve, then 4 of the first
+	// one's ended (it holds 64, over twice its share, until the second
+	// holds 20 of 80).
+	flood(20)
+	if ev := adm.Evicted(); ev != 4 {
+		t.Errorf("the second connection's streams ended %d of the first one's: want 4", ev)
+	}
+	check(5) // every slot taken: one of the first connection's ends
+	if time.Since(began) >= timeout {
+		t.Fatalf("the Checks came %v after the flood, not while it held the slots", time.Since(began))
+	}
+	waitFor(t, "the slow streams ended at the check timeout", timeout+2*time.Second, func() bool { return adm.InFlight() == 0 })
+}
+
 // TestAdmissionUnderPressure: at overload.High the connections of the
 // streams whose message is later than the grace are closed; at Critical
 // every stream still receiving is ended, and new ones are refused.

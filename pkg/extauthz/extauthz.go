@@ -125,7 +125,7 @@ func checkStream(srv any, ss grpc.ServerStream) error {
 	}
 	in := new(wireRequest)
 	err = ss.RecvMsg(in)
-	done()
+	done(err == nil)
 	if err != nil {
 		return err
 	}
