@@ -38,7 +38,8 @@ const (
 	DefaultReceiveGrace = 250 * time.Millisecond
 	// DefaultMaxReceiving bounds the Checks reading their message at
 	// once: at most 5 × 16 × MaxRecvBytes, 160 MiB, is held by messages
-	// being read (the slots stretched, and the reserve). Reading one takes microseconds of CPU.
+	// being read (the slots stretched, and the reserve). Reading one
+	// takes microseconds of CPU.
 	DefaultMaxReceiving = 16
 	// StreamWindow is each stream's HTTP/2 flow-control window before
 	// its Check starts reading its message: what a stream can make the
@@ -427,7 +428,7 @@ func (a *Admission) grantLocked() {
 	a.granting = true
 	defer func() { a.granting = false }()
 loop:
-	for len(a.waiters) > 0 && (a.slots.n < overSlots*a.maxRecv+a.maxRecv || a.slowestHolderLocked() != nil) {
+	for len(a.waiters) > 0 && (a.slots.n < a.reserveEnd() || a.slowestHolderLocked() != nil) {
 		best := 0
 		for i, w := range a.waiters {
 			if w.peer.holders < a.waiters[best].peer.holders {
@@ -437,11 +438,11 @@ loop:
 		w := a.waiters[best]
 		switch n := a.slots.n; {
 		case a.freeSlotLocked():
-		case n < overSlots*a.maxRecv+a.maxRecv && a.underShareLocked(w.peer):
+		case n < a.reserveEnd() && a.underShareLocked(w.peer):
 			// The reserve: a connection holding under half its share
 			// reads at once, without ending a holder that may be slow
 			// only for want of CPU.
-		case n >= overSlots*a.maxRecv:
+		case n >= a.stretchEnd():
 			v := a.victimLocked(w.peer)
 			if v == nil {
 				break loop
@@ -469,8 +470,13 @@ loop:
 // another's: one is free under MaxReceiving, or the slots may stretch.
 func (a *Admission) freeSlotLocked() bool {
 	n := a.slots.n
-	return n < a.maxRecv || n < overSlots*a.maxRecv && a.slowestHolderLocked() != nil
+	return n < a.maxRecv || n < a.stretchEnd() && a.slowestHolderLocked() != nil
 }
+
+// stretchEnd is how far the receive slots stretch while every holder is
+// slow; reserveEnd, how far they go for connections under their share.
+func (a *Admission) stretchEnd() int { return overSlots * a.maxRecv }
+func (a *Admission) reserveEnd() int { return a.stretchEnd() + a.maxRecv }
 
 // regrantLate is the regrant timer's function.
 func (a *Admission) regrantLate() {
@@ -585,59 +591,66 @@ func (a *Admission) makeRoomLocked() bool {
 // victimLocked is the receive slot holder a waiting reader of connection
 // p may end when the slots are stretched to the end: the oldest holder,
 // for over ReceiveGrace (by then an Envoy with the default timeout,
-// 200 ms, has given up on its Check), of the connection holding the most
-// slots, if that is more than p holds, p holds under half its share (the slots over the
-// connections holding any, p counted), and the holder's connection has
-// finished reading no message since the holder took its slot, nor has
-// the holder been reading for less than 4 times what its connection's
-// reads have been taking, and the server has read all that connection
-// sent (stalledLocked).
+// 200 ms, has given up on its Check), of the stalled connection
+// (stalledLocked) holding the most slots, if that is more than p holds
+// and p holds under half its share (the slots over the connections
+// holding any, p counted); and only if the holder's connection has
+// finished reading no message since the holder took its slot, and the
+// holder has been reading for over 4 times what its connection's reads
+// have been taking.
 //
 // A holder can be slow only because the machine is short of CPU (a
 // proxy's burst of thousands of Checks on two cores: its goroutine waits
 // to run), and ending it fails a legitimate request. So: ending a holder
 // only moves a slot from one connection to another, which does nothing
 // for a reader of the connection that holds the slots, and trading one
-// for one between connections holding as many gains nothing; and a
-// connection whose Checks go on arriving is being served, slowly, not
-// stalling its streams, at the pace the machine allows; and a holder
-// can wait for its message behind thousands of other streams' frames
-// on its connection that the server has yet to read (a proxy's burst). A client that
-// trickles its messages finishes none; if it finishes some to look alive,
-// each slot it gives back goes to the connection holding the fewest. (A
-// connection under half its share reads from the reserve before it ends
-// anyone's Check: grantLocked.)
+// for one between connections holding as many gains nothing; a
+// connection whose Checks go on arriving is being served, slowly, at the
+// pace the machine allows; and a holder can wait for its message behind
+// thousands of other streams' frames on its connection that the server
+// has yet to read (a proxy's burst). A client that trickles its messages
+// finishes none; if it finishes some to look alive, each slot it gives
+// back goes to the connection holding the fewest. (A connection under
+// half its share reads from the reserve before it ends anyone's Check:
+// grantLocked.)
 func (a *Admission) victimLocked(p *peerState) *admitted {
 	if !a.underShareLocked(p) {
 		return nil
 	}
-	// The connections found not stalled, skipped on the next pass: a
-	// few at most (each pass picks the one holding the most).
-	var busy [4]*peerState
-	for pass := range busy {
-		var victim *admitted
-	holders:
-		for h := a.slots.head; h != nil; h = h.links[qSlots].next {
-			if time.Since(h.slotSince) <= a.grace {
-				break // the rest took theirs later
-			}
-			for _, b := range busy[:pass] {
-				if h.peer == b {
-					continue holders
-				}
-			}
-			if h.peer.holders > p.holders && h.peer.lastDone.Before(h.slotSince) &&
-				time.Since(h.slotSince) > 4*h.peer.read &&
-				(victim == nil || h.peer.holders > victim.peer.holders) {
-				victim = h
-			}
-		}
-		if victim == nil || a.stalledLocked(victim.peer) {
-			return victim
-		}
-		busy[pass] = victim.peer
+	// Whether a connection is stalled costs a system call: asked once
+	// per connection (of the first few; the rest are asked each time).
+	var asked [4]struct {
+		p       *peerState
+		stalled bool
 	}
-	return nil
+	nAsked := 0
+	stalled := func(q *peerState) bool {
+		for _, x := range asked[:nAsked] {
+			if x.p == q {
+				return x.stalled
+			}
+		}
+		st := a.stalledLocked(q)
+		if nAsked < len(asked) {
+			asked[nAsked].p, asked[nAsked].stalled = q, st
+			nAsked++
+		}
+		return st
+	}
+	var victim *admitted
+	for h := a.slots.head; h != nil; h = h.links[qSlots].next {
+		since := time.Since(h.slotSince)
+		if since <= a.grace {
+			break // the rest took theirs later
+		}
+		q := h.peer
+		if q.holders <= p.holders || victim != nil && q.holders <= victim.peer.holders ||
+			!q.lastDone.Before(h.slotSince) || since <= 4*q.read || !stalled(q) {
+			continue
+		}
+		victim = h
+	}
+	return victim
 }
 
 // stalledLocked reports whether the server has read everything connection
