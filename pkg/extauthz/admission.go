@@ -137,11 +137,12 @@ type Admission struct {
 	// admission order), instead of one per Check.
 	sweep      *time.Timer
 	sweepArmed bool
-	// regrant runs grantLocked when the next slot holder turns slow
-	// (minReceive), while streams wait for a slot.
-	regrant      *time.Timer
-	regrantArmed bool
-	granting     bool // grantLocked is running
+	// regrant runs grantLocked, while streams wait for a slot, when the
+	// next slot holder turns slow enough to change what it can do
+	// (regrantAt, zero when not armed).
+	regrant   *time.Timer
+	regrantAt time.Time
+	granting  bool // grantLocked is running
 	// others are the streams of other methods (health, reflection),
 	// oldest first: grpc-go reads a unary request whole before its
 	// handler runs, so they are few (maxOthers), and over that the oldest
@@ -418,9 +419,9 @@ func (a *Admission) stopReceivingLocked(s *admitted) {
 // under MaxReceiving; a stretched one, up to overSlots × MaxReceiving,
 // while the oldest holder has held its slot over minReceive; past that,
 // the slot of a slow holder it may end (victimLocked). While streams
-// still wait, it arms the regrant timer for the moment the next holder
-// turns slow: until then only a slot given back can change anything, and
-// that calls grantLocked.
+// still wait, it arms the regrant timer (nextChangeLocked): until then
+// only a slot given back can change anything, and that calls
+// grantLocked.
 func (a *Admission) grantLocked() {
 	if a.granting {
 		return // an eviction below gave back a slot: the loop sees it
@@ -455,15 +456,36 @@ loop:
 		a.takeSlotLocked(w)
 		close(w.granted)
 	}
-	if len(a.waiters) > 0 && !a.regrantArmed {
-		for h := a.slots.head; h != nil; h = h.links[qSlots].next {
-			if slow := h.slotSince.Add(minReceive); time.Now().Before(slow) {
-				a.regrantArmed = true
-				a.regrant.Reset(max(time.Until(slow), time.Millisecond))
-				break
+	if len(a.waiters) == 0 {
+		return
+	}
+	now := time.Now()
+	if at := a.nextChangeLocked(now); !at.IsZero() && (a.regrantAt.IsZero() || at.Before(a.regrantAt)) {
+		a.regrantAt = at
+		a.regrant.Reset(max(at.Sub(now), time.Millisecond))
+	}
+}
+
+// nextChangeLocked is when, with nothing else happening, a waiting
+// Check may next be granted a slot: the first moment after now that a
+// holder passes minReceive (the slots may stretch) or what victimLocked
+// asks of its age; or, once every such moment has passed and the slots
+// are stretched to the end, minReceive from now, as whether a holder's
+// connection is stalled changes with no event here. Zero when nothing
+// but a slot given back can change anything.
+func (a *Admission) nextChangeLocked(now time.Time) time.Time {
+	var next time.Time
+	for h := a.slots.head; h != nil; h = h.links[qSlots].next {
+		for _, at := range [2]time.Time{h.slotSince.Add(minReceive), h.slotSince.Add(max(a.grace, 4*h.peer.read))} {
+			if at.After(now) && (next.IsZero() || at.Before(next)) {
+				next = at
 			}
 		}
 	}
+	if next.IsZero() && a.slots.n >= a.stretchEnd() {
+		next = now.Add(minReceive)
+	}
+	return next
 }
 
 // freeSlotLocked reports whether a reader may take a slot without ending
@@ -481,7 +503,7 @@ func (a *Admission) reserveEnd() int { return a.stretchEnd() + a.maxRecv }
 // regrantLate is the regrant timer's function.
 func (a *Admission) regrantLate() {
 	a.mu.Lock()
-	a.regrantArmed = false
+	a.regrantAt = time.Time{}
 	a.grantLocked()
 	a.mu.Unlock()
 }

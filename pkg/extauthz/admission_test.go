@@ -199,6 +199,41 @@ func TestReceiveSlotsMoveBetweenConnections(t *testing.T) {
 	waitFor(t, "the slow streams ended at the check timeout", timeout+2*time.Second, func() bool { return adm.InFlight() == 0 })
 }
 
+// TestReceiveSlotWaitersWakeWhenHoldersTurnSlow: Checks that wait for a
+// slot while every holder is still within ReceiveGrace are granted one
+// as soon as a holder passes it, with nothing else happening on the
+// server: not at the check timeout.
+func TestReceiveSlotWaitersWakeWhenHoldersTurnSlow(t *testing.T) {
+	const timeout = 3 * time.Second
+	_, adm, addr := startAdmitting(t, extauthz.Options{CheckTimeout: timeout})
+	var conns []*h2flood.Conn
+	for range 2 {
+		c, err := h2flood.Dial(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		conns = append(conns, c)
+	}
+	began := time.Now()
+	if err := conns[0].Flood(80, 2<<20-1, 16<<10, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first connection's streams admitted", time.Second, func() bool { return adm.InFlight() == 80 })
+	// Stretched (at 50 ms), every holder still within the grace.
+	time.Sleep(100 * time.Millisecond)
+	if err := conns[1].Flood(20, 2<<20-1, 16<<10, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// 16 from the reserve; the other 4 end 4 of the first connection's
+	// once those have held their slots for 250 ms.
+	took := waitFor(t, "the waiting Checks granted slots", time.Second, func() bool { return adm.Evicted() == 4 })
+	if time.Since(began) >= timeout {
+		t.Fatalf("granted %v after the flood: at the check timeout, not when the holders turned slow", time.Since(began))
+	}
+	t.Logf("granted %v after the second flood", took)
+}
+
 // TestAdmissionUnderPressure: at overload.High the connections of the
 // streams whose message is later than the grace are closed; at Critical
 // every stream still receiving is ended, and new ones are refused.
