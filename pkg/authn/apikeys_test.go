@@ -124,7 +124,7 @@ func TestAPIKeyFileErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = authn.New("c.yaml", f.Authenticate, authn.NewRegistry(authn.Options{}))
+			_, err = authn.New("c.yaml", f.Authenticate, authn.NewRegistry(authn.Options{}), authn.Needs{Claims: true})
 			want := "c.yaml:2:13: api_keys: " + file + ": " + tc.want
 			if err == nil || !strings.HasPrefix(err.Error(), want) {
 				t.Errorf("got %v\nwant %s", err, want)
@@ -133,11 +133,11 @@ func TestAPIKeyFileErrors(t *testing.T) {
 	}
 	// A missing file and an unset variable are errors too.
 	f, _ := config.Parse("c.yaml", []byte("authenticate:\n  api_keys: {file: /nonexistent/keys, env: NOPE}\n"), func(string) (string, bool) { return "", false })
-	_, err := authn.New("c.yaml", f.Authenticate, authn.NewRegistry(authn.Options{LookupEnv: func(string) (string, bool) { return "", false }}))
+	_, err := authn.New("c.yaml", f.Authenticate, authn.NewRegistry(authn.Options{LookupEnv: func(string) (string, bool) { return "", false }}), authn.Needs{Claims: true})
 	if err == nil || !strings.Contains(err.Error(), "environment variable NOPE is not set") {
 		t.Errorf("unset variable: %v", err)
 	}
-	_, err = authn.New("c.yaml", f.Authenticate, authn.NewRegistry(authn.Options{LookupEnv: func(string) (string, bool) { return "[]", true }}))
+	_, err = authn.New("c.yaml", f.Authenticate, authn.NewRegistry(authn.Options{LookupEnv: func(string) (string, bool) { return "[]", true }}), authn.Needs{Claims: true})
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/keys") {
 		t.Errorf("missing file: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unsafe"
@@ -106,6 +107,9 @@ type trusted struct {
 type userMapping struct {
 	identity, displayName, permissions *expr.Program
 	fields                             []userField
+	// dropClaims: no expression reads a user's claims, so the users it
+	// builds do not keep them (Needs).
+	dropClaims bool
 }
 
 type userField struct {
@@ -133,9 +137,19 @@ func NewEnv() (*cel.Env, error) {
 	return expr.NewEnv(expr.Var{Name: VarClaims, Type: expr.JSONMap})
 }
 
+// Needs is what the decisions built on an Authenticator read of a user
+// beyond its identity, display name, permissions and fields: a cached user
+// keeps only what they read.
+type Needs struct {
+	// Claims: an expression of the policy reads `claims`, so a user keeps
+	// its verified claims (a token's payload, about its size again in
+	// memory). Without it they are dropped once the user mapping has run.
+	Claims bool
+}
+
 // New compiles one policy's authentication against the shared registry.
 // Problems are config errors located in file.
-func New(file string, ac *config.Authenticate, reg *Registry) (*Authenticator, error) {
+func New(file string, ac *config.Authenticate, reg *Registry, needs Needs) (*Authenticator, error) {
 	env, err := NewEnv()
 	if err != nil {
 		return nil, fmt.Errorf("building the user mapping's CEL environment: %w", err)
@@ -156,7 +170,7 @@ func New(file string, ac *config.Authenticate, reg *Registry) (*Authenticator, e
 	a := &Authenticator{
 		issuers:  map[string]*trusted{},
 		mapping:  section,
-		cache:    reg.cacheFor(fingerprint(ac), ac.Cache),
+		cache:    reg.cacheFor(cacheKey(ac, needs), ac.Cache),
 		overload: reg.opts.Overload,
 		now:      reg.opts.Now,
 		maxBytes: MaxTokenBytes,
@@ -198,7 +212,32 @@ func New(file string, ac *config.Authenticate, reg *Registry) (*Authenticator, e
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	for _, m := range a.mappings() {
+		m.dropClaims = !needs.Claims
+	}
 	return a, nil
+}
+
+// cacheKey names the section's cache in the registry: users that keep
+// their claims and users that do not never share one.
+func cacheKey(ac *config.Authenticate, needs Needs) string {
+	if needs.Claims {
+		return fingerprint(ac) + "+claims"
+	}
+	return fingerprint(ac)
+}
+
+// mappings lists the user mappings of the section, its issuers and its
+// introspection.
+func (a *Authenticator) mappings() []*userMapping {
+	ms := []*userMapping{a.mapping}
+	for _, tr := range a.issuers {
+		ms = append(ms, tr.mapping)
+	}
+	if a.intro != nil {
+		ms = append(ms, a.intro.mapping)
+	}
+	return slices.DeleteFunc(ms, func(m *userMapping) bool { return m == nil })
 }
 
 // Issuers lists the issuers this policy trusts.
@@ -365,8 +404,12 @@ func (a *Authenticator) verifyJWT(ctx context.Context, tr *trusted, token string
 	if err != nil {
 		return nil, invalid("user mapping failed", err)
 	}
-	u.compactClaims(tok.payload)
-	a.cache.Put(key, u, exp, len(tok.payload))
+	kept := 0
+	if !tr.mapping.dropClaims {
+		u.compactClaims(tok.payload)
+		kept = len(tok.payload)
+	}
+	a.cache.Put(key, u, exp, kept)
 	return u, nil
 }
 
@@ -456,6 +499,9 @@ func (m *userMapping) build(claims map[string]any) (*User, error) {
 			fields = make(map[string]any, len(m.fields))
 		}
 		fields[f.name] = j
+	}
+	if m.dropClaims {
+		claims = nil
 	}
 	return NewUserWithFields(identity, display, perms, claims, fields), nil
 }

@@ -45,6 +45,12 @@ func compile(t testing.TB, text string, opts authn.Options) (*authn.Authenticato
 // compileIn is compile with a registry that runs until ctx ends.
 func compileIn(ctx context.Context, t testing.TB, text string, opts authn.Options) (*authn.Authenticator, *authn.Registry) {
 	t.Helper()
+	return compileNeeds(ctx, t, text, opts, authn.Needs{Claims: true})
+}
+
+// compileNeeds is compileIn for a policy that reads what needs says.
+func compileNeeds(ctx context.Context, t testing.TB, text string, opts authn.Options, needs authn.Needs) (*authn.Authenticator, *authn.Registry) {
+	t.Helper()
 	f, err := config.Parse("t.yaml", []byte(text), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +59,7 @@ func compileIn(ctx context.Context, t testing.TB, text string, opts authn.Option
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	reg := authn.NewRegistry(opts)
-	a, err := authn.New(f.Name, f.Authenticate, reg)
+	a, err := authn.New(f.Name, f.Authenticate, reg, needs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -163,16 +163,24 @@ func BenchmarkCacheMemory(b *testing.B) {
 	const n = 20_000
 	for _, shape := range shapes {
 		tokens := mintTokens(b, is, n, shape.extra)
-		b.Run(shape.name, func(b *testing.B) {
-			b.StopTimer() // what is measured is the heap, not the time
-			for iter := 0; iter < b.N; iter++ {
-				a, _ := compile(b, issuerYAML(is, "      leeway: "+strconv.Itoa(iter+1)+"s\n  cache: {max_entries: 100000, max_bytes: 1GiB}\n"), authn.Options{})
-				waitReady(b, a, 5*time.Second)
-				heap, st := cachedHeap(b, a, tokens)
-				b.ReportMetric(heap, "heap-B/entry")
-				b.ReportMetric(float64(st.Bytes)/n, "accounted-B/entry")
+		for _, needs := range []authn.Needs{{}, {Claims: true}} {
+			name := shape.name
+			if needs.Claims {
+				name += "/claims_kept"
 			}
-		})
+			b.Run(name, func(b *testing.B) {
+				b.StopTimer() // what is measured is the heap, not the time
+				for iter := 0; iter < b.N; iter++ {
+					ctx, cancel := context.WithCancel(context.Background())
+					a, _ := compileNeeds(ctx, b, issuerYAML(is, "      leeway: "+strconv.Itoa(iter+1)+"s\n  cache: {max_entries: 100000, max_bytes: 1GiB}\n"), authn.Options{}, needs)
+					waitReady(b, a, 5*time.Second)
+					heap, st := cachedHeap(b, a, tokens)
+					cancel()
+					b.ReportMetric(heap, "heap-B/entry")
+					b.ReportMetric(float64(st.Bytes)/n, "accounted-B/entry")
+				}
+			})
+		}
 	}
 }
 

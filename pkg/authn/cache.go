@@ -2,6 +2,7 @@ package authn
 
 import (
 	"crypto/sha256"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,16 +13,16 @@ const (
 	DefaultCacheEntries = 100_000
 	DefaultCacheBytes   = 64 << 20
 	// entryOverhead and the factor in entrySize make the accounted size
-	// match the heap a cached user really takes: the user, its verified
-	// payload, its CEL view, its header JSON, the map slot and its place
-	// in the eviction order, which BenchmarkCacheMemory measures at 1.21 KB
-	// for a typical 270-byte payload and 2.46 KB for 1.5 KB (about 910 B +
-	// 1.05 × payload), plus
-	// memoAllowance for the one memoized handler result (authn.Memo) a
-	// user of the LangGraph seed policy holds, about 800 B in
-	// bench/checkload's heap profile.
-	entryOverhead = 910 + memoAllowance
-	memoAllowance = 800
+	// match the heap a cached user really takes: the user, its header
+	// JSON, the map slot and its place in the eviction order, which
+	// BenchmarkCacheMemory measures at 485 B, plus its verified payload
+	// when the policy reads claims (1.06 × the payload: 287 B for a typical
+	// 270-byte one; Put is then given the payload's length), plus
+	// memoAllowance for the memoized handler results (authn.Memo) a user
+	// of the LangGraph seed policy holds: 435 B in bench/checkload's heap
+	// profile at 100,000 users (docs/performance.md).
+	entryOverhead = 490 + memoAllowance
+	memoAllowance = 480
 )
 
 // entrySize is the accounted memory of a user built from a claims payload
@@ -60,7 +61,7 @@ type Cache struct {
 
 type cacheEntry struct {
 	user    *User
-	expires time.Time
+	expires int64 // Unix nanoseconds: 8 bytes where a time.Time takes 24
 	size    int64
 	seq     uint64
 }
@@ -101,7 +102,7 @@ func (c *Cache) Get(key [sha256.Size]byte) (*User, bool) {
 	c.mu.RLock()
 	e, ok := c.m[key]
 	c.mu.RUnlock()
-	if !ok || !c.now().Before(e.expires) {
+	if !ok || c.now().UnixNano() >= e.expires {
 		c.misses.Add(1)
 		return nil, false
 	}
@@ -112,7 +113,7 @@ func (c *Cache) Get(key [sha256.Size]byte) (*User, bool) {
 // Put caches a user until expires; size is the length of the claims
 // payload it was built from.
 func (c *Cache) Put(key [sha256.Size]byte, u *User, expires time.Time, size int) {
-	e := cacheEntry{user: u, expires: expires, size: entrySize(size)}
+	e := cacheEntry{user: u, expires: unixNano(expires), size: entrySize(size)}
 	if e.size > c.maxBytes/16 {
 		return // one huge token must not flush the cache
 	}
@@ -136,6 +137,20 @@ func (c *Cache) Put(key [sha256.Size]byte, u *User, expires time.Time, size int)
 		c.compactLocked()
 	}
 }
+
+// unixNano is t in Unix nanoseconds, clamped to what an int64 holds (a
+// token may claim an exp past the year 2262).
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.After(maxNano):
+		return math.MaxInt64
+	case t.Before(minNano):
+		return math.MinInt64
+	}
+	return t.UnixNano()
+}
+
+var maxNano, minNano = time.Unix(0, math.MaxInt64), time.Unix(0, math.MinInt64)
 
 // evictOldestLocked drops the entry put longest ago.
 func (c *Cache) evictOldestLocked() {

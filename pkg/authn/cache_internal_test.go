@@ -97,3 +97,20 @@ func TestCacheInvariants(t *testing.T) {
 		t.Errorf("one key put 100,000 times: %d entries, %d slots", len(roomy.m), n)
 	}
 }
+
+// TestCacheExpiryFarFuture: an exp past what Unix nanoseconds hold
+// (year 2262) is kept as never, not wrapped into the past.
+func TestCacheExpiryFarFuture(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	c := NewCache(10, 1<<20, func() time.Time { return now })
+	var k1, k2 [32]byte
+	k2[0] = 1
+	c.Put(k1, NewUser("far", "", nil, nil), time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC), 10)
+	c.Put(k2, NewUser("past", "", nil, nil), time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC), 10)
+	if u, ok := c.Get(k1); !ok || u.Identity != "far" {
+		t.Errorf("exp in the year 3000: not cached")
+	}
+	if _, ok := c.Get(k2); ok {
+		t.Errorf("exp in the year 1000: cached")
+	}
+}

@@ -147,7 +147,7 @@ func TestPolicyDocExamples(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the user fields example: %v", err)
 	}
-	a, err := New(f.Name, f.Authenticate, NewRegistry(Options{}))
+	a, err := New(f.Name, f.Authenticate, NewRegistry(Options{}), Needs{Claims: true})
 	if err != nil {
 		t.Fatalf("the user fields example: %v", err)
 	}

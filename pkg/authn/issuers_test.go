@@ -110,7 +110,7 @@ func TestRegistryAcrossReloads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := authn.New(f.Name, f.Authenticate, reg)
+		a, err := authn.New(f.Name, f.Authenticate, reg, authn.Needs{Claims: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +176,7 @@ func TestUserFields(t *testing.T) {
 	for _, bad := range []string{"identity", "permissions", "langgate_filters"} {
 		f, err := config.Parse("t.yaml", []byte(head+"      "+bad+": claims.sub\n"), func(string) (string, bool) { return "", false })
 		if err == nil {
-			_, err = authn.New(f.Name, f.Authenticate, authn.NewRegistry(authn.Options{}))
+			_, err = authn.New(f.Name, f.Authenticate, authn.NewRegistry(authn.Options{}), authn.Needs{Claims: true})
 		}
 		if err == nil || !strings.Contains(err.Error(), "the name is taken") {
 			t.Errorf("field %q: %v", bad, err)

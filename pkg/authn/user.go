@@ -25,8 +25,6 @@ type User struct {
 	// nil when it has none.
 	Fields map[string]any
 
-	attrs map[string]any // the user as expressions see it, built once
-
 	// JSON forms for the upstream headers, encoded once per user.
 	jsonOnce  sync.Once
 	userJSON  string
@@ -79,8 +77,7 @@ func (u *User) HeaderJSON(enc func(any) (string, error)) (user, perms string, er
 	return u.userJSON, u.permsJSON, u.jsonErr
 }
 
-// NewUser builds a user and its CEL view once, so that a cached user costs
-// nothing to hand to handlers again.
+// NewUser builds a user.
 func NewUser(identity, displayName string, permissions []string, claims map[string]any) *User {
 	return NewUserWithFields(identity, displayName, permissions, claims, nil)
 }
@@ -94,22 +91,30 @@ func NewUserWithFields(identity, displayName string, permissions []string, claim
 	if permissions == nil {
 		permissions = []string{}
 	}
-	u := &User{Identity: identity, DisplayName: displayName, IsAuthenticated: true, Permissions: permissions, Claims: claims, Fields: fields}
-	perms := make([]any, len(permissions))
-	for i, p := range permissions {
-		perms[i] = p
-	}
-	u.attrs = make(map[string]any, 4+len(fields))
-	for k, v := range fields {
-		u.attrs[k] = v
-	}
-	u.attrs["identity"], u.attrs["display_name"] = identity, displayName
-	u.attrs["is_authenticated"], u.attrs["permissions"] = true, perms
-	u.attrs["is_studio_user"] = false // true only on a Studio request (authorize.studio)
-	return u
+	return &User{Identity: identity, DisplayName: displayName, IsAuthenticated: true, Permissions: permissions, Claims: claims, Fields: fields}
 }
 
+// StandardAttributes is the number of attributes every user has in
+// expressions: identity, display_name, is_authenticated, permissions and
+// is_studio_user.
+const StandardAttributes = 5
+
 // Attributes is the user as expressions see it (identity, display_name,
-// is_authenticated, permissions), built once per user. Callers must not
-// modify it.
-func (u *User) Attributes() map[string]any { return u.attrs }
+// is_authenticated, permissions, is_studio_user and the mapping's
+// fields), as a new map on each call: expressions read the user's fields
+// directly (policy's CEL value for it) and need the map only to iterate or
+// compare it, so a cached user does not hold one.
+func (u *User) Attributes() map[string]any {
+	attrs := make(map[string]any, StandardAttributes+len(u.Fields))
+	for k, v := range u.Fields {
+		attrs[k] = v
+	}
+	perms := make([]any, len(u.Permissions))
+	for i, p := range u.Permissions {
+		perms[i] = p
+	}
+	attrs["identity"], attrs["display_name"] = u.Identity, u.DisplayName
+	attrs["is_authenticated"], attrs["permissions"] = u.IsAuthenticated, perms
+	attrs["is_studio_user"] = false // true only on a Studio request (authorize.studio)
+	return attrs
+}

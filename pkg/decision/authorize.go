@@ -33,7 +33,7 @@ func (p *pass) authorize() bool {
 		var res policy.Result
 		var name string
 		if m, events := p.memoized(in); m != nil {
-			res, d.memo, d.memoEvents = m.res, m, events
+			res, d.memo, d.memoEvents = m.result(), m, events
 			if events != "" {
 				// The events header begins {"resource:action": no allocation.
 				name = events[2 : 3+len(ev.Resource)+len(ev.Action)]
@@ -104,7 +104,8 @@ func (p *pass) authorize() bool {
 // memoKey names a handler's result for one user: the handler, the event
 // it ran for (only when an expression reads resource or action, so that
 // the global handler is one entry for every event it takes), and whether
-// the user was seen as a Studio user.
+// the user was seen as a Studio user. The common case, a handler that
+// reads neither for a user who is not, is keyed by the handler alone.
 type memoKey struct {
 	h                *policy.Handler
 	resource, action string
@@ -114,13 +115,59 @@ type memoKey struct {
 // memoized is a pure handler's result for a user, and the JSON of the
 // upstream headers it makes (when it allows): what the user's next request
 // with one event the handler takes reuses instead of running CEL and
-// encoding JSON again.
+// encoding JSON again. It is held as long as the user is cached, so it
+// keeps the filters and metadata as key-value pairs (32 bytes for the seed
+// policy's {owner: ...}) instead of maps (336 bytes); result builds the
+// maps for each request.
 type memoized struct {
-	res               policy.Result
-	filters, metadata string
+	res               policy.Result // Filters and Metadata nil: see the pairs
+	filters, metadata []pair
+	sameMetadata      bool // metadata is the filters
+	filtersJSON       string
+	metadataJSON      string
 	// grant is the event's part of x-langgate-events, {"filters": ...}.
 	grant string
 	err   error
+}
+
+// pair is one key of a memoized map.
+type pair struct {
+	key string
+	val any
+}
+
+// pairsOf is m as pairs: nil for a nil map, empty for an empty one.
+func pairsOf(m map[string]any) []pair {
+	if m == nil {
+		return nil
+	}
+	out := make([]pair, 0, len(m))
+	for k, v := range m {
+		out = append(out, pair{k, v})
+	}
+	return out
+}
+
+// mapOf is the map of pairs (a new one: the caller may keep it).
+func mapOf(ps []pair) map[string]any {
+	if ps == nil {
+		return nil
+	}
+	m := make(map[string]any, len(ps))
+	for _, p := range ps {
+		m[p.key] = p.val
+	}
+	return m
+}
+
+// result is the memoized result, with maps of its own.
+func (m *memoized) result() policy.Result {
+	r := m.res
+	r.Filters = mapOf(m.filters)
+	if r.Metadata = r.Filters; !m.sameMetadata {
+		r.Metadata = mapOf(m.metadata)
+	}
+	return r
 }
 
 // memoized returns the memoized result for in, computing it on the
@@ -139,25 +186,38 @@ func (p *pass) memoized(in *policy.Input) (*memoized, string) {
 		// (A shadow being rolled out is evaluated on every request.)
 		return nil, ""
 	}
-	key := memoKey{h: h, studio: d.Studio}
-	if h.ReadsEvent() {
-		key.resource, key.action = ev.Resource, ev.Action
-	}
-	v := authn.Memo(d.User, key, func() any {
+	compute := func() any {
 		m := &memoized{res: p.pol.Handlers.Evaluate(in)}
 		if m.res.Allowed {
-			if reflect.DeepEqual(m.res.Filters, m.res.Metadata) {
-				// {owner: identity} twice, the seed policy's: one map (never modified).
-				m.res.Metadata = m.res.Filters
-			}
 			var e1, e2, e3 error
-			m.filters, e1 = asciiJSON(orEmpty(m.res.Filters))
-			m.metadata, e2 = asciiJSON(orEmpty(m.res.Metadata))
-			m.grant, e3 = grantJSON(Grant{Filters: m.res.Filters, NamespacePrefix: m.res.NamespacePrefix}, m.filters)
+			filters, e1 := asciiJSON(orEmpty(m.res.Filters))
+			m.grant, e2 = grantJSON(Grant{Filters: m.res.Filters, NamespacePrefix: m.res.NamespacePrefix}, filters)
+			if e2 == nil {
+				// The grant begins {"filters":<filters>: one string for both.
+				filters = m.grant[len(`{"filters":`):][:len(filters)]
+			}
+			m.filtersJSON, m.metadataJSON = filters, filters
+			m.filters = pairsOf(m.res.Filters)
+			// {owner: identity} twice, the seed policy's: kept once.
+			if m.sameMetadata = reflect.DeepEqual(m.res.Filters, m.res.Metadata); !m.sameMetadata {
+				m.metadataJSON, e3 = asciiJSON(orEmpty(m.res.Metadata))
+				m.metadata = pairsOf(m.res.Metadata)
+			}
 			m.err = errors.Join(e1, e2, e3)
 		}
+		m.res.Filters, m.res.Metadata = nil, nil
 		return m
-	})
+	}
+	var v any
+	switch {
+	case h.ReadsEvent():
+		v = authn.Memo(d.User, memoKey{h: h, resource: ev.Resource, action: ev.Action, studio: d.Studio}, compute)
+	case d.Studio:
+		v = authn.Memo(d.User, memoKey{h: h, studio: true}, compute)
+	default:
+		// The common key, the handler alone: a pointer, stored unboxed.
+		v = authn.Memo(d.User, h, compute)
+	}
 	m := v.(*memoized) //nolint:forcetypeassert // memoKey values are *memoized
 	if !m.res.Allowed || m.err != nil {
 		return m, ""

@@ -137,8 +137,6 @@ func buildPolicy(file string, pc *config.Policy, env *cel.Env, reg *authn.Regist
 		return nil, &config.Error{File: file, Pos: pc.Authorize.Routes.Pos, Msg: fmt.Sprintf("policy %q: %v", pc.Name, err)}
 	}
 	var errs config.ErrorList
-	auth, err := authn.New(file, pc.Authenticate, reg)
-	errs.Append(file, pc.Pos, err)
 	vocab := policy.VocabularyOf(rs)
 	handlers, err := policy.Compile(env, file, pc.Authorize.Handlers, vocab)
 	errs.Append(file, pc.Pos, err)
@@ -147,6 +145,11 @@ func buildPolicy(file string, pc *config.Policy, env *cel.Env, reg *authn.Regist
 		studio, err = policy.CompileCondition(env, file, pc.Authorize.Studio)
 		errs.Append(file, pc.Pos, err)
 	}
+	// What the users must keep: their claims only when an expression reads
+	// them (or when the handlers did not compile, to report every error).
+	needs := authn.Needs{Claims: handlers == nil || handlers.ReadsClaims() || studio != nil && studio.ReadsClaims()}
+	auth, err := authn.New(file, pc.Authenticate, reg, needs)
+	errs.Append(file, pc.Pos, err)
 	if len(errs) > 0 {
 		return nil, errs
 	}

@@ -177,7 +177,7 @@ func upstreamHeaders(d *Decision) error {
 	if m := d.memo; m != nil {
 		// One event, a pure handler: encoded on the user's first such
 		// request, but for the values this request binds.
-		filters, metadata, events, err2 = m.filters, m.metadata, d.memoEvents, m.err
+		filters, metadata, events, err2 = m.filtersJSON, m.metadataJSON, d.memoEvents, m.err
 		if len(d.Grants) == 1 && err2 == nil {
 			var vals string
 			if vals, err2 = valuesJSON(&d.Grants[0]); vals != "" {

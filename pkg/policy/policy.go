@@ -128,7 +128,7 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		if a.in.Studio {
 			return StudioView(a.in.User), true
 		}
-		return a.in.User.Attributes(), true
+		return userValue{a.in.User}, true
 	case VarClaims:
 		if a.in.User == nil {
 			return map[string]any{}, true
@@ -180,11 +180,7 @@ func requestView(r *Request) map[string]any {
 // StudioUser (and langgraph_sdk.auth.is_studio_user) have them. It is built
 // per request: Studio requests are rare, the cached user is shared.
 func StudioView(u *authn.User) map[string]any {
-	attrs := u.Attributes()
-	out := make(map[string]any, len(attrs)+2)
-	for k, v := range attrs {
-		out[k] = v
-	}
+	out := u.Attributes()
 	out["is_studio_user"], out["kind"] = true, "StudioUser"
 	return out
 }
@@ -298,6 +294,26 @@ func (p *Handlers) QueryReads() QueryReads {
 	slices.Sort(q.Keys)
 	return q
 }
+
+// ReadsClaims reports whether an expression of a handler (a shadow's
+// included) reads `claims`: only then must a cached user keep them.
+func (p *Handlers) ReadsClaims() bool {
+	for _, set := range []map[string]map[string]*Handler{p.byResource, p.shadows} {
+		for _, byAction := range set {
+			for _, h := range byAction {
+				for _, prg := range h.programs() {
+					if prg != nil && prg.Reads(VarClaims) {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+// ReadsClaims reports whether the condition reads `claims`.
+func (c *Condition) ReadsClaims() bool { return c.prg.Reads(VarClaims) }
 
 // QueryReads is what the condition reads of request.query.
 func (c *Condition) QueryReads() QueryReads {
