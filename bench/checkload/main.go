@@ -12,7 +12,13 @@
 // rounds is printed, so that drift on a shared machine hits both alike.
 //
 //	make build && go run ./bench/checkload [-rounds 3] [-duration 10s] [-workers 32] [-conns 2]
-//	    [-gomaxprocs N] [-also NAME=BINARY] [-profile FILE] [-allocprofile FILE]
+//	    [-users 200] [-gomaxprocs N] [-also NAME=BINARY] [-profile FILE] [-allocprofile FILE]
+//	    [-ghz bin/ghz] [-json FILE]
+//
+// -ghz also drives every server at its maximum with ghz (a compiled load
+// generator that is not ours: it decodes every answer and spends more CPU
+// per request), with the same requests, workers and connections, in every
+// round. -json writes the figures bench/table (make bench) prints.
 //
 // -also adds another langgate binary to every round (say, one built from an
 // earlier commit), so a change is measured before and after in one run.
@@ -20,6 +26,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,6 +40,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -78,6 +86,8 @@ func run() error {
 	allocs := flag.String("allocprofile", "", "write langgate's allocation profile (the same run's) to this file")
 	heap := flag.String("heapprofile", "", "write langgate's heap profile after the warm-up (every token cached) to this file")
 	var extra also
+	ghzBin := flag.String("ghz", "", "also measure each server's maximum with this ghz binary (make ghz)")
+	jsonOut := flag.String("json", "", "write the figures as JSON to this file (bench/table)")
 	flag.Var(&extra, "also", "NAME=BINARY: another langgate binary measured in every round (repeatable)")
 	flag.Parse()
 
@@ -162,6 +172,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	var ghzData string
+	if *ghzBin != "" {
+		if ghzData, err = ghzCorpus(tmp, reqs); err != nil {
+			return err
+		}
+	}
+	rss := map[string]int64{}
 	for _, s := range servers {
 		cs, err := load.Dial(s.addr, *conns)
 		if err != nil {
@@ -186,7 +203,8 @@ func run() error {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 		if s.admin != "" {
-			fmt.Fprintf(os.Stderr, "%s: %d users cached, RSS %.1f MiB\n", s.name, *users, float64(proc.RSS(s.cmd.Process.Pid))/(1<<20))
+			rss[s.name] = proc.RSS(s.cmd.Process.Pid)
+			fmt.Fprintf(os.Stderr, "%s: %d users cached, RSS %.1f MiB\n", s.name, *users, float64(rss[s.name])/(1<<20))
 			if *heap != "" && s.name == "langgate" {
 				b, err := proc.Fetch(s.admin + "/debug/pprof/heap?gc=1")
 				if err != nil {
@@ -205,6 +223,7 @@ func run() error {
 
 	ctx := context.Background()
 	maxRuns, fixedRuns := map[string][]load.Result{}, map[string][]load.Result{}
+	ghzRuns := map[string][]load.Result{}
 	cpu := map[string]time.Duration{}
 	var rate float64
 	var rates []float64
@@ -245,6 +264,17 @@ func run() error {
 			fmt.Fprintf(os.Stderr, "round %d %-10s %5.0f/s: %v\n", round, s.name, rate, r)
 			fixedRuns[s.name] = append(fixedRuns[s.name], r)
 		}
+		if *ghzBin == "" {
+			continue
+		}
+		for _, s := range servers {
+			r, err := ghz(*ghzBin, s.addr, ghzData, *workers, *conns, *duration)
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			fmt.Fprintf(os.Stderr, "round %d %-10s ghz:    %.0f req/s, %d errors of %d\n", round, s.name, r.Throughput(), r.Errors, r.Sent)
+			ghzRuns[s.name] = append(ghzRuns[s.name], r)
+		}
 	}
 
 	gmp := "Go's default"
@@ -265,14 +295,104 @@ func run() error {
 	}
 	slices.Sort(rates)
 	fmt.Printf("\nAt a fixed rate, half of the round's noop maximum (median %.0f Checks/s; latency from each request's scheduled time):\n\n", rates[len(rates)/2])
-	fmt.Println("| server | served/s | p50 | p99 | p50 × noop | p99 × noop | errors |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("| server | served/s | p50 | p99 | p99.9 | p50 × noop | p99 × noop | p99.9 × noop | errors |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, s := range servers {
 		rs := fixedRuns[s.name]
-		fmt.Printf("| %s | %.0f | %s | %s | %.2f | %.2f | %d |\n", s.name, load.Median(rs, load.Result.Throughput), ms(load.Median(rs, load.Quantile(0.5))), ms(load.Median(rs, load.Quantile(0.99))),
-			load.Ratio(fixedRuns[s.name], fixedRuns[noop.name], load.Quantile(0.5)), load.Ratio(fixedRuns[s.name], fixedRuns[noop.name], load.Quantile(0.99)), errs(rs))
+		fmt.Printf("| %s | %.0f | %s | %s | %s | %.2f | %.2f | %.2f | %d |\n", s.name, load.Median(rs, load.Result.Throughput),
+			ms(load.Median(rs, load.Quantile(0.5))), ms(load.Median(rs, load.Quantile(0.99))), ms(load.Median(rs, load.Quantile(0.999))),
+			load.Ratio(rs, fixedRuns[noop.name], load.Quantile(0.5)), load.Ratio(rs, fixedRuns[noop.name], load.Quantile(0.99)),
+			load.Ratio(rs, fixedRuns[noop.name], load.Quantile(0.999)), errs(rs))
 	}
-	return nil
+	if *ghzBin != "" {
+		fmt.Printf("\nAt maximum with ghz (%d workers, %d connections, the same %d requests round robin):\n\n", *workers, *conns, len(reqs))
+		fmt.Println("| server | Checks/s | × noop | errors |")
+		fmt.Println("|---|---|---|---|")
+		for _, s := range servers {
+			rs := ghzRuns[s.name]
+			fmt.Printf("| %s | %.0f | %.2f | %d |\n", s.name, load.Median(rs, load.Result.Throughput), load.Ratio(rs, ghzRuns[noop.name], load.Result.Throughput), errs(rs))
+		}
+	}
+	if *jsonOut == "" {
+		return nil
+	}
+	out := map[string]any{"users": *users, "requests": len(reqs), "fixed_rate": rates[len(rates)/2]}
+	for _, s := range servers {
+		f := map[string]float64{
+			"max_rps":   load.Median(maxRuns[s.name], load.Result.Throughput),
+			"max_ratio": load.Ratio(maxRuns[s.name], maxRuns[noop.name], load.Result.Throughput),
+			"p50_ms":    load.Median(fixedRuns[s.name], load.Quantile(0.5)) / 1e6,
+			"p99_ms":    load.Median(fixedRuns[s.name], load.Quantile(0.99)) / 1e6,
+			"p999_ms":   load.Median(fixedRuns[s.name], load.Quantile(0.999)) / 1e6,
+			"errors":    float64(errs(maxRuns[s.name]) + errs(fixedRuns[s.name]) + errs(ghzRuns[s.name])),
+		}
+		if r, ok := rss[s.name]; ok {
+			f["rss_mib"] = float64(r) / (1 << 20)
+		}
+		if *ghzBin != "" {
+			f["ghz_rps"] = load.Median(ghzRuns[s.name], load.Result.Throughput)
+			f["ghz_ratio"] = load.Ratio(ghzRuns[s.name], ghzRuns[noop.name], load.Result.Throughput)
+		}
+		out[s.name] = f
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(*jsonOut, b, 0o600)
+}
+
+// ghzCorpus writes the requests as the JSON array ghz sends round robin.
+func ghzCorpus(dir string, reqs [][]byte) (string, error) {
+	msgs := make([]json.RawMessage, len(reqs))
+	for i, b := range reqs {
+		var req authv3.CheckRequest
+		if err := proto.Unmarshal(b, &req); err != nil {
+			return "", err
+		}
+		j, err := protojson.Marshal(&req)
+		if err != nil {
+			return "", err
+		}
+		msgs[i] = j
+	}
+	b, err := json.Marshal(msgs)
+	if err != nil {
+		return "", err
+	}
+	file := filepath.Join(dir, "ghz-data.json")
+	return file, os.WriteFile(file, b, 0o600)
+}
+
+// ghz drives addr at its maximum with ghz for d and returns what it
+// reports (its own count of requests and of errors; its latencies are not
+// used).
+func ghz(bin, addr, data string, workers, conns int, d time.Duration) (load.Result, error) {
+	cmd := exec.Command(bin, "--insecure", "--call", "envoy.service.auth.v3.Authorization/Check",
+		"--data-file", data, "-c", fmt.Sprint(workers), "--connections", fmt.Sprint(conns),
+		"-z", d.String(), "--format", "json", addr)
+	cmd.Stderr = os.Stderr
+	b, err := cmd.Output()
+	if err != nil {
+		return load.Result{}, fmt.Errorf("ghz: %w", err)
+	}
+	var rep struct {
+		Count        int            `json:"count"`
+		Total        time.Duration  `json:"total"`
+		StatusCodes  map[string]int `json:"statusCodeDistribution"`
+		ErrorsByType map[string]int `json:"errorDistribution"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return load.Result{}, fmt.Errorf("ghz's report: %w", err)
+	}
+	r := load.Result{Sent: rep.Count, Elapsed: rep.Total}
+	for code, n := range rep.StatusCodes {
+		// Canceled: the calls in flight when -z ran out, which ghz ends.
+		if code != "OK" && code != "Canceled" {
+			r.Errors += n
+		}
+	}
+	return r, nil
 }
 
 // startLanggate runs `langgate serve` with cfgFile (the LangGraph example

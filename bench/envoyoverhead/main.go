@@ -8,6 +8,17 @@
 //	(c) grpc   ext_authz to langgate over gRPC (envoy/front-proxy.yaml)
 //	(d) http   ext_authz to langgate's HTTP mode (envoy/front-proxy-http.yaml)
 //
+// and, with -variants, what Envoy's share of (c) is made of:
+//
+//	(e) grpc-noop    (c) against bench/noop, which allows with one header:
+//	                 Envoy's ext_authz client with the smallest answer
+//	(f) google-grpc  (c) with google_grpc (gRPC C++) instead of envoy_grpc
+//	(g) grpc-nolog   (c) without the access log (its ten ext_authz fields)
+//	(h) grpc-log1    (c) with the log's ext_authz fields as one object
+//
+// -perf FILE records Envoy with perf(1) during (c)'s first maximum run and
+// writes where its CPU went (kernel or Envoy, by shared object) to FILE.
+//
 // on one machine in one run, each at its maximum (closed loop) and at a
 // fixed rate of half of (a)'s maximum, in rounds (a b c d, a b c d, …) so
 // that drift on a shared machine hits every configuration alike. It prints
@@ -15,6 +26,7 @@
 // Markdown table docs/performance.md shows.
 //
 //	make build envoy && go run ./bench/envoyoverhead [-duration 10s] [-rounds 2] [-workers 16]
+//	    [-variants] [-perf FILE] [-json FILE]
 package main
 
 import (
@@ -28,6 +40,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/langgate/langgate/bench/load"
@@ -79,6 +92,9 @@ func run() error {
 	workers := flag.Int("workers", 16, "closed-loop workers (one keep-alive connection each)")
 	concurrency := flag.Int("envoy-concurrency", 1, "Envoy worker threads")
 	profile := flag.String("profile", "", "write langgate's CPU profile during the first gRPC maximum run to this file (go tool pprof)")
+	variants := flag.Bool("variants", false, "also measure (e) grpc-noop, (f) google-grpc, (g) grpc-nolog and (h) grpc-log1")
+	perfOut := flag.String("perf", "", "record Envoy with perf(1) during (c)'s first maximum run; write its summary to this file")
+	jsonOut := flag.String("json", "", "write the figures (req/s × (a), CPU per request) as JSON to this file (bench/table)")
 	flag.Parse()
 
 	root, err := envoyproc.ModuleRoot()
@@ -111,6 +127,26 @@ func run() error {
 		return fmt.Errorf("upstream: %w", err)
 	}
 	stops = append(stops, func() { proc.Stop(up) })
+
+	var noopAddr string
+	if *variants {
+		tmp, err := os.MkdirTemp("", "envoyoverhead")
+		if err != nil {
+			return err
+		}
+		stops = append(stops, func() { _ = os.RemoveAll(tmp) })
+		noopBin := filepath.Join(tmp, "noop")
+		build := exec.Command("go", "build", "-trimpath", "-o", noopBin, "./bench/noop")
+		build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build bench/noop: %w", err)
+		}
+		noop := exec.Command(noopBin, "-header", "x-langgate-noop") // one the shipped mutation rules allow
+		if noopAddr, err = proc.StartAndRead(noop, "LISTEN "); err != nil {
+			return fmt.Errorf("noop: %w", err)
+		}
+		stops = append(stops, func() { proc.Stop(noop) })
+	}
 
 	addrs := make([]string, 4)
 	for i := range addrs {
@@ -147,6 +183,13 @@ func run() error {
 		{name: "grpc", label: "(c) ext_authz → langgate gRPC"},
 		{name: "http", label: "(d) ext_authz → langgate HTTP"},
 	}
+	if *variants {
+		configs = append(configs,
+			&config{name: "grpc-noop", label: "(e) ext_authz → noop gRPC"},
+			&config{name: "google-grpc", label: "(f) (c) with google_grpc"},
+			&config{name: "grpc-nolog", label: "(g) (c) without the access log"},
+			&config{name: "grpc-log1", label: "(h) (c), the log's ext_authz fields as one"})
+	}
 	for _, c := range configs {
 		file := "front-proxy.yaml"
 		if c.name == "http" {
@@ -169,6 +212,27 @@ func run() error {
 			err = cfg.SetEndpoint("langgate", grpcAddr, adminPort)
 		case "http":
 			err = cfg.SetEndpoint("langgate_http", httpAddr, adminPort)
+		case "grpc-noop":
+			// The noop has no health service: no active health checks.
+			delete(cfg.Cluster("langgate"), "health_checks")
+			err = cfg.SetEndpoint("langgate", noopAddr, 0)
+		case "google-grpc":
+			err = googleGRPC(cfg, grpcAddr)
+		case "grpc-nolog":
+			cfg.Visit(func(m map[string]any) { delete(m, "access_log") })
+			err = cfg.SetEndpoint("langgate", grpcAddr, adminPort)
+		case "grpc-log1":
+			cfg.Visit(func(m map[string]any) {
+				if jf, ok := m["json_format"].(map[string]any); ok {
+					for k := range jf {
+						if strings.HasPrefix(k, "authz_") {
+							delete(jf, k)
+						}
+					}
+					jf["authz"] = "%DYNAMIC_METADATA(envoy.filters.http.ext_authz)%"
+				}
+			})
+			err = cfg.SetEndpoint("langgate", grpcAddr, adminPort)
 		}
 		if err != nil {
 			return err
@@ -190,7 +254,7 @@ func run() error {
 	// Every configuration answers correctly before anything is measured.
 	for _, c := range configs {
 		if r := load.Closed(ctx, load.HTTP(client, reqs(c)), 2, time.Second); r.Errors > 0 || r.Sent == 0 {
-			return fmt.Errorf("%s: %d errors of %d in the warm-up", c.name, r.Errors, r.Sent)
+			return fmt.Errorf("%s: %d errors of %d in the warm-up; Envoy's access log ends:\n%s", c.name, r.Errors, r.Sent, tail(c.envoy.Stdout(), 3))
 		}
 	}
 	maxRuns := map[string][]load.Result{}
@@ -205,15 +269,22 @@ func run() error {
 			for i, p := range pids {
 				before[i] = proc.CPUTime(p)
 			}
-			prof := make(chan error, 1)
+			prof := make(chan error, 2)
 			if *profile != "" && round == 1 && c.name == "grpc" {
 				go func() { prof <- proc.SaveProfile("http://"+adminAddr, "profile", *profile, *duration-time.Second) }()
 			} else {
 				prof <- nil
 			}
+			if *perfOut != "" && round == 1 && c.name == "grpc" {
+				go func() { prof <- perfRecord(c.envoy.Pid(), *perfOut, *duration-time.Second) }()
+			} else {
+				prof <- nil
+			}
 			r := load.Closed(ctx, load.HTTP(client, reqs(c)), *workers, *duration)
-			if err := <-prof; err != nil {
-				return err
+			for range 2 {
+				if err := <-prof; err != nil {
+					return err
+				}
 			}
 			per := func(i int) time.Duration { return (proc.CPUTime(pids[i]) - before[i]) / time.Duration(max(r.Sent, 1)) }
 			if round == 1 {
@@ -286,7 +357,74 @@ func run() error {
 		s := cpu[c.name]
 		fmt.Printf("| %s | %s | %s | %s | %s |\n", c.label, us(s.envoy), us(s.langgate), us(s.upstream), us(s.loadgen))
 	}
+	if *jsonOut != "" {
+		out := map[string]map[string]float64{}
+		for _, c := range configs {
+			s := cpu[c.name]
+			out[c.name] = map[string]float64{
+				"rps":         load.Median(maxRuns[c.name], load.Result.Throughput),
+				"ratio_a":     load.Ratio(maxRuns[c.name], maxRuns[a], load.Result.Throughput),
+				"envoy_us":    float64(s.envoy) / 1e3,
+				"langgate_us": float64(s.langgate) / 1e3,
+				"errors":      float64(errs(c.name)),
+			}
+		}
+		b, err := json.MarshalIndent(out, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*jsonOut, b, 0o600); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// googleGRPC points the ext_authz filter at addr through google_grpc (the
+// gRPC C++ client) instead of envoy_grpc (Envoy's own HTTP/2 client and
+// the langgate cluster).
+func googleGRPC(cfg *envoyproc.Config, addr string) error {
+	n := 0
+	cfg.Visit(func(m map[string]any) {
+		gs, ok := m["grpc_service"].(map[string]any)
+		if !ok || gs["envoy_grpc"] == nil {
+			return
+		}
+		delete(gs, "envoy_grpc")
+		gs["google_grpc"] = map[string]any{"target_uri": addr, "stat_prefix": "langgate"}
+		n++
+	})
+	if n == 0 {
+		return fmt.Errorf("no envoy_grpc service in the configuration")
+	}
+	return nil
+}
+
+// perfRecord samples pid's CPU with perf(1) for d, call graphs off, and
+// writes perf report's breakdown by shared object and by symbol (Envoy's
+// binary is stripped: its own code shows as addresses in envoy, the rest
+// by name) to out.
+func perfRecord(pid int, out string, d time.Duration) error {
+	data := out + ".data"
+	rec := exec.Command("perf", "record", "-q", "-F", "1999", "-p", fmt.Sprint(pid), "-o", data, "--", "sleep", fmt.Sprint(d.Seconds()))
+	if b, err := rec.CombinedOutput(); err != nil {
+		return fmt.Errorf("perf record: %w: %s", err, b)
+	}
+	var report []byte
+	for _, sort := range []string{"dso", "dso,sym"} {
+		b, err := exec.Command("perf", "report", "-i", data, "--stdio", "--no-children", "--sort", sort, "--percent-limit", "0.7").Output()
+		if err != nil {
+			return fmt.Errorf("perf report: %w", err)
+		}
+		report = append(report, b...)
+	}
+	return os.WriteFile(out, report, 0o600)
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }
 
 func ms(ns float64) string { return fmt.Sprintf("%.2f ms", ns/1e6) }

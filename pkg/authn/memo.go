@@ -10,11 +10,12 @@ import "sync"
 const MemoLimit = 4
 
 // memo is a user's small table of values computed from the user alone.
+// It grows one entry at a time up to MemoLimit: most users hold one or
+// two, and a user is cached for as long as its token.
 type memo struct {
 	mu      sync.Mutex
-	entries [MemoLimit]memoEntry
-	n       int // entries in use
-	next    int // the entry the next value replaces once all are in use
+	entries []memoEntry
+	next    int // the entry the next value replaces once MemoLimit are in use
 }
 
 type memoEntry struct {
@@ -35,7 +36,7 @@ func Memo[K comparable](u *User, key K, f func() any) any {
 		m = u.memo.Load()
 	}
 	m.mu.Lock()
-	for i := range m.n {
+	for i := range m.entries {
 		if k, ok := m.entries[i].key.(K); ok && k == key {
 			v := m.entries[i].val
 			m.mu.Unlock()
@@ -46,14 +47,15 @@ func Memo[K comparable](u *User, key K, f func() any) any {
 	v := f()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for i := range m.n {
+	for i := range m.entries {
 		if k, ok := m.entries[i].key.(K); ok && k == key {
 			return m.entries[i].val
 		}
 	}
-	if m.n < MemoLimit {
-		m.entries[m.n] = memoEntry{key: key, val: v}
-		m.n++
+	if len(m.entries) < MemoLimit {
+		// Exactly one more: append's doubling would round 3 up to 4.
+		m.entries = append(make([]memoEntry, 0, len(m.entries)+1), m.entries...)
+		m.entries = append(m.entries, memoEntry{key: key, val: v})
 		return v
 	}
 	m.entries[m.next] = memoEntry{key: key, val: v}

@@ -71,7 +71,11 @@ func (u *User) HeaderJSON(enc func(any) (string, error)) (user, perms string, er
 		obj["identity"], obj["display_name"] = u.Identity, u.DisplayName
 		obj["is_authenticated"], obj["permissions"] = u.IsAuthenticated, u.Permissions
 		u.userJSON, e1 = enc(obj)
-		u.permsJSON, e2 = enc(u.Permissions)
+		if len(u.Permissions) == 0 {
+			u.permsJSON = "[]" // most users': not one string each
+		} else {
+			u.permsJSON, e2 = enc(u.Permissions)
+		}
 		u.jsonErr = errors.Join(e1, e2)
 	})
 	return u.userJSON, u.permsJSON, u.jsonErr
