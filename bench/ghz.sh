@@ -9,7 +9,7 @@
 # ghz is installed from the Go module proxy into bin/ when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-GHZ_VERSION=v0.120.0
+GHZ_VERSION=v0.120.0 # as mk/bench.mk
 DURATION=${DURATION:-20s}
 RATES=("${@:-1000 5000}")
 [ -x bin/ghz ] || GOBIN="$PWD/bin" go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION"

@@ -22,3 +22,32 @@ SOAK_FLAGS ?= -duration 10m -users 100000
 .PHONY: soak
 soak: build envoy
 	$(GO) run ./bench/soak --langgate $(LANGGATE) $(SOAK_FLAGS)
+
+# The four figures of issue 30 (docs/performance.md#make-bench): memory per
+# cached user, the tail at 100,000 users, throughput against bench/noop
+# with the project's load generator and with ghz, and Envoy's share. About
+# 12 minutes on the 2-core VM; the JSON and Envoy's perf summary stay in
+# $(BENCH_DIR).
+#
+#   make bench
+#   make bench BENCH_RUN='-rounds 5 -duration 10s'
+BENCH_DIR ?= $(CACHE_DIR)/bench
+BENCH_RUN ?= -rounds 3 -duration 5s
+GHZ_VERSION := v0.120.0
+GHZ := bin/ghz
+
+.PHONY: bench ghz
+bench: build envoy ghz
+	mkdir -p $(BENCH_DIR)
+	$(GO) run ./bench/checkload --langgate $(LANGGATE) $(BENCH_RUN) -users 200 -ghz $(GHZ) -json $(BENCH_DIR)/users-200.json
+	$(GO) run ./bench/checkload --langgate $(LANGGATE) $(BENCH_RUN) -users 10000 -json $(BENCH_DIR)/users-10000.json
+	$(GO) run ./bench/checkload --langgate $(LANGGATE) $(BENCH_RUN) -users 100000 -json $(BENCH_DIR)/users-100000.json
+	$(GO) run ./bench/envoyoverhead --langgate $(LANGGATE) -rounds 2 -duration 5s -variants \
+		-perf $(BENCH_DIR)/envoy-perf.txt -json $(BENCH_DIR)/envoy.json
+	@echo
+	@$(GO) run ./bench/table $(BENCH_DIR)
+
+# ghz, the compiled gRPC load generator bench/checkload -ghz drives.
+ghz: $(GHZ)
+$(GHZ):
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)

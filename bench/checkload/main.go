@@ -379,16 +379,16 @@ func ghz(bin, addr, data string, workers, conns int, d time.Duration) (load.Resu
 	var rep struct {
 		Count        int            `json:"count"`
 		Total        time.Duration  `json:"total"`
-		StatusCodes  map[string]int `json:"statusCodeDistribution"`
 		ErrorsByType map[string]int `json:"errorDistribution"`
 	}
 	if err := json.Unmarshal(b, &rep); err != nil {
 		return load.Result{}, fmt.Errorf("ghz's report: %w", err)
 	}
 	r := load.Result{Sent: rep.Count, Elapsed: rep.Total}
-	for code, n := range rep.StatusCodes {
-		// Canceled: the calls in flight when -z ran out, which ghz ends.
-		if code != "OK" && code != "Canceled" {
+	for msg, n := range rep.ErrorsByType {
+		// The calls in flight when -z runs out, which ghz ends by
+		// cancelling them and closing its connections, are not errors.
+		if !strings.Contains(msg, "code = Canceled") && !strings.Contains(msg, "use of closed network connection") {
 			r.Errors += n
 		}
 	}
