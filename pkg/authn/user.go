@@ -25,13 +25,14 @@ type User struct {
 	// nil when it has none.
 	Fields map[string]any
 
-	// JSON forms for the upstream headers, encoded once per user.
-	jsonOnce  sync.Once
-	userJSON  string
-	permsJSON string
-	jsonErr   error
+	// JSON forms for the upstream headers, encoded once per user (the
+	// permissions' once per permission set).
+	jsonOnce sync.Once
+	userJSON string
+	jsonErr  error
 
-	rawClaims  []byte // a token's verified payload (JSON), when Claims is nil
+	perms      *permissionSet // Permissions (interned unless the table is full); nil when none
+	rawClaims  []byte         // a token's verified payload (JSON), when Claims is nil
 	claimsOnce sync.Once
 
 	memo atomic.Pointer[memo] // see Memo; allocated on first use
@@ -63,22 +64,21 @@ func (u *User) compactClaims(payload []byte) {
 // costs no encoding per request.
 func (u *User) HeaderJSON(enc func(any) (string, error)) (user, perms string, err error) {
 	u.jsonOnce.Do(func() {
-		var e1, e2 error
 		obj := make(map[string]any, 4+len(u.Fields))
 		for k, v := range u.Fields {
 			obj[k] = v
 		}
 		obj["identity"], obj["display_name"] = u.Identity, u.DisplayName
 		obj["is_authenticated"], obj["permissions"] = u.IsAuthenticated, u.Permissions
-		u.userJSON, e1 = enc(obj)
-		if len(u.Permissions) == 0 {
-			u.permsJSON = "[]" // most users': not one string each
-		} else {
-			u.permsJSON, e2 = enc(u.Permissions)
-		}
-		u.jsonErr = errors.Join(e1, e2)
+		u.userJSON, u.jsonErr = enc(obj)
 	})
-	return u.userJSON, u.permsJSON, u.jsonErr
+	perms, err = "[]", u.jsonErr
+	if u.perms != nil {
+		var e2 error
+		perms, e2 = u.perms.encoded(enc)
+		err = errors.Join(err, e2)
+	}
+	return u.userJSON, perms, err
 }
 
 // NewUser builds a user.
@@ -87,7 +87,9 @@ func NewUser(identity, displayName string, permissions []string, claims map[stri
 }
 
 // NewUserWithFields is NewUser with the extra fields of a user mapping
-// (which never replace the four standard ones).
+// (which never replace the four standard ones). The permissions are
+// interned: users with the same list share one (which nobody may modify),
+// and the caller must not modify permissions after the call.
 func NewUserWithFields(identity, displayName string, permissions []string, claims, fields map[string]any) *User {
 	if displayName == "" {
 		displayName = identity
@@ -95,7 +97,14 @@ func NewUserWithFields(identity, displayName string, permissions []string, claim
 	if permissions == nil {
 		permissions = []string{}
 	}
-	return &User{Identity: identity, DisplayName: displayName, IsAuthenticated: true, Permissions: permissions, Claims: claims, Fields: fields}
+	u := &User{Identity: identity, DisplayName: displayName, IsAuthenticated: true, Permissions: permissions, Claims: claims, Fields: fields}
+	if len(permissions) > 0 {
+		if u.perms = internPermissions(permissions); u.perms == nil {
+			u.perms = &permissionSet{list: permissions} // the table is full: the user's own
+		}
+		u.Permissions = u.perms.list
+	}
+	return u
 }
 
 // StandardAttributes is the number of attributes every user has in
