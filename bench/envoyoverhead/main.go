@@ -13,9 +13,8 @@
 //	(e) grpc-noop    (c) against bench/noop, which allows with one header:
 //	                 Envoy's ext_authz client with the smallest answer
 //	(f) google-grpc  (c) with google_grpc (gRPC C++) instead of envoy_grpc
-//	(g) grpc-nolog   (c) without the access log
-//	(h) grpc-log9   (c) with the log's authz object as nine fields (as
-//	                 shipped until 2026-12-07)
+//	(g) grpc-nolog   (c) without the access log (its nine ext_authz fields)
+//	(h) grpc-log1    (c) with the log's ext_authz fields as one object
 //
 // -perf FILE records Envoy with perf(1) during (c)'s first maximum run and
 // writes where its CPU went (kernel or Envoy, by shared object) to FILE.
@@ -93,7 +92,7 @@ func run() error {
 	workers := flag.Int("workers", 16, "closed-loop workers (one keep-alive connection each)")
 	concurrency := flag.Int("envoy-concurrency", 1, "Envoy worker threads")
 	profile := flag.String("profile", "", "write langgate's CPU profile during the first gRPC maximum run to this file (go tool pprof)")
-	variants := flag.Bool("variants", false, "also measure (e) grpc-noop, (f) google-grpc, (g) grpc-nolog and (h) grpc-log9")
+	variants := flag.Bool("variants", false, "also measure (e) grpc-noop, (f) google-grpc, (g) grpc-nolog and (h) grpc-log1")
 	perfOut := flag.String("perf", "", "record Envoy with perf(1) during (c)'s first maximum run; write its summary to this file")
 	jsonOut := flag.String("json", "", "write the figures (req/s × (a), CPU per request) as JSON to this file (bench/table)")
 	flag.Parse()
@@ -189,7 +188,7 @@ func run() error {
 			&config{name: "grpc-noop", label: "(e) ext_authz → noop gRPC"},
 			&config{name: "google-grpc", label: "(f) (c) with google_grpc"},
 			&config{name: "grpc-nolog", label: "(g) (c) without the access log"},
-			&config{name: "grpc-log9", label: "(h) (c), the log's ext_authz object as nine fields"})
+			&config{name: "grpc-log1", label: "(h) (c), the log's ext_authz fields as one"})
 	}
 	for _, c := range configs {
 		file := "front-proxy.yaml"
@@ -222,15 +221,15 @@ func run() error {
 		case "grpc-nolog":
 			cfg.Visit(func(m map[string]any) { delete(m, "access_log") })
 			err = cfg.SetEndpoint("langgate", grpcAddr, adminPort)
-		case "grpc-log9":
-			// The access log as shipped until 2026-12-07: a field per key.
+		case "grpc-log1":
 			cfg.Visit(func(m map[string]any) {
-				if jf, ok := m["json_format"].(map[string]any); ok && jf["authz"] != nil {
-					delete(jf, "authz")
-					for _, k := range []string{"decision_id", "outcome", "policy", "handler", "reason", "user_id", "resource", "action"} {
-						jf["authz_"+k] = "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:" + k + ")%"
+				if jf, ok := m["json_format"].(map[string]any); ok {
+					for k := range jf {
+						if strings.HasPrefix(k, "authz_") {
+							delete(jf, k)
+						}
 					}
-					jf["authz_duration_ms"] = "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:ext_authz_duration)%"
+					jf["authz"] = "%DYNAMIC_METADATA(envoy.filters.http.ext_authz)%"
 				}
 			})
 			err = cfg.SetEndpoint("langgate", grpcAddr, adminPort)

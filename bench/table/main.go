@@ -122,7 +122,7 @@ func run(dir string) error {
 		{"none", "(a) no auth filter"}, {"jwt", "(b) Envoy jwt_authn"}, {"grpc", "(c) ext_authz → langgate gRPC (shipped)"},
 		{"http", "(d) ext_authz → langgate HTTP (shipped)"}, {"grpc-noop", "(e) ext_authz → noop gRPC"},
 		{"google-grpc", "(f) (c) with google_grpc"}, {"grpc-nolog", "(g) (c) without the access log"},
-		{"grpc-log9", "(h) (c), the log's authz object as nine fields (until 2026-12-07)"},
+		{"grpc-log1", "(h) (c), the log's nine ext_authz fields as one object"},
 	} {
 		e, ok := envoy[c.name]
 		if !ok {

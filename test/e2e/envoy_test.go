@@ -90,13 +90,6 @@ func accessLog(t *testing.T, e *envoyproc.Envoy, marker string) []map[string]any
 	return out
 }
 
-// authzField is one field of an access log line's authz object (the
-// ext_authz dynamic metadata), nil when absent.
-func authzField(rec map[string]any, key string) any {
-	authz, _ := rec["authz"].(map[string]any)
-	return authz[key]
-}
-
 // waitAccessLog waits until Envoy has logged n lines for marker (it logs
 // when a stream ends, and flushes its file every second or so).
 func waitAccessLog(t *testing.T, e *envoyproc.Envoy, marker string, n int) []map[string]any {
@@ -424,10 +417,10 @@ func TestEnvoyPolicySelection(t *testing.T) {
 	}
 	var policies []string
 	for _, rec := range waitAccessLog(t, e, marker, 3) {
-		policies = append(policies, fmt.Sprint(authzField(rec, "policy")))
+		policies = append(policies, fmt.Sprint(rec["authz_policy"]))
 	}
 	if !slices.Equal(policies, []string{"langgraph", "readonly", "readonly"}) {
-		t.Errorf("access log authz.policy %v, want [langgraph readonly readonly]", policies)
+		t.Errorf("access log authz_policy %v, want [langgraph readonly readonly]", policies)
 	}
 }
 

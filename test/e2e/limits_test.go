@@ -316,8 +316,8 @@ func TestEnvoyBuffersOnlyBodyRoutes(t *testing.T) {
 			}
 			if m.name == "grpc" {
 				recs := waitAccessLog(t, re, marker, 1)
-				if reason := fmt.Sprint(authzField(recs[0], "reason")); !strings.Contains(reason, "was not sent to langgate") {
-					t.Errorf("access log authz.reason %q, want it to say the body was not sent", reason)
+				if reason := fmt.Sprint(recs[0]["authz_reason"]); !strings.Contains(reason, "was not sent to langgate") {
+					t.Errorf("access log authz_reason %q, want it to say the body was not sent", reason)
 				}
 			}
 		})
