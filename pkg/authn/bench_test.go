@@ -147,7 +147,7 @@ func BenchmarkIntrospection(b *testing.B) {
 }
 
 // BenchmarkCacheMemory measures what one cached user really costs on the
-// heap (the user, its claims, its CEL view, its header JSON, the entry)
+// heap (the user, its claims when kept, its header JSON, the entry)
 // against what the cache accounts for it, for a typical token and one with
 // 40 groups.
 func BenchmarkCacheMemory(b *testing.B) {
