@@ -21,6 +21,13 @@ type DecideOptions struct {
 	// Claims, when not nil, stand in for a verified token: authentication
 	// is skipped and the user is built from them (langgate check --claims).
 	Claims map[string]any
+	// HeadersOnly says the caller reads the decision's outcome, headers
+	// and response, never its Filters, Metadata or the grants' Filters and
+	// Metadata (the transports). A result memoized on the user then leaves
+	// those maps nil, since the headers carry them encoded, which spares
+	// building them per request. Signing and a shadow policy read the maps,
+	// so they are built anyway where either applies.
+	HeadersOnly bool
 }
 
 // pass is one request on its way through the phases: what each phase

@@ -32,20 +32,22 @@ func benchRequests(token string) map[string]*decision.Request {
 }
 
 // BenchmarkDecideCached: a token already verified (the steady state of a
-// client session): hash, cache hit, route, CEL, headers.
+// client session): hash, cache hit, route, CEL, headers; as the
+// transports decide (HeadersOnly: a memoized result's maps are not built).
 func BenchmarkDecideCached(b *testing.B) {
 	env := testengine.Start(b, testengine.Options{})
 	tok := env.Token(b, "alice", nil)
+	opts := decision.DecideOptions{HeadersOnly: true}
 	for name, req := range benchRequests(tok) {
 		b.Run(name, func(b *testing.B) {
 			ctx := context.Background()
-			if d := env.Engine.Decide(ctx, req); !d.Allow() {
+			if d := env.Engine.DecideWith(ctx, req, opts); !d.Allow() {
 				b.Fatalf("denied: %s", d.Reason)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				env.Engine.Decide(ctx, req)
+				env.Engine.DecideWith(ctx, req, opts)
 			}
 		})
 	}

@@ -31,7 +31,12 @@ func (h *Holder) Store(e *Engine) { h.p.Store(e) }
 // a Decision with an id, a log line and a metric: before the first
 // configuration a 503, and a panic anywhere in the pipeline is recovered
 // into a 500. Only an allow lets the request through.
-func (h *Holder) Decide(ctx context.Context, req *Request) (d *Decision) {
+func (h *Holder) Decide(ctx context.Context, req *Request) *Decision {
+	return h.DecideWith(ctx, req, DecideOptions{})
+}
+
+// DecideWith is Decide with options (the transports pass HeadersOnly).
+func (h *Holder) DecideWith(ctx context.Context, req *Request, opts DecideOptions) (d *Decision) {
 	start := time.Now()
 	eng := h.Load()
 	defer func() {
@@ -49,7 +54,7 @@ func (h *Holder) Decide(ctx context.Context, req *Request) (d *Decision) {
 		h.fallback().record(ctx, req, d, time.Since(start))
 		return d
 	}
-	return eng.Decide(ctx, req)
+	return eng.DecideWith(ctx, req, opts)
 }
 
 // Recovered turns a panic (r, from recover) while deciding req into a 500

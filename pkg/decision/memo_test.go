@@ -2,7 +2,10 @@ package decision_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/langgate/langgate/internal/testengine"
@@ -72,6 +75,86 @@ func TestMemoizedResults(t *testing.T) {
 		d := env.Engine.Decide(ctx, r)
 		if got := headers(d)[decision.HeaderFilters]; got != `{"tenant":"`+tenant+`"}` {
 			t.Fatalf("tenant %s: filters %s", tenant, got)
+		}
+	}
+}
+
+// TestHeadersOnly: a transport's decision (HeadersOnly) of a memoized
+// result sends the same headers as a full one and leaves the maps nil;
+// with a signed context the maps are built anyway, so the context still
+// carries the event's filters.
+func TestHeadersOnly(t *testing.T) {
+	ctx := context.Background()
+	lean := decision.DecideOptions{HeadersOnly: true}
+	names := func(d *decision.Decision) map[string]string {
+		out := map[string]string{}
+		for _, h := range d.Headers {
+			if h.Name != "x-langgate-decision-id" && h.Name != decision.HeaderContext {
+				out[h.Name] = h.Value
+			}
+		}
+		return out
+	}
+	env := testengine.Start(t, testengine.Options{})
+	tok := env.Token(t, "alice", nil)
+	for i := range 3 {
+		full := env.Engine.Decide(ctx, get("/threads/t1", "", tok, nil))
+		d := env.Engine.DecideWith(ctx, get("/threads/t1", "", tok, nil), lean)
+		if !d.Allow() || !reflect.DeepEqual(names(d), names(full)) {
+			t.Fatalf("request %d: headers only %v, full %v", i, names(d), names(full))
+		}
+		if d.Filters != nil || d.Metadata != nil || d.Grants[0].Filters != nil || full.Filters["owner"] != "alice" {
+			t.Fatalf("request %d: headers-only maps %v %v %v, full %v", i, d.Filters, d.Metadata, d.Grants[0].Filters, full.Filters)
+		}
+	}
+
+	section, _ := testengine.ContextSection(t, "k1")
+	signed := testengine.Start(t, testengine.Options{Policy: readExample(t, "examples/langgraph/langgate.yaml") + section})
+	tok = signed.Token(t, "alice", nil)
+	for i := range 3 {
+		d := signed.Engine.DecideWith(ctx, get("/threads/t1", "", tok, nil), lean)
+		var jws string
+		for _, h := range d.Headers {
+			if h.Name == decision.HeaderContext {
+				jws = h.Value
+			}
+		}
+		parts := strings.Split(jws, ".")
+		if !d.Allow() || len(parts) != 3 {
+			t.Fatalf("request %d: %s, context %q", i, d.Outcome, jws)
+		}
+		payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c struct {
+			Events []struct{ Filters map[string]any }
+		}
+		if err := json.Unmarshal(payload, &c); err != nil || len(c.Events) != 1 || c.Events[0].Filters["owner"] != "alice" {
+			t.Fatalf("request %d: signed context %s (%v): want the event's filter owner alice", i, payload, err)
+		}
+	}
+
+	// A shadow policy compares its grant with the enforced one's maps.
+	shadowed := testengine.Start(t, testengine.Options{Policy: `authenticate:
+  oidc: [{issuer: "${OIDC_ISSUER}", audiences: ["${OIDC_AUDIENCE}"]}]
+  user: {identity: claims.sub}
+policies:
+  current:
+    authorize:
+      routes: langgraph
+      handlers: [{on: "*", filters: {owner: user.identity}}]
+  next:
+    shadow_of: current
+    authorize:
+      routes: langgraph
+      handlers: [{on: "*", filters: {owner: user.identity}}]
+`})
+	tok = shadowed.Token(t, "alice", nil)
+	for i := range 3 {
+		d := shadowed.Engine.DecideWith(ctx, get("/threads/t1", "", tok, nil), lean)
+		if !d.Allow() || d.ShadowPolicy == nil || d.ShadowPolicy.Verdict != decision.VerdictAgree {
+			t.Fatalf("request %d: %s, shadow %+v: want agree", i, d.Outcome, d.ShadowPolicy)
 		}
 	}
 }

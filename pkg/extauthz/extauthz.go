@@ -149,7 +149,7 @@ func (s *server) check(ctx context.Context, req *decision.Request) *wireResponse
 		ctx, sp = s.tracer.Start(ctx, SpanName, spanAttrs, mdCarrier(md), tracing.MapCarrier(req.Headers))
 		defer sp.End()
 	}
-	return &wireResponse{d: s.engines.Decide(ctx, req)}
+	return &wireResponse{d: s.engines.DecideWith(ctx, req, decision.DecideOptions{HeadersOnly: true})}
 }
 
 // mdCarrier reads a trace context from incoming gRPC metadata.

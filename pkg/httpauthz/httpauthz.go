@@ -276,7 +276,7 @@ func (b *bodyLoad) release() {
 // every owned header and returns the decision, leaving the caller to add
 // its proxy's headers and write the 200.
 func (s *server) decide(w http.ResponseWriter, r *http.Request, req *decision.Request) *decision.Decision {
-	d := s.engines.Decide(r.Context(), req)
+	d := s.engines.DecideWith(r.Context(), req, decision.DecideOptions{HeadersOnly: true})
 	w.Header().Set("X-Langgate-Decision-Id", d.ID)
 	if req.LoadBody != nil && (r.ContentLength > 0 || len(r.TransferEncoding) > 0) {
 		// A body langgate never needed: close the connection after the
