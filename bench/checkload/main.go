@@ -111,11 +111,9 @@ func run() error {
 		return err
 	}
 	stops = append(stops, func() { _ = os.RemoveAll(tmp) })
-	noopBin := filepath.Join(tmp, "noop")
-	build := exec.Command("go", "build", "-trimpath", "-o", noopBin, "./bench/noop")
-	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build bench/noop: %w", err)
+	noopBin, err := proc.BuildNoop(root, tmp)
+	if err != nil {
+		return err
 	}
 	noop := &target{name: "noop", cmd: exec.Command(noopBin)}
 	noop.cmd.Env = env

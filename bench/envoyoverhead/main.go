@@ -135,11 +135,9 @@ func run() error {
 			return err
 		}
 		stops = append(stops, func() { _ = os.RemoveAll(tmp) })
-		noopBin := filepath.Join(tmp, "noop")
-		build := exec.Command("go", "build", "-trimpath", "-o", noopBin, "./bench/noop")
-		build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("build bench/noop: %w", err)
+		noopBin, err := proc.BuildNoop(root, tmp)
+		if err != nil {
+			return err
 		}
 		noop := exec.Command(noopBin, "-header", "x-langgate-noop") // one the shipped mutation rules allow
 		if noopAddr, err = proc.StartAndRead(noop, "LISTEN "); err != nil {

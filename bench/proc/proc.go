@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -89,6 +90,18 @@ func Fetch(url string) (string, error) {
 		return "", fmt.Errorf("GET %s: %d %w", url, resp.StatusCode, err)
 	}
 	return string(b), nil
+}
+
+// BuildNoop builds bench/noop (the baseline ext_authz server) from the
+// module at root into dir and returns the binary's path.
+func BuildNoop(root, dir string) (string, error) {
+	bin := filepath.Join(dir, "noop")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./bench/noop")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("build bench/noop: %w", err)
+	}
+	return bin, nil
 }
 
 // SaveProfile writes langgate's pprof profile kind (profile, allocs)

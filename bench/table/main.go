@@ -32,11 +32,11 @@ type server struct {
 
 // checkRun is one checkload run.
 type checkRun struct {
-	Users     int     `json:"users"`
-	Rate      float64 `json:"fixed_rate"`
-	Noop      server  `json:"noop"`
-	Langgate  server  `json:"langgate"`
-	Requested int     `json:"requests"`
+	Users    int     `json:"users"`
+	Rate     float64 `json:"fixed_rate"`
+	Noop     server  `json:"noop"`
+	Langgate server  `json:"langgate"`
+	Requests int     `json:"requests"`
 }
 
 // envoyConfig is one configuration of an envoyoverhead run.
@@ -104,7 +104,7 @@ func run(dir string) error {
 	fmt.Printf("| p99 of Check at %d users, fixed rate | %.2f ms, %.2f× the p99 at %d users (%.2f ms); as multiples of each run's noop (%.2f× and %.2f×), %.2f× | ≤ 2× | %s raw, %s against the noop |\n",
 		big.Users, big.Langgate.P99, tail, small.Users, small.Langgate.P99, big.Langgate.P99/big.Noop.P99, small.Langgate.P99/small.Noop.P99, norm, met(tail <= 2), met(norm <= 2))
 	fmt.Printf("| gRPC Checks/s × noop, c=32, %d requests | %.2f× with bench/load, %.2f× with ghz | ≥ 1.0× on both | %s |\n",
-		small.Requested, small.Langgate.MaxRatio, small.Langgate.GHZRatio, met(small.Langgate.MaxRatio >= 1 && small.Langgate.GHZRatio >= 1))
+		small.Requests, small.Langgate.MaxRatio, small.Langgate.GHZRatio, met(small.Langgate.MaxRatio >= 1 && small.Langgate.GHZRatio >= 1))
 	fmt.Printf("| Envoy → langgate (gRPC) req/s × Envoy with no auth filter | %.2f× (Envoy %.0f µs per request, %.0f without the filter) | ≥ 0.6× | %s |\n",
 		grpc.RatioA, grpc.EnvoyUS, none.EnvoyUS, met(grpc.RatioA >= 0.6))
 

@@ -121,7 +121,7 @@ type memoKey struct {
 // encoding JSON again. It is held as long as the user is cached, so it
 // keeps the filters and metadata as key-value pairs (32 bytes for the seed
 // policy's {owner: ...}) instead of maps (336 bytes); result builds the
-// maps for each request.
+// maps for a request whose caller reads them (DecideOptions.HeadersOnly).
 type memoized struct {
 	res               policy.Result // Filters and Metadata nil: see the pairs
 	filters, metadata []pair

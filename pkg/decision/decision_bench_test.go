@@ -88,11 +88,11 @@ func BenchmarkDecideTraced(b *testing.B) {
 	}
 }
 
-// BenchmarkDecideShadowPolicy: the cached read decided by a policy alone
-// ("alone"), and by the same policy with a shadow policy decided beside it
-// ("shadowed"): the ratio is what a rollout costs while it is in place.
-func BenchmarkDecideShadowPolicy(b *testing.B) {
-	const head = `authenticate:
+// currentPolicy is a policy in service; nextPolicy, appended to it, is a
+// shadow policy decided beside it that agrees on everything but
+// threads.delete.
+const (
+	currentPolicy = `authenticate:
   oidc: [{issuer: "${OIDC_ISSUER}", audiences: ["${OIDC_AUDIENCE}"]}]
   user: {identity: claims.sub}
 policies:
@@ -101,13 +101,19 @@ policies:
       routes: langgraph
       handlers: [{on: "*", filters: {owner: user.identity}}]
 `
-	const shadow = `  next:
+	nextPolicy = `  next:
     shadow_of: current
     authorize:
       routes: langgraph
       handlers: [{on: "*", filters: {owner: user.identity}}, {on: threads.delete, allow: "false"}]
 `
-	for _, c := range []struct{ name, policy string }{{"alone", head}, {"shadowed", head + shadow}} {
+)
+
+// BenchmarkDecideShadowPolicy: the cached read decided by a policy alone
+// ("alone"), and by the same policy with a shadow policy decided beside it
+// ("shadowed"): the ratio is what a rollout costs while it is in place.
+func BenchmarkDecideShadowPolicy(b *testing.B) {
+	for _, c := range []struct{ name, policy string }{{"alone", currentPolicy}, {"shadowed", currentPolicy + nextPolicy}} {
 		b.Run(c.name, func(b *testing.B) {
 			env := testengine.Start(b, testengine.Options{Policy: c.policy})
 			req := benchRequests(env.Token(b, "alice", nil))["read"]

@@ -136,20 +136,7 @@ func TestHeadersOnly(t *testing.T) {
 	}
 
 	// A shadow policy compares its grant with the enforced one's maps.
-	shadowed := testengine.Start(t, testengine.Options{Policy: `authenticate:
-  oidc: [{issuer: "${OIDC_ISSUER}", audiences: ["${OIDC_AUDIENCE}"]}]
-  user: {identity: claims.sub}
-policies:
-  current:
-    authorize:
-      routes: langgraph
-      handlers: [{on: "*", filters: {owner: user.identity}}]
-  next:
-    shadow_of: current
-    authorize:
-      routes: langgraph
-      handlers: [{on: "*", filters: {owner: user.identity}}]
-`})
+	shadowed := testengine.Start(t, testengine.Options{Policy: currentPolicy + nextPolicy})
 	tok = shadowed.Token(t, "alice", nil)
 	for i := range 3 {
 		d := shadowed.Engine.DecideWith(ctx, get("/threads/t1", "", tok, nil), lean)

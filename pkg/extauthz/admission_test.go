@@ -72,15 +72,7 @@ func TestAdmissionBoundsTrickledStreams(t *testing.T) {
 	const maxStreams, timeout = 8, time.Second
 	h, adm, addr := startAdmitting(t, extauthz.Options{MaxStreams: maxStreams, CheckTimeout: timeout})
 	tok := h.env.Token(t, "alice", nil)
-	var conns []*h2flood.Conn
-	for range 2 {
-		c, err := h2flood.Dial(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		conns = append(conns, c)
-	}
+	conns := []*h2flood.Conn{dial(t, addr), dial(t, addr)}
 	began := time.Now()
 	for _, c := range conns {
 		if err := c.Flood(10, 2<<20-1, 16<<10, 100*time.Millisecond); err != nil {
@@ -152,11 +144,7 @@ func TestReceiveSlotsMoveBetweenConnections(t *testing.T) {
 	tok := h.env.Token(t, "alice", nil)
 	flood := func(n int) {
 		t.Helper()
-		c, err := h2flood.Dial(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
+		c := dial(t, addr)
 		// Each admitted stream is in flight or was ended.
 		seen := func() int64 { return adm.InFlight() + int64(adm.Evicted()) }
 		before := seen()
@@ -206,15 +194,7 @@ func TestReceiveSlotsMoveBetweenConnections(t *testing.T) {
 func TestReceiveSlotWaitersWakeWhenHoldersTurnSlow(t *testing.T) {
 	const timeout = 3 * time.Second
 	_, adm, addr := startAdmitting(t, extauthz.Options{CheckTimeout: timeout})
-	var conns []*h2flood.Conn
-	for range 2 {
-		c, err := h2flood.Dial(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		conns = append(conns, c)
-	}
+	conns := []*h2flood.Conn{dial(t, addr), dial(t, addr)}
 	began := time.Now()
 	if err := conns[0].Flood(80, 2<<20-1, 16<<10, time.Second); err != nil {
 		t.Fatal(err)
@@ -240,15 +220,7 @@ func TestReceiveSlotWaitersWakeWhenHoldersTurnSlow(t *testing.T) {
 func TestAdmissionUnderPressure(t *testing.T) {
 	g := new(overload.Guard)
 	_, adm, addr := startAdmitting(t, extauthz.Options{Overload: g, ReceiveGrace: 100 * time.Millisecond})
-	dial := func() *h2flood.Conn {
-		c, err := h2flood.Dial(addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		return c
-	}
-	slow, young := dial(), dial()
+	slow, young := dial(t, addr), dial(t, addr)
 	if err := slow.Flood(5, 2<<20-1, 1<<10, 100*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
@@ -338,11 +310,7 @@ func TestHeaderListLimit(t *testing.T) {
 // real health check is still answered.
 func TestAdmissionBoundsOtherMethods(t *testing.T) {
 	_, adm, addr := startAdmitting(t, extauthz.Options{})
-	c, err := h2flood.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c := dial(t, addr)
 	c.Path = "/grpc.health.v1.Health/Check"
 	if err := c.Flood(80, 2<<20-1, 16<<10, 200*time.Millisecond); err != nil {
 		t.Fatal(err)
@@ -363,4 +331,15 @@ func TestAdmissionBoundsOtherMethods(t *testing.T) {
 	if adm.InFlight() != 0 {
 		t.Errorf("%d Checks in flight: other methods are not Checks", adm.InFlight())
 	}
+}
+
+// dial opens a raw HTTP/2 connection to addr, closed when the test ends.
+func dial(t *testing.T, addr string) *h2flood.Conn {
+	t.Helper()
+	c, err := h2flood.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }

@@ -282,14 +282,8 @@ func (q QueryReads) Reads(name string) bool { return q.All || slices.Contains(q.
 // request.query.
 func (p *Handlers) QueryReads() QueryReads {
 	var q QueryReads
-	for _, set := range []map[string]map[string]*Handler{p.byResource, p.shadows} {
-		for _, byAction := range set {
-			for _, h := range byAction {
-				for _, prg := range h.programs() {
-					q.add(prg)
-				}
-			}
-		}
+	for prg := range p.everyProgram {
+		q.add(prg)
 	}
 	slices.Sort(q.Keys)
 	return q
@@ -298,18 +292,28 @@ func (p *Handlers) QueryReads() QueryReads {
 // ReadsClaims reports whether an expression of a handler (a shadow's
 // included) reads `claims`: only then must a cached user keep them.
 func (p *Handlers) ReadsClaims() bool {
+	for prg := range p.everyProgram {
+		if prg.Reads(VarClaims) {
+			return true
+		}
+	}
+	return false
+}
+
+// everyProgram yields every compiled expression of every handler, the
+// shadow handlers' included (an iter.Seq).
+func (p *Handlers) everyProgram(yield func(*expr.Program) bool) {
 	for _, set := range []map[string]map[string]*Handler{p.byResource, p.shadows} {
 		for _, byAction := range set {
 			for _, h := range byAction {
 				for _, prg := range h.programs() {
-					if prg != nil && prg.Reads(VarClaims) {
-						return true
+					if !yield(prg) {
+						return
 					}
 				}
 			}
 		}
 	}
-	return false
 }
 
 // ReadsClaims reports whether the condition reads `claims`.
