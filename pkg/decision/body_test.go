@@ -10,7 +10,9 @@ import (
 )
 
 // bodyRoutes builds a configuration and lists, per policy, the routes
-// BodyRoutes reports as "METHOD PATTERN".
+// BodyRoutes reports as "METHOD PATTERN", without the JSON-RPC endpoints:
+// what they do is their body's method, so the body is read on them
+// whatever the rules (checked here, for every policy).
 func bodyRoutes(t *testing.T, text string) map[string][]string {
 	t.Helper()
 	f, err := config.Parse("test.yaml", []byte(text), func(string) (string, bool) { return "https://idp.example.com", true })
@@ -23,9 +25,16 @@ func bodyRoutes(t *testing.T, text string) map[string][]string {
 	}
 	out := map[string][]string{}
 	for _, p := range eng.Policies() {
-		list := []string{}
+		list, rpc := []string{}, []string{}
 		for _, r := range p.BodyRoutes() {
+			if r.RPC != nil {
+				rpc = append(rpc, r.Method+" "+r.Pattern)
+				continue
+			}
 			list = append(list, r.Method+" "+r.Pattern)
+		}
+		if want := []string{"POST /mcp", "POST /a2a/{assistant_id}"}; !slices.Equal(rpc, want) {
+			t.Errorf("policy %s: JSON-RPC body routes %q, want %q", p.Name, rpc, want)
 		}
 		out[p.Name] = list
 	}

@@ -109,6 +109,13 @@ type Decision struct {
 	Headers []Header
 	// RemoveHeaders are client-sent x-langgate-* headers to strip (allow only).
 	RemoveHeaders []string
+	// RPC is the JSON-RPC message of a request to an MCP or A2A endpoint
+	// (its method and id), when its envelope could be read; RPCError is
+	// why langgate refused it (the denial's body is then that JSON-RPC
+	// error).
+	RPC      *routes.Call
+	RPCError *routes.RPCError
+
 	// ResponseHeaders and Body form the denial sent to the client.
 	ResponseHeaders []Header
 	Body            string

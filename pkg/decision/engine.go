@@ -92,6 +92,10 @@ func (p *Policy) BodyRoutes() []*routes.Route {
 // readsBody reports whether one of the route's events needs the body and
 // goes to a handler of this policy that reads value.
 func (p *Policy) readsBody(r *routes.Route) bool {
+	if r.RPC != nil {
+		// What a JSON-RPC request does is its body's method.
+		return true
+	}
 	for _, ev := range r.Events {
 		if !ev.NeedsBody() {
 			continue

@@ -59,6 +59,18 @@ func (s *sink) record(ctx context.Context, req *Request, d *Decision, took time.
 	}
 	if r := d.Route; r != nil {
 		attrs = append(attrs, slog.String("route", r.Method+" "+r.Pattern))
+		if d.RPC != nil && d.RPC.Method != "" {
+			// The route's own list bounds what is logged: an unknown
+			// method is logged as such, not as the client spelled it.
+			m := d.RPC.Method
+			if _, known := r.RPC.Methods[m]; !known {
+				m = "(unknown)"
+				if d.RPC.Notification {
+					m = "(notification)"
+				}
+			}
+			attrs = append(attrs, slog.String("rpc_method", m))
+		}
 	}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		// langgate's own span (tracing on): its trace, and its id, which

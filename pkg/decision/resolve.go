@@ -97,6 +97,17 @@ func (p *pass) fireEvents() bool {
 		sum := sha256.Sum256(body.Data)
 		p.bodySHA256 = hex.EncodeToString(sum[:])
 	}
+	if rpc := p.route.RPC; rpc != nil {
+		call, evs, err := rpc.Fire(p.params, body)
+		d.RPC = &call
+		if err != nil {
+			d.RPCError = err
+			d.deny(BadRequest, 400, err.Message, rpc.Dialect.String()+" "+err.Error())
+			return true
+		}
+		d.Events = evs
+		return false
+	}
 	d.Events = p.route.Fire(p.params, p.target.Query, body)
 	for i := range d.Events {
 		if err := d.Events[i].ValueErr; errors.Is(err, routes.ErrAmbiguous) {

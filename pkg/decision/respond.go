@@ -283,6 +283,13 @@ func renderDenial(d *Decision, reasonHeader bool) {
 	if err != nil {
 		body = `{"detail":"Forbidden"}`
 	}
+	if e := d.RPCError; e != nil {
+		// A JSON-RPC message langgate refused: the JSON-RPC error object,
+		// as the endpoint's server answers one.
+		if b, err := asciiJSON(rpcErrorBody{JSONRPC: "2.0", ID: e.ID, Error: rpcErrorObject{Code: e.Code, Message: e.Message}}); err == nil {
+			body = b
+		}
+	}
 	d.Body = body
 	d.ResponseHeaders = []Header{{Name: "content-type", Value: "application/json"}}
 	if d.Outcome == Unauthenticated {
@@ -295,6 +302,18 @@ func renderDenial(d *Decision, reasonHeader bool) {
 	if reasonHeader && d.Reason != "" {
 		d.ResponseHeaders = append(d.ResponseHeaders, Header{Name: HeaderReason, Value: shortReason(d.Reason)})
 	}
+}
+
+// rpcErrorBody is a JSON-RPC 2.0 error response.
+type rpcErrorBody struct {
+	JSONRPC string         `json:"jsonrpc"`
+	ID      any            `json:"id"`
+	Error   rpcErrorObject `json:"error"`
+}
+
+type rpcErrorObject struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
 }
 
 func orEmpty(m map[string]any) map[string]any {

@@ -84,6 +84,8 @@ func LangGraph() []Route {
 	add("GET", "/threads/{thread_id}/stream/events", ev("threads", "read", tid))
 	add("POST", "/threads/{thread_id}/stream/events", ev("threads", "read", tid))
 
+	aidPath := path("assistant_id")
+
 	// Runs are thread events.
 	// The servers hand the handler a graph's id as its assistant's
 	// (uuid5 of the graph id): the adapters compare it so.
@@ -136,15 +138,27 @@ func LangGraph() []Route {
 	blocked("POST", "/deploy")
 	blocked("GET", "/deploy/{operation_id}/stream")
 	blocked("GET", "/profile")
-	// MCP and A2A (Python) run assistants and threads on the caller's behalf
-	// with events langgate cannot tell from the path: refused until mapped.
-	for _, m := range []string{"GET", "POST", "DELETE"} {
-		blocked(m, "/mcp")
-		blocked(m, "/a2a/{assistant_id}")
+	// MCP and A2A (Python): JSON-RPC endpoints whose handlers run
+	// assistants and threads on the caller's behalf, through in-process
+	// calls that fire their own events (agents.go). GET /mcp (405) and
+	// DELETE /mcp (404) run nothing, DELETE /a2a/{assistant_id} neither
+	// (405); the agent cards read the assistant. The server authenticates
+	// them all.
+	rpc := func(pattern string, d *RPC) {
+		rs = append(rs, Route{Method: "POST", Pattern: pattern, RPC: d})
 	}
-	blocked("GET", "/a2a/{assistant_id}/.well-known/agent-card.json")
-	blocked("GET", "/a2a/{assistant_id}/.well-known/agent.json")
-	blocked("GET", "/.well-known/agent-card.json")
+	rpc("/mcp", MCPDispatch())
+	signedIn("GET", "/mcp")
+	signedIn("DELETE", "/mcp")
+	rpc("/a2a/{assistant_id}", A2ADispatch())
+	signedIn("DELETE", "/a2a/{assistant_id}")
+	card := ev("assistants", "read", id(aidPath))
+	add("GET", "/a2a/{assistant_id}", card)
+	add("GET", "/a2a/{assistant_id}/.well-known/agent-card.json", card)
+	add("GET", "/a2a/{assistant_id}/.well-known/agent.json", card)
+	// The server's default card names its assistant in ?assistant_id=, or
+	// in its environment (DEFAULT_A2A_ASSISTANT_ID), unseen at the edge.
+	add("GET", "/.well-known/agent-card.json", ev("assistants", "read", Field{Name: "assistant_id", From: FromQuery, ID: true}))
 
 	// Crons.
 	// The SDKs send a cron's run flat (assistant_id, input, config, webhook,

@@ -144,6 +144,9 @@ type Route struct {
 	// whose id is "crons"). Any other overlap is a configuration error.
 	Builtin bool
 	Events  []EventSpec
+	// RPC, when set, makes the route a JSON-RPC endpoint: its events are
+	// those of the body's method (Events is then empty).
+	RPC *RPC
 	// Repeats is how the route's server reads a query parameter given
 	// twice; RepeatsRefuse (the default) refuses such a request when
 	// langgate reads the parameter.
@@ -527,12 +530,15 @@ func (t *Table) Describe() []string {
 			evs = append(evs, name)
 		}
 		target := strings.Join(evs, ", ")
+		if r.RPC != nil {
+			target = r.RPC.Dialect.String() + " JSON-RPC: " + strings.Join(r.RPC.MethodNames(), ", ")
+		}
 		switch {
 		case r.Public:
 			target = "public"
 		case r.Blocked:
 			target = "blocked"
-		case len(evs) == 0:
+		case len(evs) == 0 && r.RPC == nil:
 			target = "signed in, no event"
 		}
 		out = append(out, fmt.Sprintf("%-6s %-45s -> %s", r.Method, r.Pattern, target))
