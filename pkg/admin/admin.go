@@ -75,6 +75,27 @@ func Handler(h *decision.Holder, st *State, opts Options) http.Handler {
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		_, _ = w.Write(eng.ContextKeys().JWKS())
 	})
+	// The MCP endpoints' protected resource metadata (RFC 9728), as the
+	// check port answers it: for a proxy that routes these paths here
+	// (an HTTP-mode check cannot answer with a document of its own).
+	metadata := func(w http.ResponseWriter, r *http.Request) {
+		eng := h.Load()
+		var doc string
+		ok := eng != nil
+		if ok {
+			doc, ok = eng.ResourceMetadata(r.URL.Path)
+		}
+		if !ok {
+			http.Error(w, "no MCP resource is configured at this path", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		_, _ = w.Write([]byte(doc))
+	}
+	mux.HandleFunc("GET "+decision.WellKnownResourceMetadata, metadata)
+	mux.HandleFunc("GET "+decision.WellKnownResourceMetadata+"/{path...}", metadata)
 	if opts.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	}

@@ -133,6 +133,32 @@ type Authenticate struct {
 	// User maps verified claims to the user handlers see (issuers and
 	// introspection may override it).
 	User UserMapping `yaml:"user"`
+	// MCP makes the policy's MCP endpoint an OAuth 2.0 protected resource
+	// as the MCP specification's authorization asks: langgate serves its
+	// Protected Resource Metadata (RFC 9728), points an unauthenticated
+	// client at it (WWW-Authenticate: Bearer resource_metadata="..."),
+	// and accepts there only tokens issued for it (aud, RFC 8707).
+	MCP *MCPResource `yaml:"mcp"`
+}
+
+// MCPResource is an MCP endpoint as an OAuth 2.0 protected resource.
+type MCPResource struct {
+	Pos Pos `yaml:"-"`
+	// Resource is the endpoint's canonical URL, as MCP clients connect to
+	// it (https://agents.example.com/mcp; http only on a loopback host):
+	// the metadata's resource, the audience its tokens must carry, and,
+	// by its path, the requests it applies to.
+	Resource string `yaml:"resource"`
+	// AuthorizationServers are the issuers MCP clients get their tokens
+	// from; default: every authenticate.oidc issuer whose audiences list
+	// the resource.
+	AuthorizationServers []string `yaml:"authorization_servers"`
+	// ScopesSupported are the scopes a client should ask for (optional).
+	ScopesSupported []string `yaml:"scopes_supported"`
+	// ResourceName is a name for people (optional).
+	ResourceName string `yaml:"resource_name"`
+	// ResourceDocumentation is a URL of documentation for developers (optional).
+	ResourceDocumentation string `yaml:"resource_documentation"`
 }
 
 // OIDCIssuer is one trusted OpenID Connect issuer.

@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -73,6 +75,9 @@ func validateAuthenticate(a *Authenticate, sink *errorSink) {
 		sink.add(a.Pos, "authenticate.user.identity: a CEL expression is required (e.g. claims.sub)")
 	}
 	validateCredentials(a, sink)
+	if m := a.MCP; m != nil {
+		validateMCP(a, m, sink)
+	}
 	if c := a.Cache; c != nil {
 		if c.MaxEntries < 0 {
 			sink.add(c.Pos, "authenticate.cache.max_entries: must not be negative")
@@ -358,4 +363,66 @@ func isToken(s string) bool {
 		return false
 	}
 	return true
+}
+
+// validateMCP checks an MCP protected resource: a canonical URL that
+// tokens can be issued for (an OIDC issuer lists it as an audience, or
+// introspection decides), and metadata URLs that are URLs.
+func validateMCP(a *Authenticate, m *MCPResource, sink *errorSink) {
+	if err := checkResourceURL(m.Resource); err != nil {
+		sink.add(m.Pos, "authenticate.mcp.resource: %v", err)
+		return
+	}
+	listed := a.Introspection != nil
+	for _, iss := range a.OIDC {
+		listed = listed || slices.Contains(iss.Audiences, m.Resource)
+	}
+	if !listed {
+		sink.add(m.Pos, "authenticate.mcp.resource: no authenticate.oidc issuer lists %q in its audiences, so every token issued for it would be refused (add it to the issuer's audiences)", m.Resource)
+	}
+	if m.AuthorizationServers != nil && len(m.AuthorizationServers) == 0 {
+		sink.add(m.Pos, "authenticate.mcp.authorization_servers: empty; leave it out for the OIDC issuers that list the resource")
+	}
+	for _, as := range m.AuthorizationServers {
+		if u, err := url.Parse(as); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			sink.add(m.Pos, "authenticate.mcp.authorization_servers: %q is not an http(s) URL", as)
+		}
+	}
+	if d := m.ResourceDocumentation; d != "" {
+		if u, err := url.Parse(d); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			sink.add(m.Pos, "authenticate.mcp.resource_documentation: %q is not an http(s) URL", d)
+		}
+	}
+	for _, sc := range m.ScopesSupported {
+		if sc == "" || strings.ContainsAny(sc, " \t\"") {
+			sink.add(m.Pos, "authenticate.mcp.scopes_supported: %q is not a scope token", sc)
+		}
+	}
+}
+
+// checkResourceURL checks an MCP resource's canonical URL (RFC 8707
+// section 2, the MCP specification's canonical server URI): an absolute
+// https URL (http on a loopback host), lower-case scheme and host, a
+// path, no query or fragment, no trailing slash.
+func checkResourceURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return fmt.Errorf("%q is not an absolute URL", raw)
+	}
+	host := u.Hostname()
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || ip != nil && ip.IsLoopback()
+	switch {
+	case u.Scheme != "https" && !(u.Scheme == "http" && loopback):
+		return fmt.Errorf("%q: an MCP resource is served over https (http only on a loopback host)", raw)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#"):
+		return fmt.Errorf("%q: a resource has no query or fragment", raw)
+	case u.User != nil:
+		return fmt.Errorf("%q: a resource has no user information", raw)
+	case raw != strings.ToLower(u.Scheme)+"://"+strings.ToLower(u.Host)+u.EscapedPath():
+		return fmt.Errorf("%q is not canonical: write it as %q", raw, strings.ToLower(u.Scheme)+"://"+strings.ToLower(u.Host)+u.EscapedPath())
+	case u.Path == "" || u.Path == "/" || strings.HasSuffix(u.Path, "/"):
+		return fmt.Errorf("%q: name the endpoint's path (e.g. /mcp), without a trailing slash", raw)
+	}
+	return nil
 }

@@ -47,6 +47,13 @@ func (p *pass) authenticate() bool {
 		d.AuthFailure, d.AuthReason = authn.KindInvalid, "identity not header-safe"
 		return true
 	}
+	if p.pol.resource.covers(p.target.Path) && !p.pol.resource.audience(user.ClaimsMap()) {
+		// RFC 8707 and the MCP specification: a token issued for another
+		// resource (another API of the same issuer) is not one for this.
+		d.deny(Unauthenticated, 401, "Invalid token", "the token's aud does not list the MCP resource "+p.pol.resource.resource)
+		d.AuthFailure, d.AuthReason = authn.KindInvalid, "audience is not the MCP resource"
+		return true
+	}
 	d.User = user
 	if p.pol.studio != nil && strings.EqualFold(strings.TrimSpace(p.req.Headers[studioSchemeHeader]), studioScheme) {
 		// LangGraph Studio's request: a Studio user if the rule holds for

@@ -147,7 +147,10 @@ func buildPolicy(file string, pc *config.Policy, env *cel.Env, reg *authn.Regist
 	}
 	// What the users must keep: their claims only when an expression reads
 	// them (or when the handlers did not compile, to report every error).
-	needs := authn.Needs{Claims: handlers == nil || handlers.ReadsClaims() || studio != nil && studio.ReadsClaims()}
+	resource, err := newProtectedResource(file, pc.Authenticate)
+	errs.Append(file, pc.Pos, err)
+	// The MCP resource checks the token's aud: its users keep their claims.
+	needs := authn.Needs{Claims: handlers == nil || handlers.ReadsClaims() || studio != nil && studio.ReadsClaims() || resource != nil}
 	auth, err := authn.New(file, pc.Authenticate, reg, needs)
 	errs.Append(file, pc.Pos, err)
 	if len(errs) > 0 {
@@ -171,6 +174,7 @@ func buildPolicy(file string, pc *config.Policy, env *cel.Env, reg *authn.Regist
 		Vocabulary:    vocab,
 		unmatchedDeny: pc.Authorize.Unmatched == config.UnmatchedDeny,
 		strip:         strip,
+		resource:      resource,
 	}, nil
 }
 

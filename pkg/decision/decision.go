@@ -68,6 +68,9 @@ const (
 	Denied          Outcome = "denied"
 	BadRequest      Outcome = "bad_request"
 	Error           Outcome = "error"
+	// Served: langgate answered the request itself, with a 200 (the MCP
+	// endpoint's protected resource metadata); nothing reaches the upstream.
+	Served Outcome = "served"
 )
 
 // Decision is the answer for one request.
@@ -131,6 +134,9 @@ type Decision struct {
 	// memoEvents is then its x-langgate-events value.
 	memo       *memoized
 	memoEvents string
+	// challenge replaces a 401's WWW-Authenticate (before its error): the
+	// MCP resource's, naming its metadata.
+	challenge string
 }
 
 // ShadowResult is a shadow handler's verdict on one event.

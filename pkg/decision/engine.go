@@ -63,6 +63,9 @@ type Policy struct {
 	// policy); shadow is this policy's own shadow, decided beside it.
 	ShadowOf string
 	shadow   *Policy
+	// resource is the policy's MCP endpoint as an OAuth protected
+	// resource (authenticate.mcp), nil when it has none.
+	resource *protectedResource
 }
 
 // BodyRoutes lists the routes on which a rule of the policy reads the

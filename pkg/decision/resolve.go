@@ -24,6 +24,13 @@ func (p *pass) matchRoute() bool {
 		return true
 	}
 	p.target, p.d.Path = target, target.Path
+	if p.pol.resource.serve(p.d, p.req.Method, target.Path) {
+		p.tr.route(target.Path, nil)
+		return true
+	}
+	if p.pol.resource.covers(target.Path) {
+		p.d.challenge = p.pol.resource.challenge
+	}
 	if p.pol.corsPreflight && isPreflight(p.req) {
 		// A browser sends no credential with a preflight; the upstream's
 		// CORS middleware answers it, and it fires no event.

@@ -53,6 +53,8 @@ func (e *Engine) respond(p *pass) {
 	case Public:
 		d.RemoveHeaders = p.pol.headersToRemove(p.req.Headers, nil)
 		return
+	case Served:
+		return
 	case Allowed:
 		err := upstreamHeaders(d)
 		if err == nil && e.signer != nil {
@@ -294,6 +296,9 @@ func renderDenial(d *Decision, reasonHeader bool) {
 	d.ResponseHeaders = []Header{{Name: "content-type", Value: "application/json"}}
 	if d.Outcome == Unauthenticated {
 		challenge := `Bearer realm="langgate"`
+		if d.challenge != "" {
+			challenge = d.challenge
+		}
 		if d.AuthFailure != authn.KindMissing {
 			challenge += `, error="invalid_token"`
 		}

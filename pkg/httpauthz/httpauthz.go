@@ -284,6 +284,15 @@ func (s *server) decide(w http.ResponseWriter, r *http.Request, req *decision.Re
 		// body holds nothing).
 		w.Header().Set("Connection", "close")
 	}
+	if d.Outcome == decision.Served {
+		// A check answered with 200 is an allow to every HTTP-mode proxy:
+		// langgate cannot serve a document of its own here. The admin port
+		// serves it (route the path there).
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `{"detail":"Not Found: the admin port serves this document in HTTP mode"}`)
+		return nil
+	}
 	if !d.Allow() {
 		writeDenial(w, d)
 		return nil
