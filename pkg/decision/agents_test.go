@@ -19,7 +19,6 @@ func rpcRequest(path, token, body string) *decision.Request {
 	return &decision.Request{Method: "POST", Path: path, Headers: h, Body: []byte(body)}
 }
 
-
 func header(d *decision.Decision, name string) string {
 	for _, h := range d.Headers {
 		if h.Name == name {
