@@ -37,6 +37,7 @@ const (
 	JWKSPath          = "/jwks"
 	IntrospectionPath = "/introspect"
 	TokenPath         = "/token"
+	AuthorizePath     = "/authorize"
 )
 
 // Issuer is a running development OIDC issuer.
@@ -119,6 +120,7 @@ func Start(opts Options) (*Issuer, error) {
 	mux.HandleFunc("GET "+JWKSPath, is.jwks)
 	mux.HandleFunc("POST "+IntrospectionPath, is.introspect)
 	mux.HandleFunc(TokenPath, is.token)
+	mux.HandleFunc(AuthorizePath, is.authorize)
 	var h http.Handler = mux
 	if opts.Wrap != nil {
 		h = opts.Wrap(h)
@@ -310,7 +312,21 @@ func (is *Issuer) discovery(w http.ResponseWriter, _ *http.Request) {
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{is.SigningKey().Algorithm},
 		"introspection_endpoint":                is.IntrospectionURL(),
+		// OAuth clients (an MCP client's discovery) want an authorization
+		// endpoint listed; the dev issuer has no login page, and answers
+		// there that its tokens come from client_credentials.
+		"authorization_endpoint":                is.URL + AuthorizePath,
+		"grant_types_supported":                 []string{"client_credentials"},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 	})
+}
+
+// authorize refuses the authorization code flow: the dev issuer has no
+// login page (RFC 6749 section 4.1.2.1's error, shown to the user).
+func (is *Issuer) authorize(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadRequest)
+	_, _ = w.Write([]byte(`{"error":"unsupported_response_type","error_description":"the dev issuer has no login: get a token with grant_type=client_credentials (the client_id is the subject) or GET /token?sub=NAME"}` + "\n"))
 }
 
 func (is *Issuer) jwks(w http.ResponseWriter, _ *http.Request) {
@@ -323,10 +339,18 @@ func (is *Issuer) jwks(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, set)
 }
 
-// token mints a token: GET or POST /token?sub=alice[&aud=...][&ttl=1h].
+// token mints a token: GET or POST /token?sub=alice[&aud=...][&ttl=1h];
+// or, as an OAuth client gets one, POST grant_type=client_credentials
+// (RFC 6749 section 4.4): the client_id is the subject, the secret the
+// issuer's client secret (client_secret_basic or _post), the RFC 8707
+// resource the audience, the scope the scope.
 func (is *Issuer) token(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	if r.Method == http.MethodPost && r.PostForm.Get("grant_type") != "" {
+		is.clientCredentials(w, r)
 		return
 	}
 	sub := r.Form.Get("sub")
@@ -353,6 +377,52 @@ func (is *Issuer) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": int(ttl.Seconds())})
+}
+
+// clientCredentials is the token endpoint's OAuth grant.
+func (is *Issuer) clientCredentials(w http.ResponseWriter, r *http.Request) {
+	oauthError := func(status int, code, desc string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+	}
+	if g := r.PostForm.Get("grant_type"); g != "client_credentials" {
+		oauthError(http.StatusBadRequest, "unsupported_grant_type", "the dev issuer grants client_credentials only")
+		return
+	}
+	id, secret, ok := r.BasicAuth()
+	if !ok {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	if id == "" || subtle.ConstantTimeCompare([]byte(secret), []byte(is.clientSecret)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Basic realm="devissuer"`)
+		oauthError(http.StatusUnauthorized, "invalid_client", "any client_id, with the dev issuer's client secret")
+		return
+	}
+	extra := map[string]any{}
+	if res := r.PostForm["resource"]; len(res) > 1 {
+		oauthError(http.StatusBadRequest, "invalid_target", "one resource per token")
+		return
+	} else if len(res) == 1 {
+		extra["aud"] = res[0]
+	}
+	scope := r.PostForm.Get("scope")
+	if scope != "" {
+		extra["scope"] = scope
+	}
+	ttl := time.Hour
+	tok, err := is.Token(id, ttl, extra)
+	if err != nil {
+		oauthError(http.StatusInternalServerError, "server_error", err.Error())
+		return
+	}
+	resp := map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": int(ttl.Seconds())}
+	if scope != "" {
+		resp["scope"] = scope
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, resp)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
