@@ -379,9 +379,16 @@ func TestRoutesThroughEnvoy(t *testing.T) {
 		{"POST", "/assistants/count", checked},
 		{"PATCH", "/assistants/a1", checked},
 		{"POST", "/assistants/a1/versions", checked},
+		// MCP and A2A: JSON-RPC, whose method is in the body.
+		{"POST", "/mcp", input},
+		{"POST", "/mcp/", input},
+		{"POST", "/a2a/6ba7b821-9dad-11d1-80b4-00c04fd430c8", input},
+		{"POST", "/a2a/x/", input},
 		// Anything else is still checked.
 		{"GET", "/mcp", checked},
-		{"POST", "/a2a/x", checked},
+		{"DELETE", "/mcp", checked},
+		{"GET", "/a2a/x", checked},
+		{"POST", "/a2a/x/y", checked},
 		{"GET", "/", checked},
 	}
 	// The table above must say what the seed policy needs: a body exactly

@@ -413,6 +413,19 @@ func (c *Config) Loopback() {
 	}
 }
 
+// SetListenerPort moves the named listener to 127.0.0.1:port (after
+// Loopback), for a test whose configuration must name the listener's URL
+// before Envoy starts. It fails when there is no such listener.
+func (c *Config) SetListenerPort(name string, port int) error {
+	for _, l := range c.listeners() {
+		if l["name"] == name {
+			l["address"] = socketAddress("127.0.0.1", port)
+			return nil
+		}
+	}
+	return fmt.Errorf("no listener %q", name)
+}
+
 // SetEndpoint points every endpoint of the named cluster at addr
 // (host:port). healthPort, when not zero, replaces the port its health
 // checks use (health_check_config.port_value). It fails when the cluster

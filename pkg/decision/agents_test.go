@@ -62,9 +62,9 @@ func TestMCPAndA2AGrants(t *testing.T) {
 		{"tools/list: the search and each tool's read, filtered", rpcRequest("/mcp", bob, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`), 200,
 			`{"assistants:search":{"filters":{"owner":"bob"}},"assistants:read":{"filters":{"owner":"bob"}}}`},
 		{"tools/call: a stateless run, bound to no thread", rpcRequest("/mcp", bob, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"agent","arguments":{}}}`), 200,
-			`{"assistants:search":{"filters":{"owner":"bob"}},"threads:create_run":{"filters":{"owner":"bob"},"values":[{"/thread_id":null}]},"assistants:read":{"filters":{"owner":"bob"}}}`},
+			`{"assistants:search":{"filters":{"owner":"bob"}},"threads:create_run":{"filters":{"owner":"bob"},"values":[{"/thread_id":null}]},"assistants:read":{"filters":{"owner":"bob"}},"threads:read":{"filters":{"owner":"bob"}}}`},
 		{"a denied inner event is not granted", rpcRequest("/mcp", mallory, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"agent"}}`), 200,
-			`{"assistants:search":{"filters":{"owner":"mallory"}},"assistants:read":{"filters":{"owner":"mallory"}}}`},
+			`{"assistants:search":{"filters":{"owner":"mallory"}},"assistants:read":{"filters":{"owner":"mallory"}},"threads:read":{"filters":{"owner":"mallory"}}}`},
 		{"an unknown method", rpcRequest("/mcp", bob, `{"jsonrpc":"2.0","id":"x","method":"resources/list"}`), 400,
 			`{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"Method not found: resources/list"}}`},
 		{"a batch", rpcRequest("/mcp", bob, `[{"jsonrpc":"2.0","id":1,"method":"ping"}]`), 400,
@@ -92,6 +92,12 @@ func TestMCPAndA2AGrants(t *testing.T) {
 				t.Errorf("content-type %q", header(d, "content-type"))
 			}
 		})
+	}
+	// What the inner calls write is stamped: the run a tool call creates
+	// gets the metadata of its threads:create_run.
+	d := env.Engine.Decide(context.Background(), rpcRequest("/mcp", bob, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"agent"}}`))
+	if got := header(d, "x-langgate-metadata"); got != `{"owner":"bob"}` {
+		t.Errorf("tools/call metadata %s, want the create_run's", got)
 	}
 }
 

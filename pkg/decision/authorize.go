@@ -75,7 +75,7 @@ func (p *pass) authorize() bool {
 			return true
 		}
 		var md map[string]any
-		if !ev.Optional {
+		if !ev.Optional || ev.Inner {
 			md = res.Metadata
 		}
 		g, err := d.grant(name, res.Filters, md, res.NamespacePrefix)
@@ -89,6 +89,16 @@ func (p *pass) authorize() bool {
 		}
 		g.bindValues(bindEvent(ev, res.Handler))
 		if ev.Optional {
+			if ev.Inner && len(md) > 0 {
+				// An in-process call's write: the adapter stamps the
+				// request's metadata on it (its grant carries it too).
+				merged, err := merge(d.Metadata, md)
+				if err != nil {
+					d.revoke(name)
+					continue
+				}
+				d.Metadata = merged
+			}
 			continue
 		}
 		if d.Filters, err = merge(d.Filters, res.Filters); err != nil {

@@ -37,7 +37,8 @@ var (
 //   - tools/call: assistants.search(limit 1000) to find the assistant of
 //     the tool's name, then a stateless runs.wait on it: assistants:search,
 //     threads:create_run (no thread), assistants:read (an assistant a user
-//     created). Which assistant the name resolves to is the server's
+//     created), threads:read (the wait joins the run on its temporary
+//     thread). Which assistant the name resolves to is the server's
 //     search, narrowed by the caller's assistants:search filters.
 func MCPDispatch() *RPC {
 	return &RPC{Dialect: DialectMCP, Methods: map[string]RPCMethod{
@@ -57,7 +58,7 @@ func MCPDispatch() *RPC {
 			},
 		},
 		"tools/call": {
-			Events: []EventSpec{specAssistantsSearch, specCreateRun, specAssistantsRead},
+			Events: []EventSpec{specAssistantsSearch, specCreateRun, specAssistantsRead, specThreadsRead},
 			Fire: func(params map[string]any, _ Params) ([]Event, error) {
 				name, ok, err := optString(params, "name")
 				if err != nil {
@@ -82,6 +83,8 @@ func MCPDispatch() *RPC {
 					// A stateless run: bound to no thread at all.
 					rpcEvent(specCreateRun, map[string]any{"thread_id": nil, "kwargs": kwargs}),
 					rpcEvent(specAssistantsRead, map[string]any{}),
+					// runs.wait joins the run on its temporary thread.
+					rpcEvent(specThreadsRead, map[string]any{}),
 				}, nil
 			},
 		},

@@ -236,7 +236,7 @@ func IsUUID(s string) bool {
 
 // rpcEvent is one Optional event of a JSON-RPC method, with its value.
 func rpcEvent(spec EventSpec, value map[string]any) Event {
-	return Event{Resource: spec.Resource, Action: spec.Action, Optional: true, Fields: spec.Fields, Value: value}
+	return Event{Resource: spec.Resource, Action: spec.Action, Optional: true, Inner: true, Fields: spec.Fields, Value: value}
 }
 
 // optString is params[key] when it is a string; absent (or null) is "",

@@ -25,6 +25,11 @@ type Event struct {
 	// adapter refuses it (403) if the server does fire it — as LangGraph
 	// answers when the handler denies.
 	Optional bool
+	// Inner marks an event the server fires through an in-process call
+	// of its own (MCP's and A2A's handlers calling its API): Optional,
+	// and what its handler stamps (metadata) is what that call writes,
+	// so the request's metadata includes it.
+	Inner bool
 	// Fields are the value's fields as the route declares them (shared
 	// with the route, never modified): which are identifiers, which come
 	// from the body.
