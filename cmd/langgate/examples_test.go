@@ -175,7 +175,9 @@ func TestValidateBodyRoutes(t *testing.T) {
 	if code := run(context.Background(), []string{"validate", "--config", "../../examples/langgraph/langgate.yaml"}, &out, &errb); code != exitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	want := `policy "langgraph" reads the request body on 4 routes; send the body (with_request_body) there, on no other route:
+	want := `policy "langgraph" reads the request body on 6 routes; send the body (with_request_body) there, on no other route:
+  POST   /mcp
+  POST   /a2a/{assistant_id}
   PUT    /store/items
   DELETE /store/items
   POST   /store/items/search
@@ -199,6 +201,8 @@ func TestValidateBodyRoutes(t *testing.T) {
   oidc: [{issuer: "https://i.example", audiences: [a]}]
   user: {identity: claims.sub}
 authorize:
+  routes:
+    - {method: GET, path: "/items/{id}", resource: items, action: read}
   handlers:
     - {on: "*", filters: {owner: user.identity}}
 `), 0o644); err != nil {
