@@ -5,8 +5,11 @@
 #
 #   make e2e-deps    node-deps + nginx (a `make test` prerequisite)
 #   make node-deps   npm ci in test/e2e, when the lock file changed
-#   make demo        Envoy + langgate --dev + the LangGraph JS server, with
-#                    curl and SDK commands to paste (examples/demo)
+#   make demo        Envoy + langgate --dev + the LangGraph Python server,
+#                    with curl, SDK and MCP commands to paste (owner
+#                    isolation, store namespaces, MCP's protected resource
+#                    and tools, A2A); SERVER=js for the JS server
+#                    (examples/demo)
 #   make test-differential
 #                    the long run of the parser differential (every encoding
 #                    of a name, value and order, through Envoy to both real
@@ -33,8 +36,10 @@ node-deps:
 		cd $(E2E_DIR) && npm ci --no-audit --no-fund --loglevel=error; \
 	fi
 
+SERVER ?= python
+
 demo: build envoy node-deps
-	$(GO) run ./examples/demo --langgate $(LANGGATE)
+	$(GO) run ./examples/demo --langgate $(LANGGATE) --server $(SERVER)
 
 test-differential: build envoy pydeps node-deps
 	LANGGATE_DIFFERENTIAL_LONG=1 $(GO) test -count=1 -timeout 60m -run '^TestParserDifferential$$' -v ./test/e2e | grep -E 'variants;|adapter refused|^(---|ok|FAIL|PASS)'

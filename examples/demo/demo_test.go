@@ -89,11 +89,22 @@ func pattern(expect string) *regexp.Regexp {
 }
 
 // TestDemoWorksAsPrinted runs the demo (the real Envoy, langgate --dev, the
-// LangGraph JS server) on free ports, pastes every command it prints into
-// bash exactly as printed, and checks each one's output against the line
-// the demo says it prints. Then it interrupts the demo, which must stop
-// everything it started.
+// LangGraph Python server, and then the JS one) on free ports, pastes every
+// command it prints into bash exactly as printed, and checks each one's
+// output against the line the demo says it prints: with the Python server
+// these include MCP (the 401, the protected resource metadata, the official
+// SDK as alice and bob) and A2A. Then it interrupts the demo, which must
+// stop everything it started.
 func TestDemoWorksAsPrinted(t *testing.T) {
+	for _, c := range []struct {
+		server string
+		blocks int
+	}{{"python", 15}, {"js", 8}} {
+		t.Run(c.server, func(t *testing.T) { demoWorks(t, c.server, c.blocks) })
+	}
+}
+
+func demoWorks(t *testing.T, server string, want int) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +121,7 @@ func TestDemoWorksAsPrinted(t *testing.T) {
 		t.Fatalf("go build ./cmd/langgate: %v\n%s", err, out)
 	}
 
-	cmd := exec.Command(os.Args[0], "--random-ports", "--langgate", lgBin)
+	cmd := exec.Command(os.Args[0], "--random-ports", "--langgate", lgBin, "--server", server)
 	cmd.Env = append(os.Environ(), "LANGGATE_DEMO_AS_COMMAND=1")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -150,8 +161,8 @@ func TestDemoWorksAsPrinted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(blocks) < 8 {
-		t.Fatalf("%d commands with expected output, want the 8 the demo promises", len(blocks))
+	if len(blocks) < want {
+		t.Fatalf("%d commands with expected output, want the %d the demo promises", len(blocks), want)
 	}
 	var script strings.Builder
 	script.WriteString("set -u\n" + setup)

