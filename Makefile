@@ -44,7 +44,7 @@ test-bench:
 # duration: Go 1.26's coordinator can report a spurious "context deadline
 # exceeded" when a duration expires under load (go.dev/issue/75804).
 FUZZTIME ?= 50000x
-FUZZ_TARGETS := ./pkg/config:FuzzParse ./pkg/routes:FuzzNormalize ./pkg/routes:FuzzBody ./pkg/authn:FuzzCredential ./pkg/authn:FuzzAuthenticate ./pkg/decision:FuzzDecide ./pkg/decision:FuzzBuild ./pkg/extauthz:FuzzDecodeCheck ./pkg/httpauthz:FuzzHTTPMode
+FUZZ_TARGETS := ./pkg/config:FuzzParse ./pkg/routes:FuzzNormalize ./pkg/routes:FuzzBody ./pkg/routes:FuzzRPC ./pkg/authn:FuzzCredential ./pkg/authn:FuzzAuthenticate ./pkg/decision:FuzzDecide ./pkg/decision:FuzzBuild ./pkg/extauthz:FuzzDecodeCheck ./pkg/httpauthz:FuzzHTTPMode
 test-fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

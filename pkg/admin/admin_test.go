@@ -133,3 +133,37 @@ func TestJWKS(t *testing.T) {
 		t.Errorf("JWKS: %d %v %s", code, header, body)
 	}
 }
+
+// TestResourceMetadata: the admin port serves the MCP endpoint's protected
+// resource metadata as the check port does, for proxies whose HTTP-mode
+// check cannot answer with a document; 404 for any other path.
+func TestResourceMetadata(t *testing.T) {
+	var engines decision.Holder
+	srv := httptest.NewServer(admin.Handler(&engines, &admin.State{}, admin.Options{}))
+	t.Cleanup(srv.Close)
+	env := testengine.Start(t, testengine.Options{Policy: `name: p
+authenticate:
+  oidc: [{issuer: "${OIDC_ISSUER}", audiences: ["https://agents.example.com/mcp"]}]
+  user: {identity: claims.sub}
+  mcp: {resource: "https://agents.example.com/mcp"}
+authorize:
+  routes: langgraph
+  handlers: [{on: "*", filters: {owner: user.identity}}]
+`})
+	engines.Store(env.Engine)
+	for path, want := range map[string]int{
+		"/.well-known/oauth-protected-resource/mcp": 200, "/.well-known/oauth-protected-resource": 200,
+		"/.well-known/oauth-protected-resource/other": 404,
+	} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || want == 200 && (!strings.Contains(string(b), `"resource":"https://agents.example.com/mcp"`) ||
+			resp.Header.Get("Content-Type") != "application/json") {
+			t.Errorf("GET %s: %d %v %s", path, resp.StatusCode, resp.Header, b)
+		}
+	}
+}

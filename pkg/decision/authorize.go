@@ -10,6 +10,7 @@ import (
 
 	"github.com/langgate/langgate/pkg/authn"
 	"github.com/langgate/langgate/pkg/policy"
+	"github.com/langgate/langgate/pkg/routes"
 )
 
 // authorize is the authorize phase: the handler LangGraph would run for
@@ -32,7 +33,11 @@ func (p *pass) authorize() bool {
 		}
 		var res policy.Result
 		var name string
-		if m, events := p.memoized(in); m != nil {
+		if m, events := p.memoized(in); m != nil && !p.single(ev) {
+			// One of several events (MCP's, A2A's): the handler's result
+			// without its CEL; the headers are built for the request.
+			res = m.result()
+		} else if m != nil {
 			res, d.memo, d.memoEvents = m.res, m, events // the maps nil
 			if !p.opts.HeadersOnly || p.signs || p.pol.shadow != nil {
 				res = m.result()
@@ -183,15 +188,21 @@ func (m *memoized) result() policy.Result {
 	return r
 }
 
+// single reports whether ev is the request's one event, which a memoized
+// result answers whole (its x-langgate-events too).
+func (p *pass) single(ev *routes.Event) bool {
+	return len(p.d.Events) == 1 && !ev.Optional
+}
+
 // memoized returns the memoized result for in, computing it on the
-// user's first such request, when the request has one event, its handler
-// is pure and nothing traces the evaluation; nil otherwise. It also
+// user's first such request, when its handler is pure and nothing traces
+// the evaluation; nil otherwise. For the request's single event it also
 // returns the x-langgate-events value, whose first key is the event's
 // name.
 func (p *pass) memoized(in *policy.Input) (*memoized, string) {
 	d := p.d
 	ev := in.Event
-	if len(d.Events) != 1 || ev.Optional || p.tr != nil || d.User == nil {
+	if p.tr != nil || d.User == nil {
 		return nil, ""
 	}
 	h := p.pol.Handlers.Select(ev.Resource, ev.Action)
@@ -232,7 +243,7 @@ func (p *pass) memoized(in *policy.Input) (*memoized, string) {
 		v = authn.Memo(d.User, h, compute)
 	}
 	m := v.(*memoized) //nolint:forcetypeassert // memoKey values are *memoized
-	if !m.res.Allowed || m.err != nil {
+	if !m.res.Allowed || m.err != nil || !p.single(ev) {
 		return m, ""
 	}
 	// One allocation: the event's name is a substring of it.

@@ -19,11 +19,19 @@ import (
 	"github.com/langgate/langgate/pkg/tracing"
 )
 
-// benchRequests are the shapes measured: a read with the owner filter, and
-// a store write whose rule reads the JSON body.
+// benchRequests are the shapes measured: a read with the owner filter, a
+// store write whose rule reads the JSON body, an MCP tool call and an A2A
+// message (JSON-RPC: the body read, four inner events granted).
 func benchRequests(token string) map[string]*decision.Request {
 	body := []byte(`{"namespace":["alice","notes"],"key":"k1","value":{"text":"hello"}}`)
+	rpc := func(path, body string) *decision.Request {
+		return &decision.Request{Method: "POST", Path: path, Body: []byte(body),
+			Headers: map[string]string{"authorization": "Bearer " + token, "content-type": "application/json", "content-length": strconv.Itoa(len(body))}}
+	}
 	return map[string]*decision.Request{
+		"mcp_tools_call": rpc("/mcp", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"alice_agent","arguments":{"messages":[{"role":"human","content":"hello"}]}}}`),
+		"a2a_send": rpc("/a2a/6ba7b821-9dad-11d1-80b4-00c04fd430c8",
+			`{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"message":{"role":"user","messageId":"m1","contextId":"1ef6c4a2-0000-4000-8000-000000000001","parts":[{"kind":"text","text":"hi"}]}}}`),
 		"read": {Method: "GET", Path: "/threads/1ef5c0de-1b2c-6d3e-8f90-123456789abc",
 			Headers: map[string]string{"authorization": "Bearer " + token, ":authority": "lg.example", "x-request-id": "r1", "user-agent": "langgraph-sdk"}},
 		"store_put": {Method: "PUT", Path: "/store/items", Body: body,

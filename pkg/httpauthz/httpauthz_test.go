@@ -238,3 +238,28 @@ func TestNginxHostPolicy(t *testing.T) {
 		t.Errorf("billing host (with a trailing dot): %d %v", a.status, a.header)
 	}
 }
+
+// TestMCPResourceMetadataPath: a check that answered 200 would be an
+// allow to every HTTP-mode proxy, so the metadata path, which langgate
+// answers itself on the gRPC port, is a 404 here (the admin port serves
+// it); the 401 on the MCP endpoint still names the metadata.
+func TestMCPResourceMetadataPath(t *testing.T) {
+	srv, _ := serverWith(t, testengine.Options{Policy: `name: p
+authenticate:
+  oidc: [{issuer: "${OIDC_ISSUER}", audiences: ["${OIDC_AUDIENCE}", "https://agents.example.com/mcp"]}]
+  user: {identity: claims.sub}
+  mcp: {resource: "https://agents.example.com/mcp"}
+authorize:
+  routes: langgraph
+  handlers:
+    - {on: "*", filters: {owner: user.identity}}
+`})
+	a := do(t, "GET", srv.URL+"/envoy/.well-known/oauth-protected-resource/mcp", nil, "")
+	if a.status != 404 || a.header.Get("X-Langgate-User-Id") != "" {
+		t.Errorf("metadata path in HTTP mode: %d %v %s", a.status, a.header, a.rawBody)
+	}
+	a = do(t, "POST", srv.URL+"/envoy/mcp", nil, `{"jsonrpc":"2.0","id":1,"method":"ping"}`)
+	if want := `Bearer realm="langgate", resource_metadata="https://agents.example.com/.well-known/oauth-protected-resource/mcp"`; a.status != 401 || a.header.Get("Www-Authenticate") != want {
+		t.Errorf("MCP without a token: %d %q", a.status, a.header.Get("Www-Authenticate"))
+	}
+}

@@ -143,3 +143,64 @@ func TestIsUUID(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRPC: any body sent to the MCP or A2A endpoint is either refused with
+// a JSON-RPC error or read as one message whose envelope encoding/json
+// reads the same way: an object with "jsonrpc": "2.0", the method named,
+// a string or integer id (none only for an MCP notification), and events
+// only for a known method, every one optional and inner.
+func FuzzRPC(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"100"}}`,
+		`{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"a","arguments":{}}}`,
+		`{"jsonrpc":"2.0","method":"notifications/initialized"}`,
+		`{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"message":{"contextId":"c","taskId":"t:r"}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"id":"a:b"}}`,
+		`[{"jsonrpc":"2.0","id":1,"method":"ping"}]`, `{"jsonrpc":"2.0","id":1,"method":"ping","method":"x"}`,
+	} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	mcp, a2a := MCPDispatch(), A2ADispatch()
+	path := Params{{Name: "assistant_id", Value: "6ba7b821-9dad-11d1-80b4-00c04fd430c8"}}
+	f.Fuzz(func(t *testing.T, data []byte, isA2A bool) {
+		d := mcp
+		if isA2A {
+			d = a2a
+		}
+		call, evs, rerr := d.Fire(path, &Body{Data: data, ContentType: "application/json"})
+		if rerr != nil {
+			if rerr.Code > -32600 || rerr.Code < -32700 || len(evs) != 0 {
+				t.Fatalf("%q: error %v with %d events", data, rerr, len(evs))
+			}
+			return
+		}
+		var msg map[string]any
+		if err := json.Unmarshal(data, &msg); err != nil {
+			t.Fatalf("%q: read as a message, encoding/json refuses it: %v", data, err)
+		}
+		if msg["jsonrpc"] != "2.0" || msg["method"] != call.Method {
+			t.Fatalf("%q: read method %q, encoding/json reads %v", data, call.Method, msg["method"])
+		}
+		switch id := msg["id"].(type) {
+		case nil:
+			if !call.Notification || isA2A {
+				t.Fatalf("%q: no id, not an MCP notification", data)
+			}
+		case string, float64:
+			if call.ID != id {
+				t.Fatalf("%q: id %v, encoding/json reads %v", data, call.ID, id)
+			}
+		default:
+			t.Fatalf("%q: accepted id %v", data, id)
+		}
+		if _, known := d.Methods[call.Method]; !known && !call.Notification {
+			t.Fatalf("%q: accepted unknown method %q", data, call.Method)
+		}
+		for _, ev := range evs {
+			if !ev.Optional || !ev.Inner {
+				t.Fatalf("%q: %s:%s not optional and inner", data, ev.Resource, ev.Action)
+			}
+		}
+	})
+}
