@@ -92,7 +92,7 @@ func Handler(h *decision.Holder, st *State, opts Options) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		w.Header().Set("Access-Control-Allow-Origin", "*")
-		_, _ = w.Write([]byte(doc))
+		_, _ = w.Write([]byte(doc)) //nolint:gosec // JSON langgate encoded from its configuration, served as application/json
 	}
 	mux.HandleFunc("GET "+decision.WellKnownResourceMetadata, metadata)
 	mux.HandleFunc("GET "+decision.WellKnownResourceMetadata+"/{path...}", metadata)
