@@ -128,8 +128,8 @@ func TestPolicyDocExamples(t *testing.T) {
 		blocks = append(blocks, rest[:j])
 		rest = rest[j+3:]
 	}
-	if len(blocks) != 3 {
-		t.Fatalf("%d YAML blocks, want the configuration, the key list and the user fields", len(blocks))
+	if len(blocks) != 4 {
+		t.Fatalf("%d YAML blocks, want the configuration, the key list, the MCP resource and the user fields", len(blocks))
 	}
 	f, err := config.Parse("policy.md", []byte(blocks[0]), func(string) (string, bool) { return "secret", true })
 	if err != nil {
@@ -141,8 +141,14 @@ func TestPolicyDocExamples(t *testing.T) {
 	if set, err := parseAPIKeys([]byte(blocks[1])); err != nil || len(set) != 1 {
 		t.Errorf("the key list example: %v", err)
 	}
+	// The MCP resource fragment, with an issuer that lists the resource.
+	mcp := "authenticate:\n  oidc: [{issuer: https://idp.example.com, audiences: [https://agents.example.com/mcp]}]\n  user: {identity: claims.sub}\n" + blocks[2]
+	if f, err := config.Parse("policy.md", []byte(mcp), func(string) (string, bool) { return "", false }); err != nil ||
+		f.Authenticate.MCP == nil || f.Authenticate.MCP.Resource != "https://agents.example.com/mcp" || len(f.Authenticate.MCP.AuthorizationServers) != 1 {
+		t.Errorf("the MCP resource example: %v", err)
+	}
 	// The user fields fragment, in an authenticate section of its own.
-	text := "authenticate:\n  oidc: [{issuer: https://idp.example.com, audiences: [x]}]\n" + blocks[2]
+	text := "authenticate:\n  oidc: [{issuer: https://idp.example.com, audiences: [x]}]\n" + blocks[3]
 	f, err = config.Parse("policy.md", []byte(text), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatalf("the user fields example: %v", err)
