@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import pathlib
 import secrets
 import sys
 from typing import Any
@@ -43,8 +42,8 @@ from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuth
 from mcp.client.auth.utils import extract_resource_metadata_from_www_auth
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken, ProtectedResourceMetadata
+from oracle import compare, run_all
 
-HERE = pathlib.Path(__file__).parent
 TOKENS: dict[str, str] = json.loads(os.environ["TOKENS"])
 USERS = ("alice", "bob", "carol")
 NIL = "00000000-0000-0000-0000-000000000000"
@@ -339,42 +338,14 @@ async def discovery(base: str) -> list[str]:
     return problems
 
 
-async def run_all(targets: dict[str, Target]) -> None:
-    try:
-        for t in targets.values():
-            await corpus(t)
-    finally:
-        for t in targets.values():
-            await t.close()
-
-
 def main() -> int:
     run = secrets.token_hex(4)
     targets = {
         "reference": Target(os.environ["REFERENCE_URL"], run),
         "langgate": Target(os.environ["LANGGATE_URL"], run),
     }
-    asyncio.run(run_all(targets))
-    listed = json.loads((HERE / "differences.json").read_text())
-    listed = {d["step"]: d for d in listed.get("agents", [])}
-    ref, lg = targets["reference"].log, targets["langgate"].log
-    if [s for s, _ in ref] != [s for s, _ in lg]:
-        print("the two runs took different steps:", [s for s, _ in ref], [s for s, _ in lg], file=sys.stderr)
-        return 1
-    bad = 0
-    for (step, a), (_, b) in zip(ref, lg, strict=True):
-        if a == b and step in listed:
-            print(f"STALE {step}: listed in differences.json but both now observe {a}")
-            bad += 1
-        elif a != b and step not in listed:
-            print(f"≠ {step}\n    LangGraph: {a}\n    langgate:  {b}")
-            bad += 1
-        elif a != b:
-            print(f"≠ {step} (listed: {listed[step]['why']})\n    LangGraph: {a}\n    langgate:  {b}")
-        else:
-            print(f"= {step}: {a}")
-    differing = sum(1 for (_, a), (_, b) in zip(ref, lg, strict=True) if a != b)
-    print(f"{len(ref)} steps, {differing} differences, {bad} not accounted for")
+    asyncio.run(run_all(targets, corpus))
+    bad = compare(targets["reference"].log, targets["langgate"].log, "agents")
     problems = asyncio.run(discovery(os.environ["LANGGATE_URL"]))
     for p in problems:
         print(f"✗ discovery: {p}")

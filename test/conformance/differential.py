@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import pathlib
 import re
 import secrets
 import sys
@@ -35,11 +34,11 @@ import urllib.request
 from typing import Any
 
 import httpx
+from oracle import compare, run_all
 
 TOKEN_URL = os.environ["TOKEN_URL"]
 SERVER = os.environ.get("SERVER", "python")
 USERS = ("alice", "bob", "carol")
-HERE = pathlib.Path(__file__).parent
 
 
 def token(sub: str) -> str:
@@ -448,15 +447,6 @@ async def corpus(t: Target) -> None:
     await observe(t, "a malformed token", "forger", "POST", "/threads/search", {})
 
 
-async def run_all(targets: dict[str, Target]) -> None:
-    try:
-        for t in targets.values():
-            await corpus(t)
-    finally:
-        for t in targets.values():
-            await t.close()
-
-
 def main() -> int:
     tokens = {u: token(u) for u in USERS}
     run = secrets.token_hex(6)
@@ -464,29 +454,8 @@ def main() -> int:
         "reference": Target(os.environ["REFERENCE_URL"], tokens, run),
         "langgate": Target(os.environ["LANGGATE_URL"], tokens, run),
     }
-    asyncio.run(run_all(targets))
-    listed = json.loads((HERE / "differences.json").read_text())
-    listed = {d["step"]: d for d in listed.get(SERVER, [])}
-    ref, lg = targets["reference"].log, targets["langgate"].log
-    if [s for s, _ in ref] != [s for s, _ in lg]:
-        print("the two runs took different steps:", [s for s, _ in ref], [s for s, _ in lg], file=sys.stderr)
-        return 1
-    bad = 0
-    for (step, a), (_, b) in zip(ref, lg, strict=True):
-        same = a == b
-        if same and step in listed:
-            print(f"STALE {step}: listed in differences.json but both now observe {a}")
-            bad += 1
-        elif not same and step not in listed:
-            print(f"≠ {step}\n    LangGraph: {a}\n    langgate:  {b}")
-            bad += 1
-        elif not same:
-            print(f"≠ {step} (listed: {listed[step]['why']})\n    LangGraph: {a}\n    langgate:  {b}")
-        else:
-            print(f"= {step}: {a}")
-    differing = sum(1 for (_, a), (_, b) in zip(ref, lg, strict=True) if a != b)
-    print(f"{len(ref)} steps, {differing} differences, {bad} not accounted for")
-    return 1 if bad else 0
+    asyncio.run(run_all(targets, corpus))
+    return 1 if compare(targets["reference"].log, targets["langgate"].log, SERVER) else 0
 
 
 if __name__ == "__main__":

@@ -1,12 +1,8 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -56,15 +52,7 @@ func agentsDifferential(t *testing.T, signed bool) {
 	port := testproc.Port(t, testproc.FreeAddr(t))
 	resource := fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
 
-	refLog := &testproc.SyncBuffer{}
-	ref, err := langgraphpy.Start(langgraphpy.Options{
-		Config: "../conformance/langgraph.seed.json", Venv: venv, Stderr: refLog, Timeout: 90 * time.Second,
-		Env: []string{"SEED_OIDC_ISSUER=" + shared.issuer.URL, "SEED_OIDC_AUDIENCE=" + shared.issuer.Audience},
-	})
-	if err != nil {
-		t.Fatalf("the seed's server: %v\n%s", err, refLog.String())
-	}
-	t.Cleanup(ref.Stop)
+	ref, refLog := seedServer(t, venv)
 	var py *tap
 	var pyLog *testproc.SyncBuffer
 	var lg *langgate
@@ -98,22 +86,6 @@ func agentsDifferential(t *testing.T, signed bool) {
 	}
 	tj, _ := json.Marshal(tokens)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(venv, "bin", "python"), "../conformance/agents.py")
-	cmd.Env = append(os.Environ(),
-		"REFERENCE_URL="+ref.URL,
-		"LANGGATE_URL="+e.URL("langgraph_http"),
-		"TOKEN_URL="+shared.issuer.URL+"/token",
-		"TOKENS="+string(tj),
-		"MCP_RESOURCE="+resource,
-		"ISSUER="+shared.issuer.URL,
-		"PYTHONDONTWRITEBYTECODE=1",
-	)
-	out, err := cmd.CombinedOutput()
-	t.Logf("agents.py:\n%s", out)
-	if err != nil {
-		t.Errorf("LangGraph's seed auth and langgate disagree on MCP or A2A: %v\nthe seed server's log:\n%s\nthe langgate server's log:\n%s",
-			err, tail(refLog.String(), 6000), tail(pyLog.String(), 6000))
-	}
+	runOracle(t, venv, "agents.py", "MCP or A2A", oracleRun{ref.URL, refLog}, oracleRun{e.URL("langgraph_http"), pyLog},
+		"TOKENS="+string(tj), "MCP_RESOURCE="+resource, "ISSUER="+shared.issuer.URL)
 }

@@ -28,19 +28,11 @@ func TestDifferential(t *testing.T) {
 		t.Fatal(err)
 	}
 	venv := langgraphpy.Venv(root)
-	refLog := &testproc.SyncBuffer{}
-	ref, err := langgraphpy.Start(langgraphpy.Options{
-		Config: "../conformance/langgraph.seed.json", Venv: venv, Stderr: refLog, Timeout: 90 * time.Second,
-		Env: []string{"SEED_OIDC_ISSUER=" + shared.issuer.URL, "SEED_OIDC_AUDIENCE=" + shared.issuer.Audience},
-	})
-	if err != nil {
-		t.Fatalf("the seed's server: %v\n%s", err, refLog.String())
-	}
-	t.Cleanup(ref.Stop)
+	ref, refLog := seedServer(t, venv)
 	py, pyLog := pythonServer(t)
 	lg := startLanggate(t, "../../examples/langgraph/langgate.yaml")
 	e := envoyTo(t, "front-proxy.yaml", lg, py.addr, relaxed)
-	differential(t, venv, "python", ref.URL, e.URL("langgraph_http"), refLog, pyLog)
+	runOracle(t, venv, "differential.py", "the python server", oracleRun{ref.URL, refLog}, oracleRun{e.URL("langgraph_http"), pyLog}, "SERVER=python")
 }
 
 // TestDifferentialJS is TestDifferential on the real JS server: the seed's
@@ -62,27 +54,52 @@ func TestDifferentialJS(t *testing.T) {
 	t.Cleanup(ref.Stop)
 	lg := startLanggate(t, "../../examples/langgraph/langgate.yaml")
 	e := envoyFor(t, "front-proxy.yaml", lg, relaxed)
-	differential(t, langgraphpy.Venv(root), "js", ref.URL, e.URL("langgraph_http"), refLog, shared.jsLog)
+	runOracle(t, langgraphpy.Venv(root), "differential.py", "the js server", oracleRun{ref.URL, refLog}, oracleRun{e.URL("langgraph_http"), shared.jsLog}, "SERVER=js")
 }
 
-// differential runs differential.py against the reference and langgate URLs.
-func differential(t *testing.T, venv, server, refURL, lgURL string, refLog, lgLog *testproc.SyncBuffer) {
+// seedServer runs the real Python server with the seed's own custom auth
+// (test/conformance/seed_auth.py, verifying the shared issuer's tokens),
+// for the test's lifetime, and returns it with its log.
+func seedServer(t *testing.T, venv string) (*langgraphpy.Server, *testproc.SyncBuffer) {
+	t.Helper()
+	log := &testproc.SyncBuffer{}
+	srv, err := langgraphpy.Start(langgraphpy.Options{
+		Config: "../conformance/langgraph.seed.json", Venv: venv, Stderr: log, Timeout: 90 * time.Second,
+		Env: []string{"SEED_OIDC_ISSUER=" + shared.issuer.URL, "SEED_OIDC_AUDIENCE=" + shared.issuer.Audience},
+	})
+	if err != nil {
+		t.Fatalf("the seed's server: %v\n%s", err, log.String())
+	}
+	t.Cleanup(srv.Stop)
+	return srv, log
+}
+
+// oracleRun is one side of the comparison: a server's URL and its log.
+type oracleRun struct {
+	url string
+	log *testproc.SyncBuffer
+}
+
+// runOracle runs a corpus of test/conformance (differential.py,
+// agents.py) against LangGraph's own auth (ref) and langgate (lg), with
+// env added to its environment, and fails the test, with both servers'
+// logs, when they disagree; what names the comparison in the message.
+func runOracle(t *testing.T, venv, script, what string, ref, lg oracleRun, env ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(venv, "bin", "python"), "../conformance/differential.py")
-	cmd.Env = append(os.Environ(),
-		"REFERENCE_URL="+refURL,
-		"LANGGATE_URL="+lgURL,
+	cmd := exec.CommandContext(ctx, filepath.Join(venv, "bin", "python"), filepath.Join("../conformance", script))
+	cmd.Env = append(append(os.Environ(),
+		"REFERENCE_URL="+ref.url,
+		"LANGGATE_URL="+lg.url,
 		"TOKEN_URL="+shared.issuer.URL+"/token",
-		"SERVER="+server,
 		"PYTHONDONTWRITEBYTECODE=1",
-	)
+	), env...)
 	out, err := cmd.CombinedOutput()
-	t.Logf("differential.py (%s server):\n%s", server, out)
+	t.Logf("%s (%s):\n%s", script, what, out)
 	if err != nil {
-		t.Errorf("LangGraph's seed auth and langgate disagree on the %s server: %v\nthe seed server's log:\n%s\nthe langgate server's log:\n%s",
-			server, err, tail(refLog.String(), 4000), tail(lgLog.String(), 4000))
+		t.Errorf("LangGraph's seed auth and langgate disagree on %s: %v\nthe seed server's log:\n%s\nthe langgate server's log:\n%s",
+			what, err, tail(ref.log.String(), 6000), tail(lg.log.String(), 6000))
 	}
 }
 
