@@ -173,7 +173,9 @@ func A2ADispatch() *RPC {
 			}
 			var thread any
 			if ok {
-				thread = ctx
+				if thread, err = threadID(ctx); err != nil {
+					return nil, err
+				}
 			}
 			return []Event{rpcEvent(specThreadsRead, threadValue(thread)), rpcEvent(specThreadsSearch, threadValue(thread))}, nil
 		},
@@ -209,13 +211,27 @@ func taskThread(obj map[string]any, idKey string) (any, error) {
 	}
 	switch {
 	case hasCtx:
-		return ctx, nil
+		return threadID(ctx)
 	case hasTask:
 		if t, _, found := strings.Cut(task, ":"); found {
-			return t, nil
+			return threadID(t)
 		}
 	}
 	return nil, nil
+}
+
+// errThreadNotUUID refuses a context that is not a thread id. The server
+// puts it into the path of its in-process calls (/threads/{id}/runs)
+// unescaped, and every thread id is a UUID there (anything else is a 422),
+// so only a UUID names one thread for every reading.
+var errThreadNotUUID = errors.New(`contextId (or a task id's part before ":") must be a thread's UUID`)
+
+// threadID is a context as the thread it names, or errThreadNotUUID.
+func threadID(s string) (any, error) {
+	if !IsUUID(s) {
+		return nil, errThreadNotUUID
+	}
+	return s, nil
 }
 
 // threadValue is the value of a thread event: bound to the thread when
